@@ -1,0 +1,73 @@
+"""The envelope every fleet message shares: schema version, stable id, site and UTC times.
+
+`message_id` is stable: it is derived from what the message is about (a frame's sha256, a
+request id), never from the moment it was sent, so a resend after a crash or an outage carries
+the same id and JetStream's duplicate window (`Nats-Msg-Id`) stores it once.
+"""
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+SITE_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,31}$"
+MESSAGE_ID_PATTERN = r"^[a-z0-9-]{1,40}:[0-9a-f]{32}$"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+
+SiteId = Annotated[
+    str,
+    Field(
+        pattern=SITE_ID_PATTERN,
+        description="Site name usable as one NATS subject token: lower-case letters, digits, '-'.",
+    ),
+]
+Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN, description="Lower-case hex SHA-256.")]
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_as_utc)]
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+def stable_message_id(kind: str, *identity: str) -> str:
+    """A message id that depends only on the message kind and what it is about.
+
+    >>> stable_message_id("frame-score", "la-silla", "ab" * 32)[:12]
+    'frame-score:'
+    """
+    digest = hashlib.sha256("\x1f".join((kind, *identity)).encode()).hexdigest()[:32]
+    return f"{kind}:{digest}"
+
+
+class ContractModel(BaseModel):
+    """A strict, immutable piece of the contract: unknown fields and loose types are errors."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class FleetMessage(ContractModel):
+    """Fields common to every message on the bus."""
+
+    KIND: ClassVar[str] = "message"
+
+    schema_version: Literal[1] = Field(
+        default=SCHEMA_VERSION, description="Version of this message's schema."
+    )
+    message_id: str = Field(
+        pattern=MESSAGE_ID_PATTERN,
+        description="Stable id, sent as the JetStream Nats-Msg-Id header.",
+    )
+    site_id: SiteId
+    created_at: UtcDatetime = Field(
+        default_factory=utc_now, description="When the message was made (UTC)."
+    )

@@ -1,0 +1,151 @@
+"""Messages about single frames: a quality score with its reasons, or a rejection."""
+
+from enum import StrEnum
+from typing import ClassVar, Literal, Self
+
+from pydantic import Field, model_validator
+
+from protos.base import ContractModel, FleetMessage, Sha256, UtcDatetime
+
+
+class QualityLabel(StrEnum):
+    """The three quality classes, in the model's output order."""
+
+    GOOD = "good"
+    MEDIUM = "medium"
+    BAD = "bad"
+
+
+class SkyPosition(ContractModel):
+    """An ICRS position in degrees."""
+
+    ra_deg: float = Field(ge=0.0, lt=360.0)
+    dec_deg: float = Field(ge=-90.0, le=90.0)
+
+
+class FrameIdentity(ContractModel):
+    """Which frame a message is about, and the header facts that place it."""
+
+    file_name: str = Field(min_length=1, max_length=512)
+    sha256: Sha256
+    date_obs: UtcDatetime | None = Field(default=None, description="DATE-OBS, start of exposure.")
+    exptime_s: float | None = Field(default=None, ge=0.0, description="EXPTIME in seconds.")
+    filter: str | None = Field(default=None, max_length=32, description="FILTER keyword.")
+    pointing: SkyPosition | None = Field(default=None, description="Frame centre from the WCS.")
+    width_px: int = Field(gt=0)
+    height_px: int = Field(gt=0)
+
+
+class ClassProbabilities(ContractModel):
+    """Softmax probabilities of the three classes; they sum to one."""
+
+    good: float = Field(ge=0.0, le=1.0)
+    medium: float = Field(ge=0.0, le=1.0)
+    bad: float = Field(ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> Self:
+        total = self.good + self.medium + self.bad
+        if abs(total - 1.0) > 1e-3:
+            raise ValueError(f"class probabilities sum to {total:.4f}, not 1")
+        return self
+
+    def of(self, label: QualityLabel) -> float:
+        """The probability of one class."""
+        return float(getattr(self, label.value))
+
+
+class ModelRef(ContractModel):
+    """The exact model that produced a result."""
+
+    name: str = Field(min_length=1, max_length=64)
+    version: str = Field(min_length=1, max_length=32)
+    sha256: Sha256 | None = None
+
+
+class ImageMetrics(ContractModel):
+    """Physical measurements of a frame from its sources and background."""
+
+    background_adu: float = Field(description="Median sky background level (ADU).")
+    background_rms_adu: float = Field(ge=0.0, description="Sky noise (ADU).")
+    fwhm_arcsec: float | None = Field(default=None, gt=0.0, description="Median stellar FWHM.")
+    ellipticity: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Median 1 - b/a of stars; trailing raises it."
+    )
+    source_count: int = Field(ge=0)
+    saturated_fraction: float = Field(ge=0.0, le=1.0, description="Fraction of saturated pixels.")
+    transparency: float | None = Field(
+        default=None, ge=0.0, description="Measured / expected source counts (1 = clear sky)."
+    )
+
+
+Reason = Literal[
+    "seeing", "background", "transparency", "trailing", "focus", "saturation", "artefacts"
+]
+
+
+class QualityReason(ContractModel):
+    """One physical reason behind a quality verdict, with the threshold it was judged by."""
+
+    reason: Reason
+    value: float
+    threshold: float
+    unit: str = Field(max_length=16)
+    message: str = Field(max_length=256)
+
+
+class TransientSearch(ContractModel):
+    """What happened when the site looked for transients in this frame."""
+
+    attempted: bool
+    candidates: int = Field(default=0, ge=0)
+    skipped_reason: str | None = Field(default=None, max_length=256)
+
+
+class FrameScore(FleetMessage):
+    """The quality verdict on one frame, with the measurements and reasons behind it."""
+
+    KIND: ClassVar[str] = "frame-score"
+
+    frame: FrameIdentity
+    label: QualityLabel
+    confidence: float = Field(ge=0.0, le=1.0)
+    probabilities: ClassProbabilities
+    model: ModelRef
+    metrics: ImageMetrics
+    reasons: list[QualityReason] = Field(default_factory=list, max_length=16)
+    transients: TransientSearch | None = None
+    processing_ms: float | None = Field(default=None, ge=0.0)
+
+    @model_validator(mode="after")
+    def _confidence_is_label_probability(self) -> Self:
+        if abs(self.probabilities.of(self.label) - self.confidence) > 1e-3:
+            raise ValueError("confidence must equal the probability of the label")
+        return self
+
+
+class RejectReason(StrEnum):
+    """Why a file could not be scored."""
+
+    UNREADABLE = "unreadable"
+    EMPTY_FILE = "empty_file"
+    NOT_FITS = "not_fits"
+    TRUNCATED = "truncated"
+    NO_IMAGE_DATA = "no_image_data"
+    BAD_DIMENSIONS = "bad_dimensions"
+    UNSUPPORTED_BITPIX = "unsupported_bitpix"
+    ALL_NAN = "all_nan"
+    TOO_LARGE = "too_large"
+    NOT_A_FILE = "not_a_file"
+
+
+class FrameRejected(FleetMessage):
+    """A file that arrived but could not be scored; it is quarantined at the site."""
+
+    KIND: ClassVar[str] = "frame-rejected"
+
+    file_name: str = Field(min_length=1, max_length=512)
+    sha256: Sha256 | None = None
+    reason: RejectReason
+    message: str = Field(min_length=1, max_length=1024)
+    quarantine_path: str | None = Field(default=None, max_length=1024)

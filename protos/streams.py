@@ -1,0 +1,131 @@
+"""JetStream stream definitions: names, subjects, retention, age, duplicate window, storage.
+
+These are plain contract objects; the bus code (`fleetbus`) turns them into nats-py configs.
+Two topologies use the same definitions:
+- development: one server holds `FLEET` with the site subjects directly;
+- production: each site's leaf server holds its own `SITE_<ID>` stream in its own JetStream
+  domain, and the hub's `FLEET` stream *sources* every site stream (store and forward).
+"""
+
+from enum import StrEnum
+
+from pydantic import Field
+
+from protos import subjects
+from protos.base import ContractModel
+
+DAY_S = 86_400.0
+
+
+class Retention(StrEnum):
+    LIMITS = "limits"
+    INTEREST = "interest"
+    WORK_QUEUE = "workqueue"
+
+
+class Storage(StrEnum):
+    FILE = "file"
+    MEMORY = "memory"
+
+
+class StreamSource(ContractModel):
+    """Another stream this one copies from, possibly in another JetStream domain."""
+
+    name: str
+    api_prefix: str | None = Field(default=None, description="e.g. $JS.site-a.API for a leaf.")
+    filter_subject: str | None = None
+
+
+class StreamSpec(ContractModel):
+    """One JetStream stream."""
+
+    name: str = Field(pattern=r"^[A-Z0-9_-]{1,64}$")
+    description: str
+    subjects: list[str]
+    retention: Retention = Retention.LIMITS
+    storage: Storage = Storage.FILE
+    max_age_s: float = Field(gt=0.0)
+    duplicate_window_s: float = Field(gt=0.0)
+    max_bytes: int = Field(default=-1, description="-1: unlimited.")
+    sources: list[StreamSource] = Field(default_factory=list)
+
+
+FLEET_STREAM = "FLEET"
+COMMAND_STREAM = "FLEET_COMMANDS"
+DEAD_LETTER_STREAM = "FLEET_DEADLETTER"
+
+
+def site_domain(site_id: str) -> str:
+    """The JetStream domain of a site's own (leaf) server."""
+    return f"site-{site_id}"
+
+
+def site_stream_name(site_id: str) -> str:
+    """Name of the stream a site's leaf server keeps its own messages in."""
+    return "SITE_" + site_id.upper().replace("-", "_")
+
+
+def site_stream(site_id: str) -> StreamSpec:
+    """The stream on a site's own server: everything the site publishes, kept through outages."""
+    return StreamSpec(
+        name=site_stream_name(site_id),
+        description=f"Messages of site {site_id}, kept at the site until the hub has them.",
+        subjects=[subjects.site_events(site_id)],
+        max_age_s=14 * DAY_S,
+        duplicate_window_s=1 * DAY_S,
+        max_bytes=2 * 1024**3,
+    )
+
+
+def fleet_stream(source_sites: list[str] | None = None) -> StreamSpec:
+    """The central stream of all site messages.
+
+    Without `source_sites` it captures the site subjects directly (one server); with them it
+    sources each site's stream from the site's JetStream domain (leaf nodes).
+    """
+    if source_sites is None:
+        return StreamSpec(
+            name=FLEET_STREAM,
+            description="All site messages (single-server topology).",
+            subjects=[subjects.all_site_events()],
+            max_age_s=30 * DAY_S,
+            duplicate_window_s=1 * DAY_S,
+        )
+    return StreamSpec(
+        name=FLEET_STREAM,
+        description="All site messages, sourced from each site's leaf server.",
+        subjects=[],
+        max_age_s=30 * DAY_S,
+        duplicate_window_s=1 * DAY_S,
+        sources=[
+            StreamSource(name=site_stream_name(s), api_prefix=f"$JS.{site_domain(s)}.API")
+            for s in source_sites
+        ],
+    )
+
+
+def command_stream() -> StreamSpec:
+    """Commands to sites (follow-up requests, model releases), kept until they expire."""
+    return StreamSpec(
+        name=COMMAND_STREAM,
+        description="Commands from the coordinator to the sites.",
+        subjects=[subjects.all_commands()],
+        max_age_s=7 * DAY_S,
+        duplicate_window_s=1 * DAY_S,
+    )
+
+
+def dead_letter_stream() -> StreamSpec:
+    """Messages a consumer refused, with the reason in the headers."""
+    return StreamSpec(
+        name=DEAD_LETTER_STREAM,
+        description="Messages that failed validation, with the error.",
+        subjects=[subjects.all_dead_letters()],
+        max_age_s=30 * DAY_S,
+        duplicate_window_s=1 * DAY_S,
+    )
+
+
+def central_streams(source_sites: list[str] | None = None) -> list[StreamSpec]:
+    """Every stream the central server holds."""
+    return [fleet_stream(source_sites), command_stream(), dead_letter_stream()]

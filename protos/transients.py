@@ -1,0 +1,82 @@
+"""Transient candidates found by difference imaging, with compact image cutouts."""
+
+import base64
+import binascii
+import zlib
+from typing import ClassVar, Literal, Self
+
+from pydantic import Field, model_validator
+
+from protos.base import ContractModel, FleetMessage, Sha256, UtcDatetime
+
+MAX_CUTOUT_SIDE = 128
+
+
+class EncodedArray(ContractModel):
+    """A small 2-D float32 image: little-endian bytes, zlib-compressed, base64 text.
+
+    Use `from_raw`/`raw` with `numpy.frombuffer(..., dtype='<f4').reshape(shape)`; this package
+    stays free of numpy so every consumer can read the contract.
+    """
+
+    dtype: Literal["<f4"] = "<f4"
+    shape: tuple[int, int]
+    encoding: Literal["zlib+base64"] = "zlib+base64"
+    data: str = Field(max_length=200_000)
+
+    @model_validator(mode="after")
+    def _data_matches_shape(self) -> Self:
+        ny, nx = self.shape
+        if not (0 < ny <= MAX_CUTOUT_SIDE and 0 < nx <= MAX_CUTOUT_SIDE):
+            raise ValueError(f"cutout shape {self.shape} outside 1..{MAX_CUTOUT_SIDE} per side")
+        try:
+            raw = zlib.decompress(base64.b64decode(self.data, validate=True))
+        except (binascii.Error, zlib.error) as exc:
+            raise ValueError(f"cutout data is not zlib+base64: {exc}") from exc
+        if len(raw) != ny * nx * 4:
+            raise ValueError(
+                f"cutout holds {len(raw)} bytes, shape {self.shape} needs {ny * nx * 4}"
+            )
+        return self
+
+    @classmethod
+    def from_raw(cls, shape: tuple[int, int], raw: bytes) -> Self:
+        """Encode little-endian float32 bytes of the given shape."""
+        return cls(shape=shape, data=base64.b64encode(zlib.compress(raw, 6)).decode("ascii"))
+
+    def raw(self) -> bytes:
+        """The little-endian float32 bytes."""
+        return zlib.decompress(base64.b64decode(self.data))
+
+
+class TransientCutouts(ContractModel):
+    """New, reference and difference stamps centred on a candidate."""
+
+    new: EncodedArray
+    reference: EncodedArray
+    difference: EncodedArray
+
+
+class TransientCandidate(FleetMessage):
+    """One detection on a difference image that survived the site's real/bogus filter."""
+
+    KIND: ClassVar[str] = "transient-candidate"
+
+    frame_sha256: Sha256
+    frame_file_name: str = Field(min_length=1, max_length=512)
+    observed_at: UtcDatetime
+    ra_deg: float = Field(ge=0.0, lt=360.0)
+    dec_deg: float = Field(ge=-90.0, le=90.0)
+    x_px: float
+    y_px: float
+    flux_adu: float
+    flux_err_adu: float = Field(gt=0.0)
+    snr: float
+    mag: float | None = Field(default=None, description="Calibrated magnitude, if calibrated.")
+    mag_err: float | None = Field(default=None, ge=0.0)
+    filter: str | None = Field(default=None, max_length=32)
+    fwhm_arcsec: float | None = Field(default=None, gt=0.0)
+    ellipticity: float | None = Field(default=None, ge=0.0, le=1.0)
+    real_bogus: float = Field(ge=0.0, le=1.0, description="Probability that it is real.")
+    nearest_reference_source_arcsec: float | None = Field(default=None, ge=0.0)
+    cutouts: TransientCutouts

@@ -1,0 +1,1 @@
+"""The `skyfleet` command line: a thin layer that wires the packages together."""

@@ -1,0 +1,32 @@
+"""Assembles the sub-commands into the `skyfleet` app."""
+
+import typer
+
+from skyfleet.cli import (
+    coordinator_cmd,
+    demo_cmd,
+    detect_cmd,
+    nats_cmd,
+    score_cmd,
+    simulate_cmd,
+    site_cmd,
+    status_cmd,
+    train_cmd,
+)
+
+app = typer.Typer(
+    name="skyfleet",
+    help="Run a fleet of robotic telescopes as one instrument.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+app.add_typer(nats_cmd.app, name="nats")
+app.add_typer(site_cmd.app, name="site")
+app.add_typer(coordinator_cmd.app, name="coordinator")
+app.add_typer(train_cmd.app, name="train")
+app.command("simulate")(simulate_cmd.simulate)
+app.command("score")(score_cmd.score)
+app.command("detect")(detect_cmd.detect)
+app.command("demo")(demo_cmd.demo)
+app.command("status")(status_cmd.status)

@@ -1,0 +1,128 @@
+"""The wire contract validates strictly and names the field that is wrong."""
+
+import json
+from datetime import datetime
+
+import pytest
+
+from protos import (
+    MESSAGE_TYPES,
+    EncodedArray,
+    FrameScore,
+    MessageDecodeError,
+    decode_message,
+    decode_subject_message,
+)
+from protos.subjects import subject_for
+from tests.examples import corrupt_base64, every_message, frame_score
+
+
+@pytest.mark.parametrize("message", every_message(), ids=lambda m: m.KIND)
+def test_every_message_round_trips_through_json(message):
+    decoded = decode_subject_message(subject_for(message), message.model_dump_json().encode())
+    assert decoded == message
+    assert decoded.schema_version == 1
+
+
+def test_every_kind_has_an_example():
+    assert {m.KIND for m in every_message()} == set(MESSAGE_TYPES)
+
+
+def _score_json(**changes) -> bytes:
+    data = json.loads(frame_score().model_dump_json())
+    data.update(changes)
+    return json.dumps(data).encode()
+
+
+def test_wrong_type_names_the_field():
+    with pytest.raises(MessageDecodeError) as err:
+        decode_message(_score_json(confidence="very"), FrameScore)
+    assert err.value.fields == ["confidence"]
+    assert "confidence" in str(err.value)
+
+
+def test_missing_field_names_the_field():
+    data = json.loads(frame_score().model_dump_json())
+    del data["frame"]["sha256"]
+    with pytest.raises(MessageDecodeError) as err:
+        decode_message(json.dumps(data).encode(), FrameScore)
+    assert err.value.fields == ["frame.sha256"]
+
+
+def test_unknown_schema_version_is_rejected():
+    with pytest.raises(MessageDecodeError) as err:
+        decode_message(_score_json(schema_version=2), FrameScore)
+    assert err.value.fields == ["schema_version"]
+
+
+def test_unknown_field_is_rejected():
+    with pytest.raises(MessageDecodeError) as err:
+        decode_message(_score_json(colour="blue"), FrameScore)
+    assert err.value.fields == ["colour"]
+
+
+def test_naive_timestamp_is_rejected():
+    data = json.loads(frame_score().model_dump_json())
+    data["frame"]["date_obs"] = "2026-11-24T03:15:00"
+    with pytest.raises(MessageDecodeError) as err:
+        decode_message(json.dumps(data).encode(), FrameScore)
+    assert err.value.fields == ["frame.date_obs"]
+
+
+def test_timestamps_are_converted_to_utc():
+    data = json.loads(frame_score().model_dump_json())
+    data["frame"]["date_obs"] = "2026-11-24T05:15:00+02:00"
+    score = decode_message(json.dumps(data).encode(), FrameScore)
+    assert score.frame.date_obs == datetime.fromisoformat("2026-11-24T03:15:00+00:00")
+    assert score.frame.date_obs.utcoffset().total_seconds() == 0
+
+
+def test_confidence_must_be_the_probability_of_the_label():
+    with pytest.raises(MessageDecodeError, match="confidence must equal"):
+        decode_message(_score_json(confidence=0.2), FrameScore)
+
+
+def test_probabilities_must_sum_to_one():
+    data = json.loads(frame_score().model_dump_json())
+    data["probabilities"]["bad"] = 0.5
+    with pytest.raises(MessageDecodeError, match="sum to"):
+        decode_message(json.dumps(data).encode(), FrameScore)
+
+
+def test_bad_site_id_is_rejected():
+    with pytest.raises(MessageDecodeError) as err:
+        decode_message(_score_json(site_id="La Silla!"), FrameScore)
+    assert err.value.fields == ["site_id"]
+
+
+def test_message_on_another_sites_subject_is_rejected():
+    message = frame_score("la-silla")
+    with pytest.raises(MessageDecodeError, match="does not match subject"):
+        decode_subject_message(
+            "fleet.site.siding-spring.frame.scored", message.model_dump_json().encode()
+        )
+
+
+def test_unknown_subject_is_rejected():
+    with pytest.raises(MessageDecodeError, match="no known message kind"):
+        decode_subject_message("fleet.site.la-silla.weather", b"{}")
+
+
+def test_invalid_json_is_a_decode_error():
+    with pytest.raises(MessageDecodeError):
+        decode_message(b"{not json", FrameScore)
+
+
+def test_cutout_with_wrong_byte_count_is_rejected():
+    with pytest.raises(ValueError, match="needs"):
+        EncodedArray(shape=(21, 21), data=corrupt_base64())
+
+
+def test_cutout_round_trips_its_bytes():
+    raw = bytes(range(256)) * 4  # 1024 bytes = 16 x 16 float32
+    assert EncodedArray.from_raw((16, 16), raw).raw() == raw
+
+
+def test_resent_message_keeps_its_id():
+    assert frame_score().message_id == frame_score().message_id
+    assert frame_score(sha256="cd" * 32).message_id != frame_score().message_id

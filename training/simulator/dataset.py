@@ -1,0 +1,115 @@
+"""Labelled training sets on disk: `out_dir/good`, `out_dir/medium`, `out_dir/bad` of FITS frames.
+
+This is the seed's folder layout (chapter 8), so the dataset code reads simulated and real,
+hand-sorted frames alike. Frames are taken through simulated nights, one every exposure time
+plus an overhead, each at a field that is up at that moment; every frame has its own random
+stream `default_rng([seed, index, attempt])`, so any one frame can be remade alone.
+"""
+
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from protos import QualityLabel, SiteLocation
+from site_agent.quality_thresholds import QualityThresholds
+from training.simulator.camera import SimCamera
+from training.simulator.conditions import sample_conditions
+from training.simulator.fitsio import write_frame
+from training.simulator.frame import SimulatedFrame, simulate_frame
+from training.simulator.pairs import DEFAULT_NIGHT
+from training.simulator.pointing import DEFAULT_SITE_LOCATION, DEFAULT_SITE_NAME
+from training.simulator.truth import FrameTruth
+
+LABELS = (QualityLabel.GOOD, QualityLabel.MEDIUM, QualityLabel.BAD)
+OVERHEAD_S = 30.0
+"""Readout and slew time between two exposures."""
+NIGHT_HOURS = 9.0
+"""Length of one simulated observing night; the next starts a day after the first."""
+MAX_ATTEMPTS = 10
+"""Draws tried before giving up on a label the camera cannot produce."""
+
+FrameWritten = Callable[[Path, FrameTruth], None]
+"""Called with each frame's path and truth once it is on disk."""
+
+
+def exposure_starts(start: datetime, count: int, cadence_s: float) -> Iterator[datetime]:
+    """Start times of `count` exposures every `cadence_s`, nights of NIGHT_HOURS a day apart."""
+    per_night = max(1, int(NIGHT_HOURS * 3600 // cadence_s))
+    for index in range(count):
+        night, slot = divmod(index, per_night)
+        yield start + timedelta(days=night, seconds=slot * cadence_s)
+
+
+def simulate_labelled_frame(
+    label: QualityLabel,
+    camera: SimCamera,
+    *,
+    seed: int,
+    index: int,
+    date_obs: datetime,
+    site_name: str = DEFAULT_SITE_NAME,
+    site: SiteLocation = DEFAULT_SITE_LOCATION,
+    thresholds: QualityThresholds | None = None,
+) -> SimulatedFrame:
+    """A frame whose true label is `label`; redraws if the frame (by saturation) says otherwise."""
+    for attempt in range(MAX_ATTEMPTS):
+        rng = np.random.default_rng([seed, index, attempt])
+        frame = simulate_frame(
+            sample_conditions(rng, label, thresholds),
+            camera,
+            date_obs=date_obs,
+            site_name=site_name,
+            site=site,
+            rng=rng,
+            thresholds=thresholds,
+        )
+        if frame.truth.label is label:
+            return frame
+    raise RuntimeError(
+        f"{MAX_ATTEMPTS} draws for a {label.value} frame all came out "
+        f"{frame.truth.label.value} (saturated fraction {frame.truth.saturated_fraction:.4f}); "
+        "the camera saturates too easily: shorten the exposure or raise the saturation level"
+    )
+
+
+def write_labelled_set(
+    out_dir: Path,
+    per_class: int,
+    camera: SimCamera,
+    seed: int,
+    progress: FrameWritten | None = None,
+    *,
+    labels: tuple[QualityLabel, ...] = LABELS,
+    site_name: str = DEFAULT_SITE_NAME,
+    site: SiteLocation = DEFAULT_SITE_LOCATION,
+    start: datetime = DEFAULT_NIGHT,
+    thresholds: QualityThresholds | None = None,
+) -> list[Path]:
+    """Write `per_class` frames of each label into `out_dir/<label>/`; return their paths.
+
+    Labels alternate through the night, so no class is tied to a time or a part of the sky.
+    `progress(path, truth)` is called after each frame is written.
+    """
+    count = per_class * len(labels)
+    paths = []
+    times = exposure_starts(start, count, camera.exptime_s + OVERHEAD_S)
+    for index, date_obs in enumerate(times):
+        label = labels[index % len(labels)]
+        frame = simulate_labelled_frame(
+            label,
+            camera,
+            seed=seed,
+            index=index,
+            date_obs=date_obs,
+            site_name=site_name,
+            site=site,
+            thresholds=thresholds,
+        )
+        name = f"{site_name}-{date_obs:%Y%m%dT%H%M%S}.fits"
+        path = write_frame(frame, out_dir / label.value / name)
+        paths.append(path)
+        if progress is not None:
+            progress(path, frame.truth)
+    return paths

@@ -1,8 +1,118 @@
-"""`skyfleet score`: the quality verdict on FITS files."""
+"""`skyfleet score`: the quality verdict on FITS files, as a table or as FrameScore JSON lines."""
 
-from skyfleet.cli.not_built import not_built
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from protos.base import SITE_ID_PATTERN
+from site_agent.settings import DEFAULT_MODEL_DIR
+
+if TYPE_CHECKING:
+    from protos import FrameScore
+
+console = Console()
+LABEL_STYLES = {"good": "green", "medium": "yellow", "bad": "red"}
 
 
-def score() -> None:
-    """Score FITS frames: label, confidence, probabilities and image metrics."""
-    not_built("Frame scoring", 3)
+def score(
+    files: list[Path] = typer.Argument(..., help="FITS files to score (.fits, .fit, .fits.fz)."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one FrameScore JSON document per line instead of a table."
+    ),
+    model_dir: Path = typer.Option(
+        DEFAULT_MODEL_DIR, "--model", help="Model repository (Triton layout) or version folder."
+    ),
+    site_id: str = typer.Option("local", "--site-id", help="Site name put on the messages."),
+    pixel_scale_arcsec: float | None = typer.Option(
+        None, "--pixel-scale", min=0.001, help="Pixel scale in arcsec/px (default: from the WCS)."
+    ),
+    saturation_adu: float | None = typer.Option(
+        None, "--saturation", min=1.0, help="Saturation level in ADU (default: from the header)."
+    ),
+) -> None:
+    """Score FITS frames: label, confidence, probabilities, image metrics and reasons.
+
+    Every file is processed; one that cannot be read is reported on stderr and the exit status
+    is 1 if any file failed.
+    """
+    errors = Console(stderr=True, highlight=False, soft_wrap=True)
+    if not re.fullmatch(SITE_ID_PATTERN, site_id):
+        errors.print(
+            f"[red]error:[/] --site-id must be lower-case letters, digits and '-', "
+            f"got {escape(repr(site_id))}"
+        )
+        raise typer.Exit(code=2)
+
+    from protos import FrameRejected  # torch, astropy and sep load here, not for every command
+    from site_agent.quality_model import ModelLoadError, QualityModel
+    from site_agent.scoring import score_files
+
+    try:
+        model = QualityModel.load(model_dir)
+    except ModelLoadError as exc:
+        errors.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(code=2) from exc
+
+    scores: list[FrameScore] = []
+    failed = 0
+    for result in score_files(
+        files,
+        model,
+        site_id=site_id,
+        pixel_scale_arcsec=pixel_scale_arcsec,
+        saturation_adu=saturation_adu,
+    ):
+        if isinstance(result.outcome, FrameRejected):
+            failed += 1
+            errors.print(f"[red]rejected[/] {escape(result.outcome.message)}")
+        elif as_json:
+            print(result.outcome.model_dump_json(), flush=True)
+        else:
+            scores.append(result.outcome)
+    if scores:
+        _print_scores(scores, model_name=f"{model.ref.name} {model.ref.version}")
+    if failed:
+        raise typer.Exit(code=1)
+
+
+def _print_scores(scores: list["FrameScore"], model_name: str) -> None:
+    """A table of verdicts and metrics, one row per frame, then each frame's reasons."""
+    show_transparency = any(item.metrics.transparency is not None for item in scores)
+    table = Table(title=f"Frame quality (model {model_name})", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("file", overflow="fold", min_width=12)
+    table.add_column("verdict\n[dim]good medium bad[/]")
+    for column in ("FWHM″", "ellip.", "sources", "bkg ADU", "sat."):
+        table.add_column(column, justify="right")
+    if show_transparency:
+        table.add_column("transp.", justify="right")
+    for item in scores:
+        metrics, p = item.metrics, item.probabilities
+        row = [
+            escape(item.frame.file_name),
+            f"[{LABEL_STYLES[item.label.value]}]{item.label.value}[/] {item.confidence:.2f}\n"
+            f"[dim]{p.good:.2f} {p.medium:.2f} {p.bad:.2f}[/]",
+            _optional(metrics.fwhm_arcsec, "{:.2f}"),
+            _optional(metrics.ellipticity, "{:.2f}"),
+            str(metrics.source_count),
+            f"{metrics.background_adu:.0f}±{metrics.background_rms_adu:.1f}",
+            f"{metrics.saturated_fraction:.1%}",
+        ]
+        if show_transparency:
+            row.append(_optional(metrics.transparency, "{:.2f}"))
+        table.add_row(*row)
+    console.print(table)
+    for item in scores:
+        for reason in item.reasons:
+            console.print(
+                f"{escape(item.frame.file_name)}: {escape(reason.message)}", highlight=False
+            )
+
+
+def _optional(value: float | None, template: str) -> str:
+    return "-" if value is None else template.format(value)

@@ -1,0 +1,133 @@
+"""Scoring frames: the quality verdict on one frame, and on a batch of files that never stops.
+
+`score_frame` runs the site's quality path on a frame already read: the one preprocessing, the
+model, the image metrics and the physical reasons, and returns the `FrameScore` message.
+`score_files` reads and scores files one after another and turns every unreadable or invalid
+file into a `FrameRejected` message instead of an exception, so one bad file never stops a
+batch.
+"""
+
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import NamedTuple, Protocol
+
+import numpy as np
+
+from protos import (
+    ClassProbabilities,
+    FrameRejected,
+    FrameScore,
+    ModelRef,
+    QualityLabel,
+    stable_message_id,
+)
+from site_agent.fits_reader import Frame, FrameError, read_frame
+from site_agent.metrics import measure_image_metrics
+from site_agent.preprocess import preprocess_frame
+from site_agent.quality_reasons import explain_quality
+from site_agent.quality_thresholds import QualityThresholds
+
+# Used when neither the caller nor the header (SATURATE, integer BITPIX) gives a level.
+DEFAULT_SATURATION_ADU = 65535.0
+MESSAGE_MAX_CHARS = 1024
+
+
+class QualityPredictor(Protocol):
+    """A model that scores preprocessed frames and says which model it is."""
+
+    @property
+    def ref(self) -> ModelRef: ...
+
+    def predict(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+class FileResult(NamedTuple):
+    """What became of one file: its score, or why it was rejected."""
+
+    path: Path
+    outcome: FrameScore | FrameRejected
+
+
+def score_frame(
+    frame: Frame,
+    model: QualityPredictor,
+    *,
+    site_id: str,
+    pixel_scale_arcsec: float | None = None,
+    saturation_adu: float | None = None,
+    expected_sources_per_arcmin2: float | None = None,
+    thresholds: QualityThresholds = QualityThresholds(),
+) -> FrameScore:
+    """The quality verdict on one frame, with its metrics and reasons.
+
+    The pixel scale defaults to the frame's WCS and the saturation level to its header
+    (SATURATE, or the largest value its integer BITPIX holds), then to 65535 ADU.
+    `processing_ms` covers preprocessing, the model and the metrics, not reading the file.
+    """
+    started = time.perf_counter()
+    probabilities = model.predict(preprocess_frame(frame.data)[np.newaxis])[0]
+    metrics = measure_image_metrics(
+        frame.data,
+        pixel_scale_arcsec=pixel_scale_arcsec or frame.pixel_scale_arcsec,
+        saturation_adu=saturation_adu or frame.saturation_adu or DEFAULT_SATURATION_ADU,
+        expected_sources_per_arcmin2=expected_sources_per_arcmin2,
+    )
+    labels = list(QualityLabel)
+    label = labels[int(np.argmax(probabilities))]
+    class_probabilities = ClassProbabilities(
+        **{name.value: float(p) for name, p in zip(labels, probabilities, strict=True)}
+    )
+    return FrameScore(
+        message_id=stable_message_id("frame-score", site_id, frame.identity.sha256),
+        site_id=site_id,
+        frame=frame.identity,
+        label=label,
+        confidence=class_probabilities.of(label),
+        probabilities=class_probabilities,
+        model=model.ref,
+        metrics=metrics,
+        reasons=explain_quality(metrics, thresholds=thresholds),
+        processing_ms=(time.perf_counter() - started) * 1000.0,
+    )
+
+
+def score_files(
+    paths: Iterable[Path],
+    model: QualityPredictor,
+    *,
+    site_id: str,
+    pixel_scale_arcsec: float | None = None,
+    saturation_adu: float | None = None,
+    expected_sources_per_arcmin2: float | None = None,
+    thresholds: QualityThresholds = QualityThresholds(),
+) -> Iterator[FileResult]:
+    """Read and score each file in turn; a file that cannot be read yields `FrameRejected`."""
+    for path in paths:
+        try:
+            frame = read_frame(Path(path))
+        except FrameError as error:
+            yield FileResult(Path(path), rejection(error, site_id=site_id))
+            continue
+        score = score_frame(
+            frame,
+            model,
+            site_id=site_id,
+            pixel_scale_arcsec=pixel_scale_arcsec,
+            saturation_adu=saturation_adu,
+            expected_sources_per_arcmin2=expected_sources_per_arcmin2,
+            thresholds=thresholds,
+        )
+        yield FileResult(Path(path), score)
+
+
+def rejection(error: FrameError, *, site_id: str) -> FrameRejected:
+    """The `FrameRejected` message for a file `read_frame` refused."""
+    file_name = error.path.name or str(error.path)
+    return FrameRejected(
+        message_id=stable_message_id("frame-rejected", site_id, str(error.path), error.reason),
+        site_id=site_id,
+        file_name=file_name,
+        reason=error.reason,
+        message=str(error)[:MESSAGE_MAX_CHARS],
+    )

@@ -1,0 +1,225 @@
+"""Image metrics from sep: right on frames of Gaussian stars with known seeing and shape, the same
+on a sampled large frame as on the whole of it, and usable on every real frame."""
+
+import numpy as np
+import pytest
+
+from site_agent.fits_reader import read_frame
+from site_agent.metrics import (
+    measure_image_metrics,
+    measure_tile,
+    measured_tiles,
+    sky_brightness_mag_arcsec2,
+)
+from tests.conftest import REAL_DATA
+
+REAL_FRAMES = sorted(REAL_DATA.glob("*/*.fits"))
+SKY_ADU = 1000.0
+NOISE_ADU = 10.0
+
+
+def star_field(
+    shape=(1024, 1024),
+    stars=300,
+    fwhm_px=4.0,
+    axis_ratio=1.0,
+    angle_deg=30.0,
+    peaks_adu=(300.0, 20000.0),
+    moffat_beta: float | None = None,
+    seed=0,
+) -> np.ndarray:
+    """Sky with noise and elliptical stars of one FWHM (major axis) and axis ratio: Gaussian, or
+    Moffat with exponent `moffat_beta` (the broad-winged profile of real seeing)."""
+    rng = np.random.default_rng(seed)
+    image = rng.normal(SKY_ADU, NOISE_ADU, shape)
+    sigma_major = fwhm_px / 2.3548
+    sigma_minor = sigma_major * axis_ratio
+    angle = np.radians(angle_deg)
+    radius = int(np.ceil((5 if moffat_beta is None else 12) * sigma_major))
+    offsets = np.arange(-radius, radius + 1)
+    margin = radius + 1
+    rows = rng.uniform(margin, shape[0] - margin, stars)
+    columns = rng.uniform(margin, shape[1] - margin, stars)
+    peaks = np.exp(rng.uniform(*np.log(peaks_adu), stars))
+    for row, column, peak in zip(rows, columns, peaks, strict=True):
+        top, left = int(row), int(column)
+        dy = offsets[:, np.newaxis] - (row - top)
+        dx = offsets[np.newaxis, :] - (column - left)
+        along = dx * np.cos(angle) + dy * np.sin(angle)
+        across = -dx * np.sin(angle) + dy * np.cos(angle)
+        scaled_r2 = (along / sigma_major) ** 2 + (across / sigma_minor) ** 2
+        if moffat_beta is None:
+            stamp = peak * np.exp(-0.5 * scaled_r2)
+        else:  # same FWHM: (1 + r2 / alpha2) ** -beta is half its peak at the Gaussian's HWHM
+            half_r2 = 2 * np.log(2)
+            stamp = peak * (1 + scaled_r2 / half_r2 * (2 ** (1 / moffat_beta) - 1)) ** -moffat_beta
+        image[top - radius : top + radius + 1, left - radius : left + radius + 1] += stamp
+    return image.astype(np.float32)
+
+
+@pytest.mark.parametrize("fwhm_px", [2.5, 4.0, 7.0])
+def test_fwhm_of_round_gaussian_stars_is_measured(fwhm_px):
+    metrics = measure_image_metrics(
+        star_field(fwhm_px=fwhm_px), pixel_scale_arcsec=0.5, saturation_adu=65535.0
+    )
+
+    assert metrics.fwhm_arcsec == pytest.approx(0.5 * fwhm_px, rel=0.06)
+    assert metrics.ellipticity < 0.08
+
+
+@pytest.mark.parametrize(("fwhm_px", "beta"), [(3.0, 2.5), (5.0, 4.0)])
+def test_fwhm_of_moffat_stars_is_read_at_half_maximum_not_from_the_wings(fwhm_px, beta):
+    image = star_field(fwhm_px=fwhm_px, moffat_beta=beta, seed=8)
+
+    metrics = measure_image_metrics(image, pixel_scale_arcsec=1.0, saturation_adu=65535.0)
+
+    # Twice the half-light radius would read 35% (beta 2.5) or 18% (beta 4) wide.
+    assert metrics.fwhm_arcsec == pytest.approx(fwhm_px, rel=0.06)
+
+
+@pytest.mark.parametrize(("axis_ratio", "angle_deg"), [(0.8, 0.0), (0.6, 30.0), (0.4, 100.0)])
+def test_ellipticity_of_elongated_stars_is_one_minus_their_axis_ratio(axis_ratio, angle_deg):
+    image = star_field(fwhm_px=6.0, axis_ratio=axis_ratio, angle_deg=angle_deg, seed=1)
+
+    metrics = measure_image_metrics(image, pixel_scale_arcsec=0.5, saturation_adu=65535.0)
+
+    assert metrics.ellipticity == pytest.approx(1.0 - axis_ratio, abs=0.03)
+
+
+def test_background_level_noise_and_source_count_are_measured():
+    metrics = measure_image_metrics(
+        star_field(stars=300), pixel_scale_arcsec=0.5, saturation_adu=65535.0
+    )
+
+    assert metrics.background_adu == pytest.approx(SKY_ADU, abs=1.0)
+    assert metrics.background_rms_adu == pytest.approx(NOISE_ADU, rel=0.05)
+    assert metrics.source_count == pytest.approx(300, rel=0.1)
+
+
+def test_saturated_pixels_are_counted_and_saturated_stars_do_not_bias_the_fwhm():
+    saturation_adu = 8000.0
+    image = np.minimum(star_field(fwhm_px=4.0, peaks_adu=(300.0, 60000.0), seed=2), saturation_adu)
+
+    metrics = measure_image_metrics(image, pixel_scale_arcsec=1.0, saturation_adu=saturation_adu)
+
+    assert metrics.saturated_fraction == pytest.approx(np.mean(image >= saturation_adu))
+    assert metrics.saturated_fraction > 0
+    assert metrics.fwhm_arcsec == pytest.approx(4.0, rel=0.06)
+
+
+def test_transparency_compares_the_detected_with_the_expected_density():
+    image = star_field(stars=400, seed=3)
+    area_arcmin2 = image.size * 0.5**2 / 3600.0
+    true_density = 400 / area_arcmin2
+
+    clear = measure_image_metrics(
+        image,
+        pixel_scale_arcsec=0.5,
+        saturation_adu=65535.0,
+        expected_sources_per_arcmin2=true_density,
+    )
+    half = measure_image_metrics(
+        image,
+        pixel_scale_arcsec=0.5,
+        saturation_adu=65535.0,
+        expected_sources_per_arcmin2=2 * true_density,
+    )
+
+    assert clear.transparency == pytest.approx(1.0, abs=0.1)
+    assert half.transparency == pytest.approx(0.5, abs=0.05)
+
+
+def test_without_pixel_scale_or_expectation_fwhm_and_transparency_are_unknown():
+    metrics = measure_image_metrics(
+        star_field(),
+        pixel_scale_arcsec=None,
+        saturation_adu=None,
+        expected_sources_per_arcmin2=50.0,
+    )
+
+    assert metrics.fwhm_arcsec is None
+    assert metrics.transparency is None
+    assert metrics.ellipticity is not None
+    assert metrics.saturated_fraction == 0.0
+
+
+def test_a_frame_without_stars_has_no_psf():
+    noise = np.random.default_rng(4).normal(SKY_ADU, NOISE_ADU, (512, 512)).astype(np.float32)
+
+    metrics = measure_image_metrics(noise, pixel_scale_arcsec=0.5, saturation_adu=65535.0)
+
+    assert metrics.source_count < 5
+    assert metrics.fwhm_arcsec is None and metrics.ellipticity is None
+
+
+def test_nan_pixels_are_masked_not_measured():
+    image = star_field(seed=5)
+    image[:, :100] = np.nan
+
+    metrics = measure_image_metrics(image, pixel_scale_arcsec=0.5, saturation_adu=65535.0)
+
+    assert metrics.background_adu == pytest.approx(SKY_ADU, abs=1.0)
+    assert metrics.fwhm_arcsec == pytest.approx(2.0, rel=0.06)
+
+
+def test_large_frame_is_sampled_on_a_quarter_of_it_in_tiles_that_do_not_touch():
+    image = np.zeros((4096, 4096), np.float32)
+
+    tiles = measured_tiles(image)
+
+    covered = np.zeros(image.shape, bool)
+    for rows, columns in tiles:
+        grown = (
+            slice(max(rows.start - 1, 0), rows.stop + 1),
+            slice(max(columns.start - 1, 0), columns.stop + 1),
+        )
+        assert not covered[grown].any()  # no shared edge or corner with an earlier tile
+        covered[rows, columns] = True
+    assert covered.mean() == pytest.approx(0.25)
+    assert len({rows.start for rows, _ in tiles}) == 8  # every row of 512 px tiles
+    assert covered[:, :2048].mean() == covered[:, 2048:].mean() == pytest.approx(0.25)
+
+
+def test_sampled_metrics_of_a_large_frame_agree_with_the_whole_frame():
+    image = star_field(shape=(2048, 2048), stars=1600, fwhm_px=5.0, axis_ratio=0.7, seed=6)
+
+    sampled = measure_image_metrics(image, pixel_scale_arcsec=1.0, saturation_adu=65535.0)
+    whole = measure_tile(image, saturation_adu=65535.0)
+
+    assert sampled.fwhm_arcsec == pytest.approx(np.median(whole.fwhm_px), rel=0.03)
+    assert sampled.ellipticity == pytest.approx(np.median(whole.ellipticity), abs=0.02)
+    # A measured fraction f of the frame holds a Poisson count: k / f has sigma sqrt(N / f).
+    assert abs(sampled.source_count - whole.detections) < 3 * np.sqrt(whole.detections / (1 / 8))
+
+
+def test_sky_brightness_follows_from_the_zero_point():
+    # 400 ADU in 4 s on 1 arcsec2 pixels is 100 ADU/s/arcsec2: 2.5 * log10(100) = 5 mag.
+    brightness = sky_brightness_mag_arcsec2(
+        400.0, zero_point_mag=25.0, exptime_s=4.0, pixel_scale_arcsec=1.0
+    )
+
+    assert brightness == pytest.approx(20.0)
+
+
+@pytest.mark.filterwarnings("ignore::astropy.utils.exceptions.AstropyUserWarning")
+@pytest.mark.parametrize("path", REAL_FRAMES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_real_frame_gets_metrics(path):
+    frame = read_frame(path)
+
+    metrics = measure_image_metrics(
+        frame.data,
+        pixel_scale_arcsec=frame.pixel_scale_arcsec or 1.0,
+        saturation_adu=frame.saturation_adu,
+    )
+
+    assert metrics.source_count > 0
+    assert metrics.background_rms_adu > 0
+
+
+def test_sep_test_image_source_count_matches_its_sextractor_catalogue(real_data):
+    catalogue = np.loadtxt(real_data / "sep" / "image.cat", comments="#", ndmin=2)
+    frame = read_frame(real_data / "sep" / "image.fits")
+
+    metrics = measure_image_metrics(frame.data, pixel_scale_arcsec=None, saturation_adu=None)
+
+    assert metrics.source_count == pytest.approx(len(catalogue), rel=0.15)

@@ -11,6 +11,9 @@ $(STAMP):
 	@echo "Installing Skyfleet into $(VENV) (torch first, pinned; then the project and its extras)..."
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e ".[train,triton,coordinator,dev]"
+	@# tritonserver ships in nvidia-pytriton, which declares numpy<2: we use only its server
+	@# binary and python backend, so it goes in without its dependencies (../shared/design/PLATFORM.md).
+	$(BIN)/python -m pip install -q --no-deps nvidia-pytriton==0.7.0
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
@@ -20,6 +23,7 @@ demo: $(STAMP)
 	$(BIN)/skyfleet demo
 
 test: $(STAMP)
+	@bash scripts/ensure_chromium.sh >/dev/null
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q

@@ -163,7 +163,7 @@ def _read_image(path: Path, size_bytes: int, max_pixels: int) -> tuple[np.ndarra
         if not layout.compressed:
             hdu = hdul[layout.index]
             return _scaled_float32(hdu.data, hdu.header), hdu.header
-    with fits.open(path, memmap=True) as hdul:
+    with fits.open(path, memmap=False) as hdul:  # decompression fills memory anyway
         hdu = hdul[layout.index]
         try:
             pixels = np.asarray(hdu.data, dtype=np.float32)

@@ -90,6 +90,15 @@ def test_tile_compressed_frame_reads_like_the_uncompressed_one(tmp_path):
     np.testing.assert_array_equal(frame.data, counts.astype(np.float32))
 
 
+def test_fpacked_uint16_camera_frame_reads_its_counts(tmp_path):
+    counts = np.random.default_rng(4).integers(0, 65535, (64, 96)).astype(np.uint16)
+    path = write(tmp_path / "camera.fits.fz", fits.PrimaryHDU(), fits.CompImageHDU(counts))
+
+    frame = read_frame(path)
+
+    np.testing.assert_array_equal(frame.data, counts.astype(np.float32))
+
+
 def test_image_in_an_extension_is_found_after_an_empty_primary(tmp_path):
     image = noisy_image(seed=4)
     path = write(tmp_path / "mef.fits", fits.PrimaryHDU(), fits.ImageHDU(image))

@@ -1,0 +1,131 @@
+"""Settings of one quality-model training run (`SKYFLEET_TRAIN_*`, flags, `[train]` in TOML).
+
+Where the run executes (workers, GPUs, threads) is configuration, not code: the same settings
+drive 1 CPU worker on a laptop and 8 GPU workers on a cluster. Every path the run writes is
+derived here from `run_dir`, so a run directory is self-contained.
+"""
+
+import os
+import shlex
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from fleetbus.settings import ServiceSettings
+
+_HYPERPARAMETERS = {
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "weight_decay",
+    "lr_patience_epochs",
+    "lr_factor",
+    "early_stopping_patience_epochs",
+    "augment",
+    "seed",
+    "workers",
+}
+
+
+class QualityTrainingSettings(ServiceSettings):
+    """How to build the data set, train, evaluate and export the quality model."""
+
+    model_config = SettingsConfigDict(env_prefix="SKYFLEET_TRAIN_", extra="forbid")
+    toml_table: ClassVar[str] = "train"
+
+    data_dir: Path = Field(description="Labelled frames in good/, medium/, bad/ folders.")
+    run_dir: Path = Field(description="Where the run writes its cache, checkpoints and model.")
+    simulate_per_class: int | None = Field(
+        default=None, ge=1, description="First simulate this many frames per class into data_dir."
+    )
+    workers: int = Field(default=1, ge=1, description="Ray Train workers (data-parallel ranks).")
+    ray_address: str = Field(
+        default="local", description='"local" starts a private Ray; else a cluster address.'
+    )
+    use_gpu: bool = Field(default=False, description="One GPU per worker.")
+    cpus_per_worker: int | None = Field(
+        default=None, ge=1, description="CPU cores (and torch threads) per worker; None: share all."
+    )
+    epochs: int = Field(default=40, ge=1)
+    batch_size: int = Field(default=32, ge=1)
+    learning_rate: float = Field(default=1e-3, gt=0.0)
+    weight_decay: float = Field(default=1e-4, ge=0.0)
+    lr_patience_epochs: int = Field(default=3, ge=0, description="ReduceLROnPlateau patience.")
+    lr_factor: float = Field(default=0.5, gt=0.0, lt=1.0)
+    early_stopping_patience_epochs: int = Field(default=8, ge=1)
+    augment: bool = Field(default=True, description="Physical augmentation of the train split.")
+    seed: int = 42
+    max_failures: int = Field(default=1, ge=0, description="Worker-group restarts allowed.")
+    checkpoints_to_keep: int = Field(default=2, ge=1)
+    model_name: str = Field(default="quality", pattern=r"^[a-z][a-z0-9_-]{0,63}$")
+    model_version: int = Field(default=1, ge=1, description="Triton version folder number.")
+    model_repository: Path | None = Field(
+        default=None, description="Model repository to export into; None: run_dir/model_repository."
+    )
+
+    @model_validator(mode="after")
+    def _share_cores_by_default(self) -> Self:
+        if self.cpus_per_worker is None:
+            self.cpus_per_worker = max(1, (os.cpu_count() or 1) // self.workers)
+        return self
+
+    def with_absolute_paths(self) -> Self:
+        """A copy whose paths hold wherever it is read (Ray workers run in other folders)."""
+        repository = self.model_repository.absolute() if self.model_repository else None
+        return self.model_copy(
+            update={
+                "data_dir": self.data_dir.absolute(),
+                "run_dir": self.run_dir.absolute(),
+                "model_repository": repository,
+            }
+        )
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """What shaped the model, for the model card."""
+        return self.model_dump(include=_HYPERPARAMETERS)
+
+    def command_line(self) -> str:
+        """The `skyfleet train quality` command that repeats this run."""
+        flags = [
+            f"--data {shlex.quote(str(self.data_dir))}",
+            f"--out {shlex.quote(str(self.run_dir))}",
+            f"--workers {self.workers}",
+            f"--epochs {self.epochs}",
+            f"--batch-size {self.batch_size}",
+            f"--lr {self.learning_rate:g}",
+            f"--seed {self.seed}",
+        ]
+        if self.simulate_per_class is not None:
+            flags.insert(1, f"--simulate {self.simulate_per_class}")
+        if self.use_gpu:
+            flags.append("--gpu")
+        if self.model_repository is not None:
+            flags.append(f"--repository {shlex.quote(str(self.model_repository))}")
+        return "skyfleet train quality " + " ".join(flags)
+
+    @property
+    def threads_per_worker(self) -> int:
+        """Torch intra-op threads per worker: one per reserved core, never more."""
+        return self.cpus_per_worker or 1
+
+    @property
+    def dataset_dir(self) -> Path:
+        """The cached, preprocessed splits."""
+        return self.run_dir / "dataset"
+
+    @property
+    def ray_storage_dir(self) -> Path:
+        """Ray Train's checkpoints and results."""
+        return self.run_dir / "ray"
+
+    @property
+    def model_repository_dir(self) -> Path:
+        """Where the model is exported, in Triton model-repository layout."""
+        return self.model_repository or self.run_dir / "model_repository"
+
+    @property
+    def report_path(self) -> Path:
+        """The evaluation report as JSON."""
+        return self.run_dir / "report.json"

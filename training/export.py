@@ -1,0 +1,192 @@
+"""Exporting a trained quality model into a versioned Triton model repository.
+
+    <repository>/<name>/config.pbtxt           python backend, input "input" FP32 [-1, 1, 128, 128],
+                                               output "probabilities" FP32 [-1, 3]
+    <repository>/<name>/<version>/model.pt     TorchScript (what sites and Triton load)
+    <repository>/<name>/<version>/model.onnx   ONNX (opset 20), for other runtimes
+    <repository>/<name>/<version>/model.py     the python-backend entry point
+    <repository>/<name>/<version>/manifest.json  `ModelManifest`: name, version, sha256, classes
+
+`model.pt` and its manifest are written by the site's own `write_model`, so the export and the
+loader share one definition. Both exports are checked against the eager model on a batch of
+frames before anything is published, and a version folder appears in one atomic rename, so a
+Triton polling the repository never sees half a model. Sites and Triton's `model.py` verify
+`model.pt` against the manifest's sha256 before use.
+"""
+
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx.reference import ReferenceEvaluator
+from pydantic import BaseModel
+
+from site_agent.fits_reader import sha256_of_file
+from site_agent.preprocess import INPUT_SHAPE
+from site_agent.quality_model import MANIFEST_FILE, MODEL_FILE, write_model
+from training.quality_net import CLASS_NAMES
+
+ONNX_FILE = "model.onnx"
+TRITON_ENTRY_FILE = "model.py"
+TRITON_CONFIG_FILE = "config.pbtxt"
+TRITON_ENTRY_SOURCE = Path(__file__).parent / "triton" / "python_backend_model.py"
+INPUT_NAME = "input"
+LOGITS_NAME = "logits"
+OUTPUT_NAME = "probabilities"
+MAX_BATCH_SIZE = 64
+ONNX_OPSET = 20
+TORCHSCRIPT_TOLERANCE = 1e-5
+ONNX_TOLERANCE = 1e-4
+PUBLISHED_DIR_MODE = 0o755
+
+
+class ExportError(RuntimeError):
+    """An export that does not reproduce the eager model, or would overwrite a release."""
+
+
+class ExportedModel(BaseModel):
+    """Where an exported version lies and how closely each export matches the eager model."""
+
+    version_dir: Path
+    torchscript_path: Path
+    onnx_path: Path
+    manifest_path: Path
+    config_path: Path
+    torchscript_sha256: str
+    onnx_sha256: str
+    torchscript_max_difference: float
+    onnx_max_difference: float
+
+
+def eager_logits(model: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
+    """The eager model's logits for a batch, in eval mode."""
+    with torch.no_grad():
+        return model.eval()(torch.from_numpy(batch)).numpy()
+
+
+def torchscript_logits(path: Path, batch: np.ndarray) -> np.ndarray:
+    """Logits of a saved TorchScript model for a batch."""
+    loaded = torch.jit.load(str(path), map_location="cpu").eval()
+    with torch.no_grad():
+        return loaded(torch.from_numpy(batch)).numpy()
+
+
+def export_onnx(model: torch.nn.Module, path: Path, example: np.ndarray) -> Path:
+    """Export to ONNX with torch.export (dynamo) and a dynamic batch axis; return the path."""
+    program = torch.onnx.export(
+        model.cpu().eval(),
+        (torch.from_numpy(example),),
+        input_names=[INPUT_NAME],
+        output_names=[LOGITS_NAME],
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+        opset_version=ONNX_OPSET,
+        dynamo=True,
+        verbose=False,
+    )
+    program.save(str(path), external_data=False)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    return path
+
+
+def onnx_logits(path: Path, batch: np.ndarray) -> np.ndarray:
+    """Logits of a saved ONNX model, run by onnx's reference evaluator."""
+    (logits,) = ReferenceEvaluator(str(path)).run(None, {INPUT_NAME: batch})
+    return np.asarray(logits)
+
+
+def triton_config(name: str, max_batch_size: int = MAX_BATCH_SIZE) -> str:
+    """config.pbtxt for the python backend (dims exclude the batch axis Triton adds)."""
+    dims = ", ".join(str(d) for d in INPUT_SHAPE)
+    return f"""name: "{name}"
+backend: "python"
+max_batch_size: {max_batch_size}
+input [
+  {{
+    name: "{INPUT_NAME}"
+    data_type: TYPE_FP32
+    dims: [ {dims} ]
+  }}
+]
+output [
+  {{
+    name: "{OUTPUT_NAME}"
+    data_type: TYPE_FP32
+    dims: [ {len(CLASS_NAMES)} ]
+  }}
+]
+instance_group [ {{ count: 1, kind: KIND_CPU }} ]
+dynamic_batching {{ max_queue_delay_microseconds: 2000 }}
+version_policy: {{ latest: {{ num_versions: 1 }} }}
+"""
+
+
+def _checked(name: str, reference: np.ndarray, exported: np.ndarray, tolerance: float) -> float:
+    """The largest |difference| between two logit arrays; ExportError above `tolerance`."""
+    difference = float(np.max(np.abs(reference - exported)))
+    if exported.shape != reference.shape or difference > tolerance:
+        raise ExportError(
+            f"{name} export differs from the eager model: shape {exported.shape} vs "
+            f"{reference.shape}, max |difference| {difference:.2e} > {tolerance:.0e}"
+        )
+    return difference
+
+
+def export_to_repository(
+    model: torch.nn.Module,
+    repository: Path,
+    version: int,
+    verification_batch: np.ndarray,
+    name: str = "quality",
+) -> ExportedModel:
+    """Export `model` as `<repository>/<name>/<version>/` and (re)write the model's config.
+
+    `verification_batch` ([N, 1, 128, 128] float32, real frames if possible) is what both
+    exports must reproduce. An existing version is never overwritten.
+    """
+    model_dir = repository / name
+    version_dir = model_dir / str(version)
+    if version_dir.exists():
+        raise ExportError(f"{version_dir} exists: released versions are never overwritten")
+    model_dir.mkdir(parents=True, exist_ok=True)
+    reference = eager_logits(model, verification_batch)
+    staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=model_dir))
+    try:
+        with warnings.catch_warnings():
+            # torch 2.13 marks TorchScript deprecated, but it is what sites and Triton's PyTorch
+            # backend load without Python model code: keep using it deliberately.
+            warnings.filterwarnings("ignore", ".*torch.jit.script.*", DeprecationWarning)
+            manifest = write_model(model.cpu().eval(), staging, name=name, version=str(version))
+        torchscript = staging / MODEL_FILE
+        torchscript_difference = _checked(
+            "TorchScript",
+            reference,
+            torchscript_logits(torchscript, verification_batch),
+            TORCHSCRIPT_TOLERANCE,
+        )
+        onnx_file = export_onnx(model, staging / ONNX_FILE, verification_batch[:1])
+        onnx_difference = _checked(
+            "ONNX", reference, onnx_logits(onnx_file, verification_batch), ONNX_TOLERANCE
+        )
+        shutil.copyfile(TRITON_ENTRY_SOURCE, staging / TRITON_ENTRY_FILE)
+        staging.chmod(PUBLISHED_DIR_MODE)  # mkdtemp makes it private; servers must read it
+        os.replace(staging, version_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    config_path = model_dir / TRITON_CONFIG_FILE
+    config_path.write_text(triton_config(name))
+    return ExportedModel(
+        version_dir=version_dir,
+        torchscript_path=version_dir / MODEL_FILE,
+        onnx_path=version_dir / ONNX_FILE,
+        manifest_path=version_dir / MANIFEST_FILE,
+        config_path=config_path,
+        torchscript_sha256=manifest.sha256,
+        onnx_sha256=sha256_of_file(version_dir / ONNX_FILE),
+        torchscript_max_difference=torchscript_difference,
+        onnx_max_difference=onnx_difference,
+    )

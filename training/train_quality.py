@@ -1,0 +1,574 @@
+"""Training the quality model: one epoch loop in plain PyTorch, run on Ray Train or locally,
+and the whole training run around it.
+
+`train_func` is the Ray Train worker function (`TorchTrainer`): it loads the cached splits into a
+torch DataLoader, resumes from `ray.train.get_checkpoint()` after a worker failure, and reports
+metrics with a checkpoint every epoch. `train_locally` runs the very same loop (`run_epochs`) in
+the calling process, for comparison and for the overhead benchmark. `fit_on_ray` starts a
+contained local Ray instance (or joins a cluster), fits, and loads the best checkpoint.
+`run_quality_training` is one run end to end: data set, fit, test-split evaluation, export.
+"""
+
+import copy
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import ray
+import ray.train
+import ray.train.torch
+import torch
+from pydantic import BaseModel
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.v2.api.callback import UserCallback
+from torch import nn
+from torch.utils.data import DataLoader
+
+from protos import QualityLabel
+from training.config import QualityTrainingSettings
+from training.dataset import (
+    LabelledArrays,
+    QualityTensorDataset,
+    build_dataset,
+    list_labelled_frames,
+    load_split,
+)
+from training.evaluate import (
+    CauseRecall,
+    EpochMetrics,
+    ModelCard,
+    evaluate_predictions,
+    plot_confusion_matrix,
+    plot_training_history,
+    predict_probabilities,
+    recall_by_cause,
+)
+from training.export import ExportedModel, export_to_repository
+from training.quality_net import CLASS_NAMES, QualityNet, count_parameters
+from training.simulator.camera import SimCamera
+from training.simulator.dataset import write_labelled_set
+from training.simulator.fitsio import read_truth, truth_path
+
+CHECKPOINT_FILE = "training_state.pt"
+EPOCH_LOG_FILE = "epochs.jsonl"
+MODEL_CARD_FILE = "MODEL_CARD.md"
+SELECTION_METRIC = "val_loss"
+RAY_ENVIRONMENT = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
+}
+"""Quiet, contained Ray runs (../shared/design/PLATFORM.md)."""
+
+OnEpoch = Callable[[EpochMetrics], None]
+
+
+@dataclass
+class TrainingState:
+    """Everything a resumed run needs: weights, optimiser, schedule, history and the best epoch."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
+    history: list[EpochMetrics] = field(default_factory=list)
+    best_epoch: int = -1
+
+    @property
+    def next_epoch(self) -> int:
+        """The first epoch still to run."""
+        return len(self.history)
+
+    @property
+    def best_val_loss(self) -> float:
+        """The lowest validation loss so far (infinite before the first epoch)."""
+        return self.history[self.best_epoch].val_loss if self.history else float("inf")
+
+    def epochs_without_improvement(self) -> int:
+        """Epochs run since the best one."""
+        return self.next_epoch - 1 - self.best_epoch
+
+    def record(self, metrics: EpochMetrics) -> None:
+        """Append one epoch's metrics and note whether it is the best so far."""
+        if metrics.val_loss < self.best_val_loss:
+            self.best_epoch = metrics.epoch
+        self.history.append(metrics)
+
+    def save(self, directory: Path) -> Path:
+        """Write the state into a checkpoint directory."""
+        path = directory / CHECKPOINT_FILE
+        torch.save(
+            {
+                "model": _unwrapped(self.model).state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "history": [m.model_dump() for m in self.history],
+                "best_epoch": self.best_epoch,
+            },
+            path,
+        )
+        return path
+
+    def restore(self, directory: Path) -> None:
+        """Load the state saved in a checkpoint directory."""
+        saved = torch.load(directory / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+        _unwrapped(self.model).load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.history = [EpochMetrics.model_validate(m) for m in saved["history"]]
+        self.best_epoch = saved["best_epoch"]
+
+
+def _unwrapped(model: nn.Module) -> nn.Module:
+    """The model itself, without a DistributedDataParallel wrapper."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def new_training_state(settings: QualityTrainingSettings, model: nn.Module) -> TrainingState:
+    """Adam and ReduceLROnPlateau (on validation loss) for a fresh model."""
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=settings.lr_factor, patience=settings.lr_patience_epochs
+    )
+    return TrainingState(model=model, optimizer=optimizer, scheduler=scheduler)
+
+
+def make_loaders(
+    settings: QualityTrainingSettings, rank: int = 0
+) -> tuple[DataLoader[Any], DataLoader[Any]]:
+    """Train (shuffled, augmented) and validation DataLoaders over the cached splits."""
+    train = QualityTensorDataset(
+        load_split(settings.dataset_dir, "train"), settings.augment, settings.seed + rank
+    )
+    val = QualityTensorDataset(load_split(settings.dataset_dir, "val"), augment=False)
+    generator = torch.Generator().manual_seed(settings.seed)
+    return (
+        DataLoader(train, batch_size=settings.batch_size, shuffle=True, generator=generator),
+        DataLoader(val, batch_size=4 * settings.batch_size, shuffle=False),
+    )
+
+
+def _summed_over_workers(values: list[float], device: torch.device) -> list[float]:
+    """Sums of per-worker totals across all ranks (the values themselves on one worker)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return values
+    totals = torch.tensor(values, dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(totals)
+    return totals.tolist()
+
+
+def _pass_over(
+    model: nn.Module,
+    loader: DataLoader[Any],
+    device: torch.device,
+    optimizer: torch.optim.Optimizer | None,
+) -> tuple[float, float]:
+    """One pass over a loader (training when an optimiser is given): mean loss and accuracy."""
+    model.train(optimizer is not None)
+    loss_sum = correct = count = 0.0
+    with torch.set_grad_enabled(optimizer is not None):
+        for images, labels in loader:
+            images, labels = images.to(device), labels.to(device)
+            logits = model(images)
+            loss = nn.functional.cross_entropy(logits, labels)
+            if optimizer is not None:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            loss_sum += loss.item() * len(labels)
+            correct += (logits.argmax(dim=1) == labels).sum().item()
+            count += len(labels)
+    loss_sum, correct, count = _summed_over_workers([loss_sum, correct, count], device)
+    return loss_sum / max(count, 1.0), correct / max(count, 1.0)
+
+
+def run_epochs(
+    state: TrainingState,
+    settings: QualityTrainingSettings,
+    loaders: tuple[DataLoader[Any], DataLoader[Any]],
+    device: torch.device,
+    on_epoch: Callable[[EpochMetrics, TrainingState], None],
+) -> TrainingState:
+    """The epoch loop: train, validate, step the schedule, stop early; `on_epoch` after each."""
+    train_loader, val_loader = loaders
+    for epoch in range(state.next_epoch, settings.epochs):
+        if state.history and (
+            state.epochs_without_improvement() >= settings.early_stopping_patience_epochs
+        ):
+            break
+        started = time.perf_counter()
+        sampler = getattr(train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        train_loss, train_accuracy = _pass_over(state.model, train_loader, device, state.optimizer)
+        val_loss, val_accuracy = _pass_over(state.model, val_loader, device, optimizer=None)
+        state.scheduler.step(val_loss)
+        metrics = EpochMetrics(
+            epoch=epoch,
+            train_loss=train_loss,
+            train_accuracy=train_accuracy,
+            val_loss=val_loss,
+            val_accuracy=val_accuracy,
+            learning_rate=state.optimizer.param_groups[0]["lr"],
+            epoch_time_s=time.perf_counter() - started,
+            finished_at_unix_s=time.time(),
+        )
+        state.record(metrics)
+        on_epoch(metrics, state)
+    return state
+
+
+def report_to_ray(metrics: EpochMetrics, state: TrainingState) -> None:
+    """Report one epoch to Ray Train from every worker; rank 0 attaches the training state as
+    the epoch's checkpoint (every rank holds the same state after DDP's all-reduce)."""
+    with tempfile.TemporaryDirectory() as directory:
+        checkpoint = None
+        if ray.train.get_context().get_world_rank() == 0:
+            state.save(Path(directory))
+            checkpoint = Checkpoint.from_directory(directory)
+        ray.train.report(metrics.model_dump(), checkpoint=checkpoint)
+
+
+def train_func(config: dict[str, Any]) -> dict[str, Any]:
+    """The Ray Train worker function: resume if a checkpoint exists, train, report every epoch.
+
+    Returns the full history and the epoch this attempt started from (0 unless resumed).
+    """
+    settings = QualityTrainingSettings.model_validate(config)
+    torch.set_num_threads(settings.threads_per_worker)
+    rank = ray.train.get_context().get_world_rank()
+    torch.manual_seed(settings.seed)
+    state = new_training_state(settings, ray.train.torch.prepare_model(QualityNet()))
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            state.restore(Path(directory))
+    started_at_epoch = state.next_epoch
+    train_loader, val_loader = make_loaders(settings, rank)
+    loaders = (
+        ray.train.torch.prepare_data_loader(train_loader),
+        # Every worker validates on the whole split: exact metrics, the same on every rank.
+        ray.train.torch.prepare_data_loader(val_loader, add_dist_sampler=False),
+    )
+    run_epochs(state, settings, loaders, ray.train.torch.get_device(), report_to_ray)
+    return {
+        "history": [m.model_dump() for m in state.history],
+        "started_at_epoch": started_at_epoch,
+    }
+
+
+@dataclass
+class FitOutcome:
+    """A finished fit: the best model (eval mode, CPU) and how training went."""
+
+    model: QualityNet
+    history: list[EpochMetrics]
+    best_epoch: int
+    started_at_epoch: int
+    wall_time_s: float
+
+
+def train_locally(settings: QualityTrainingSettings, on_epoch: OnEpoch | None = None) -> FitOutcome:
+    """The same loop as `train_func`, in this process with plain torch (no Ray, no checkpoints
+    on disk: the best weights are kept in memory)."""
+    started = time.perf_counter()
+    torch.set_num_threads(settings.threads_per_worker)
+    torch.manual_seed(settings.seed)
+    device = torch.device("cuda" if settings.use_gpu else "cpu")
+    state = new_training_state(settings, QualityNet().to(device))
+    best_weights: dict[str, torch.Tensor] = {}
+
+    def keep_best(metrics: EpochMetrics, state: TrainingState) -> None:
+        if state.best_epoch == metrics.epoch:
+            best_weights.update(copy.deepcopy(state.model.state_dict()))
+        if on_epoch is not None:
+            on_epoch(metrics)
+
+    run_epochs(state, settings, make_loaders(settings), device, keep_best)
+    model = QualityNet()
+    model.load_state_dict(best_weights)
+    return FitOutcome(
+        model=model.eval(),
+        history=state.history,
+        best_epoch=state.best_epoch,
+        started_at_epoch=0,
+        wall_time_s=time.perf_counter() - started,
+    )
+
+
+def quiet_ray_worker_loggers() -> None:
+    """Ray worker setup hook: silence the placement-group cleaner's repeated warning."""
+    logging.getLogger(
+        "ray.train.v2._internal.execution.controller.placement_group_cleaner"
+    ).setLevel(logging.ERROR)
+
+
+class EpochLogCallback(UserCallback):
+    """Appends each reported epoch's metrics to a JSON-lines file (runs in Ray's controller)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def after_report(
+        self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any
+    ) -> None:
+        with self.path.open("a") as log:
+            log.write(json.dumps(metrics[0]) + "\n")
+
+
+def _already_set(names: dict[str, str]) -> dict[str, str]:
+    """The variables among `names` that the environment already sets (the user's choice wins)."""
+    return {name: os.environ[name] for name in names if name in os.environ}
+
+
+@contextmanager
+def ray_session(settings: QualityTrainingSettings) -> Iterator[None]:
+    """A Ray instance for one fit: a contained local one, or the cluster at `ray_address`.
+
+    A local Ray keeps its session (sockets, logs) in a fresh folder under the system temp dir
+    (short paths: Unix sockets allow ~100 characters), removed after a clean shutdown and kept,
+    for its logs, when the fit failed.
+    """
+    temp_dir = Path(tempfile.mkdtemp(prefix="skyfleet-ray-"))
+    environment = {**RAY_ENVIRONMENT, **_already_set(RAY_ENVIRONMENT), "RAY_TMPDIR": str(temp_dir)}
+    saved = {name: os.environ.get(name) for name in environment}
+    os.environ.update(environment)
+    local = settings.ray_address == "local"
+    try:
+        ray.init(
+            address=settings.ray_address,
+            num_cpus=settings.workers * settings.threads_per_worker if local else None,
+            include_dashboard=False if local else None,
+            runtime_env={"worker_process_setup_hook": quiet_ray_worker_loggers},
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+        )
+        try:
+            yield
+        finally:
+            ray.shutdown()
+    except BaseException:
+        logging.getLogger(__name__).error("ray_session_failed logs=%s", temp_dir)
+        raise
+    else:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _follow_epoch_log(path: Path, done: threading.Event, on_epoch: OnEpoch) -> None:
+    """Call `on_epoch` for each line appended to the epoch log until `done` is set."""
+    seen = 0
+    while True:
+        finished = done.wait(0.5)
+        lines = path.read_text().splitlines() if path.is_file() else []
+        for line in lines[seen:]:
+            on_epoch(EpochMetrics.model_validate_json(line))
+        seen = len(lines)
+        if finished:
+            return
+
+
+def trainer_for(
+    settings: QualityTrainingSettings,
+    train_loop: Callable[[dict[str, Any]], Any] = train_func,
+    callbacks: list[UserCallback] | None = None,
+) -> ray.train.torch.TorchTrainer:
+    """The TorchTrainer of a run: scaling, checkpoints kept, failure tolerance, storage."""
+    return ray.train.torch.TorchTrainer(
+        train_loop,
+        train_loop_config=settings.with_absolute_paths().model_dump(mode="json"),
+        scaling_config=ScalingConfig(
+            num_workers=settings.workers,
+            use_gpu=settings.use_gpu,
+            resources_per_worker={"CPU": settings.threads_per_worker},
+        ),
+        run_config=RunConfig(
+            name="fit",
+            storage_path=str(settings.ray_storage_dir.absolute()),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=settings.checkpoints_to_keep,
+                checkpoint_score_attribute=SELECTION_METRIC,
+                checkpoint_score_order="min",
+            ),
+            failure_config=FailureConfig(max_failures=settings.max_failures),
+            callbacks=callbacks or [],
+        ),
+    )
+
+
+def fit_on_ray(
+    settings: QualityTrainingSettings,
+    on_epoch: OnEpoch | None = None,
+    train_loop: Callable[[dict[str, Any]], Any] = train_func,
+) -> FitOutcome:
+    """Fit on Ray Train and return the model of the best checkpoint (lowest validation loss).
+
+    `train_loop` is `train_func` or a function that wraps it (tests inject a failure that way).
+    """
+    started = time.perf_counter()
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    epoch_log = settings.run_dir / EPOCH_LOG_FILE
+    epoch_log.unlink(missing_ok=True)
+    done = threading.Event()
+    follower = threading.Thread(
+        target=_follow_epoch_log, args=(epoch_log, done, on_epoch or (lambda _: None))
+    )
+    with ray_session(settings):
+        follower.start()
+        try:
+            result = trainer_for(settings, train_loop, [EpochLogCallback(epoch_log)]).fit()
+        finally:
+            done.set()
+            follower.join()
+    best = result.get_best_checkpoint(metric=SELECTION_METRIC, mode="min")
+    if best is None:
+        raise RuntimeError(f"Ray Train reported no checkpoint (error: {result.error})")
+    model = QualityNet()
+    state = new_training_state(settings, model)
+    with best.as_directory() as directory:
+        state.restore(Path(directory))
+    returned = result.return_value
+    history = [EpochMetrics.model_validate(m) for m in returned["history"]]
+    return FitOutcome(
+        model=model.eval(),
+        history=history,
+        best_epoch=state.history[-1].epoch,
+        started_at_epoch=returned["started_at_epoch"],
+        wall_time_s=time.perf_counter() - started,
+    )
+
+
+class RunProgress(Protocol):
+    """Told about each step of a run: stage name, steps done and in all, a short detail."""
+
+    def __call__(self, stage: str, done: int, total: int, detail: str = "") -> None: ...
+
+
+class TrainingReport(BaseModel):
+    """Everything a finished run produced, saved as `report.json` in the run directory."""
+
+    card: ModelCard
+    export: ExportedModel
+    history: list[EpochMetrics]
+    started_at_epoch: int
+    model_card_path: Path
+    history_plot_path: Path
+    confusion_plot_path: Path
+    report_path: Path
+    fit_time_s: float
+
+
+def _simulate_if_missing(settings: QualityTrainingSettings, progress: RunProgress) -> None:
+    """Write `simulate_per_class` simulated frames per class unless the folders hold enough."""
+    per_class = settings.simulate_per_class
+    if per_class is None:
+        return
+    _, labels = list_labelled_frames(settings.data_dir)
+    if len(labels) and np.bincount(labels, minlength=len(CLASS_NAMES)).min() >= per_class:
+        progress("simulate", 1, 1, f"{len(labels)} frames already in {settings.data_dir}")
+        return
+    total = per_class * len(CLASS_NAMES)
+    written = iter(range(1, total + 1))
+    write_labelled_set(
+        settings.data_dir,
+        per_class,
+        SimCamera(),
+        settings.seed,
+        progress=lambda path, truth: progress("simulate", next(written), total, path.name),
+    )
+
+
+def _recall_by_simulated_cause(
+    data_dir: Path, split: LabelledArrays, probabilities: np.ndarray
+) -> list[CauseRecall]:
+    """Recall per failing criterion, read from the truth sidecars of simulated frames; empty
+    when any frame has none (real frames)."""
+    paths = [data_dir / str(name) for name in split.files]
+    if not all(truth_path(path).is_file() for path in paths):
+        return []
+    causes = [
+        [name for name, grade in read_truth(path).grades.items() if grade is not QualityLabel.GOOD]
+        for path in paths
+    ]
+    return recall_by_cause(split.labels, probabilities.argmax(axis=1), causes, CLASS_NAMES)
+
+
+def run_quality_training(
+    settings: QualityTrainingSettings, progress: RunProgress | None = None
+) -> TrainingReport:
+    """The whole run: (simulate,) build the data set, fit on Ray Train, evaluate on the test
+    split, export to the model repository, and write plots, the model card and the report."""
+    tell = progress or (lambda stage, done, total, detail="": None)
+    _simulate_if_missing(settings, tell)
+    data = build_dataset(
+        settings.data_dir,
+        settings.dataset_dir,
+        settings.seed,
+        progress=lambda done, total: tell("dataset", done, total),
+    )
+
+    def on_epoch(metrics: EpochMetrics) -> None:
+        detail = f"val loss {metrics.val_loss:.3f}, val accuracy {metrics.val_accuracy:.1%}"
+        tell("train", metrics.epoch + 1, settings.epochs, detail)
+
+    fit = fit_on_ray(settings, on_epoch)
+    test = load_split(settings.dataset_dir, "test")
+    probabilities = predict_probabilities(fit.model, test.images)
+    evaluation = evaluate_predictions(test.labels, probabilities, CLASS_NAMES)
+    tell("evaluate", 1, 1, f"test accuracy {evaluation.accuracy:.1%}")
+    exported = export_to_repository(
+        fit.model,
+        settings.model_repository_dir,
+        settings.model_version,
+        verification_batch=test.images[:8],
+        name=settings.model_name,
+    )
+    tell("export", 1, 1, str(exported.version_dir))
+    card = ModelCard(
+        model_name=settings.model_name,
+        model_version=settings.model_version,
+        parameters=count_parameters(fit.model),
+        model_size_bytes=exported.torchscript_path.stat().st_size,
+        preprocess_version=data.preprocess_version,
+        data=data,
+        hyperparameters=settings.hyperparameters(),
+        epochs_run=len(fit.history),
+        best_epoch=fit.best_epoch,
+        validation_accuracy=fit.history[fit.best_epoch].val_accuracy,
+        test=evaluation,
+        test_by_cause=_recall_by_simulated_cause(settings.data_dir, test, probabilities),
+        command=settings.command_line(),
+    )
+    card_text = card.to_markdown()
+    for folder in (settings.run_dir, exported.version_dir):
+        (folder / MODEL_CARD_FILE).write_text(card_text)
+    report = TrainingReport(
+        card=card,
+        export=exported,
+        history=fit.history,
+        started_at_epoch=fit.started_at_epoch,
+        model_card_path=settings.run_dir / MODEL_CARD_FILE,
+        history_plot_path=plot_training_history(fit.history, settings.run_dir / "history.png"),
+        confusion_plot_path=plot_confusion_matrix(evaluation, settings.run_dir / "confusion.png"),
+        report_path=settings.report_path,
+        fit_time_s=fit.wall_time_s,
+    )
+    settings.report_path.write_text(report.model_dump_json(indent=2))
+    return report

@@ -1,0 +1,104 @@
+"""Measuring candidates on the difference image: position, PSF flux and error, S/N, FWHM, shape.
+
+Flux is optimal (PSF-weighted) photometry with a Gaussian of the difference's FWHM at the
+windowed centroid; its error comes from the noise map, so S/N is the difference's own.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import sep
+
+from site_agent.transients.sources import FWHM_PER_HALF_LIGHT_RADIUS
+from site_agent.transients.subtract import DifferenceImage
+
+
+@dataclass(frozen=True)
+class Measurements:
+    """Per-candidate measurements (arrays of one length, new-frame pixels 0-based)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    flux: np.ndarray
+    flux_err: np.ndarray
+    fwhm_px: np.ndarray
+    ellipticity: np.ndarray
+
+    @property
+    def snr(self) -> np.ndarray:
+        """Flux over its error."""
+        return self.flux / self.flux_err
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def select(self, keep: np.ndarray) -> "Measurements":
+        """The rows where `keep` is true (or the given indices)."""
+        return Measurements(*(getattr(self, name)[keep] for name in self.__dataclass_fields__))
+
+
+def psf_photometry(
+    difference: DifferenceImage, x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Optimal flux and its 1-sigma error for point sources at (x, y)."""
+    sigma = difference.psf_fwhm_px / 2.3548
+    half = int(np.ceil(2.0 * difference.psf_fwhm_px))
+    height, width = difference.data.shape
+    flux = np.zeros(len(x))
+    error = np.full(len(x), np.inf)
+    for i, (xc, yc) in enumerate(zip(x, y, strict=True)):
+        x0, y0 = round(xc), round(yc)
+        lo_x, hi_x = max(x0 - half, 0), min(x0 + half + 1, width)
+        lo_y, hi_y = max(y0 - half, 0), min(y0 + half + 1, height)
+        if lo_x >= hi_x or lo_y >= hi_y:
+            continue
+        yy, xx = np.mgrid[lo_y:hi_y, lo_x:hi_x]
+        profile = np.exp(-((xx - xc) ** 2 + (yy - yc) ** 2) / (2.0 * sigma**2))
+        profile /= 2.0 * np.pi * sigma**2
+        usable = ~difference.bad[lo_y:hi_y, lo_x:hi_x]
+        weight = usable / difference.noise[lo_y:hi_y, lo_x:hi_x].astype(np.float64) ** 2
+        information = np.sum(profile**2 * weight)
+        if information > 0:
+            flux[i] = np.sum(profile * difference.data[lo_y:hi_y, lo_x:hi_x] * weight) / information
+            error[i] = 1.0 / np.sqrt(information)
+    return flux, error
+
+
+def measure_candidates(difference: DifferenceImage, objects: np.ndarray) -> Measurements:
+    """Positions, fluxes and shapes of the detections `objects` (sep structured array)."""
+    if len(objects) == 0:
+        return Measurements(*(np.zeros(0) for _ in range(6)))
+    sigma = difference.psf_fwhm_px / 2.3548
+    height, width = difference.data.shape
+    start_x, start_y = objects["x"], objects["y"]
+    outside = ~((start_x >= 0) & (start_x <= width - 1) & (start_y >= 0) & (start_y <= height - 1))
+    start_x = np.where(outside, objects["xpeak"], start_x).astype(np.float64)
+    start_y = np.where(outside, objects["ypeak"], start_y).astype(np.float64)
+    x, y, _ = sep.winpos(
+        difference.data,
+        start_x,
+        start_y,
+        np.full(len(objects), sigma),
+        mask=difference.bad,
+    )
+    moved = ~(np.hypot(x - start_x, y - start_y) <= difference.psf_fwhm_px)
+    x, y = np.where(moved, start_x, x), np.where(moved, start_y, y)
+    flux, error = psf_photometry(difference, x, y)
+    half_light, _ = sep.flux_radius(
+        difference.data,
+        x,
+        y,
+        np.full(len(x), 3.0 * difference.psf_fwhm_px),
+        0.5,
+        mask=difference.bad,
+        subpix=5,
+    )
+    ellipticity = 1.0 - objects["b"] / np.maximum(objects["a"], 1e-6)
+    return Measurements(
+        x=x,
+        y=y,
+        flux=flux,
+        flux_err=error,
+        fwhm_px=FWHM_PER_HALF_LIGHT_RADIUS * np.asarray(half_light),
+        ellipticity=np.clip(ellipticity, 0.0, 1.0),
+    )

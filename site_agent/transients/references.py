@@ -1,0 +1,376 @@
+"""Reference images, one per field, kept on disk at the site and refreshed as better frames come.
+
+A field is a pointing: a new frame belongs to the stored reference whose footprint covers most
+of it. A reference is built from the field's best frames (`REFERENCE_MEMBERS` at most, ranked by
+point-source depth): each is sky-subtracted, aligned onto the best one's grid (WCS, refined on
+stars), scaled to its flux by the stars they share, and combined by an inverse-variance mean with
+per-pixel clipping. It keeps its noise map, its star catalogue, its FWHM and an empirical PSF
+stamp. On disk, `<root>/<field_id>/` holds `reference.fits` (image with WCS, NOISE, PSF),
+`reference.json` (`ReferenceInfo`) and `members/` (the sky-subtracted frames it was made of, so
+a better frame can trigger a rebuild).
+"""
+
+import logging
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS
+from astropy.wcs.utils import proj_plane_pixel_scales
+from pydantic import BaseModel, ConfigDict, Field
+from scipy.spatial import cKDTree
+
+from protos.base import UtcDatetime, utc_now
+from site_agent.fits_reader import Frame, read_frame
+from site_agent.transients.align import (
+    PixelTransform,
+    overlap_fraction,
+    refine_on_stars,
+    resample_onto_new,
+    wcs_transform,
+)
+from site_agent.transients.cutouts import cutout
+from site_agent.transients.sources import (
+    SkySubtracted,
+    StarTable,
+    find_stars,
+    psf_fwhm_px,
+    subtract_background,
+)
+
+log = logging.getLogger(__name__)
+
+REFERENCE_MEMBERS = 5
+SAME_FIELD_OVERLAP = 0.8
+STAR_SNR = 15.0
+CLIP_SIGMA = 4.0
+PSF_STAMP_STARS = 25
+INFO_FILE = "reference.json"
+IMAGE_FILE = "reference.fits"
+MEMBERS_DIR = "members"
+
+
+class ReferenceError(ValueError):
+    """Frames that cannot make a reference (no WCS, no stars); the message says why."""
+
+
+class ReferenceMember(BaseModel):
+    """One frame a reference was combined from."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    file_name: str
+    sha256: str
+    date_obs: UtcDatetime | None = None
+    fwhm_px: float
+    noise_adu: float
+    flux_scale: float = Field(description="Its star fluxes over the reference's.")
+    depth_score: float = Field(description="Point-source depth: scale / (noise x FWHM).")
+
+
+class ReferenceInfo(BaseModel):
+    """What a stored reference is: its field, footprint, PSF, depth and the frames behind it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    field_id: str
+    ra_deg: float
+    dec_deg: float
+    width_px: int
+    height_px: int
+    pixel_scale_arcsec: float
+    filter: str | None = None
+    fwhm_px: float
+    noise_adu: float = Field(description="Median sky noise of the combined image.")
+    star_count: int
+    members: list[ReferenceMember]
+    built_at: UtcDatetime = Field(default_factory=utc_now)
+
+    @property
+    def depth_score(self) -> float:
+        """Point-source depth of the combination, comparable with its members'."""
+        return 1.0 / (self.noise_adu * self.fwhm_px)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A reference in memory: sky-subtracted image (NaN where unusable), noise, WCS and stars."""
+
+    image: np.ndarray
+    noise: np.ndarray
+    wcs: WCS
+    stars: StarTable
+    psf: np.ndarray
+    info: ReferenceInfo
+
+
+@dataclass(frozen=True)
+class PreparedFrame:
+    """A frame made ready for combination or subtraction."""
+
+    sky: SkySubtracted
+    wcs: WCS
+    stars: StarTable
+    fwhm_px: float
+    member: ReferenceMember
+
+
+def field_id_for(ra_deg: float, dec_deg: float) -> str:
+    """A field's folder name from its centre, like `F150.1200+02.2000`."""
+    return f"F{ra_deg % 360.0:08.4f}{dec_deg:+08.4f}"
+
+
+def prepare_frame(frame: Frame) -> PreparedFrame:
+    """Sky-subtract a frame and measure its stars and seeing."""
+    if frame.wcs is None:
+        raise ReferenceError(f"{frame.identity.file_name}: no WCS, cannot place it in a field")
+    sky = subtract_background(frame.data, frame.saturation_adu)
+    stars = find_stars(sky, min_snr=STAR_SNR)
+    fwhm = psf_fwhm_px(stars)
+    if fwhm is None:
+        raise ReferenceError(f"{frame.identity.file_name}: too few stars to measure its PSF")
+    noise = sky.global_noise
+    member = ReferenceMember(
+        file_name=frame.identity.file_name,
+        sha256=frame.identity.sha256,
+        date_obs=frame.identity.date_obs,
+        fwhm_px=fwhm,
+        noise_adu=noise,
+        flux_scale=1.0,
+        depth_score=1.0 / (noise * fwhm),
+    )
+    return PreparedFrame(sky=sky, wcs=frame.wcs, stars=stars, fwhm_px=fwhm, member=member)
+
+
+def _flux_scale(anchor: PreparedFrame, other: PreparedFrame, transform: PixelTransform) -> float:
+    """Median ratio other / anchor of the fluxes of the stars both hold (1 if none match)."""
+    mapped = transform.inverse().apply(other.stars.xy)
+    distance, index = cKDTree(anchor.stars.xy).query(mapped, distance_upper_bound=2.0)
+    matched = np.isfinite(distance)
+    if matched.sum() < 3:
+        return 1.0
+    return float(np.median(other.stars.flux[matched] / anchor.stars.flux[index[matched]]))
+
+
+def combine(frames: list[PreparedFrame]) -> tuple[np.ndarray, np.ndarray, list[ReferenceMember]]:
+    """Align, scale and combine prepared frames on the deepest one's grid.
+
+    Returns the image (NaN where no frame has good data), its 1-sigma noise and the members
+    with their flux scales and depths relative to the anchor.
+    """
+    ranked = sorted(frames, key=lambda f: f.member.depth_score, reverse=True)
+    anchor = ranked[0]
+    shape = anchor.sky.image.shape
+    images, variances, members = [], [], []
+    for frame in ranked:
+        if frame is anchor:
+            image, noise, scale = anchor.sky.image.copy(), anchor.sky.noise, 1.0
+            image[anchor.sky.bad] = np.nan
+        else:
+            guess = wcs_transform(anchor.wcs, frame.wcs, shape)
+            if overlap_fraction(guess, shape, frame.sky.image.shape) < SAME_FIELD_OVERLAP:
+                log.warning("reference skips %s: another field", frame.member.file_name)
+                continue
+            alignment = refine_on_stars(guess, anchor.stars.xy, frame.stars.xy, 5.0)
+            scale = _flux_scale(anchor, frame, alignment.transform)
+            masked = np.where(frame.sky.bad, np.float32(np.nan), frame.sky.image)
+            image = resample_onto_new(masked, alignment.transform, shape) / np.float32(scale)
+            noise = resample_onto_new(frame.sky.noise, alignment.transform, shape) / scale
+        images.append(image)
+        variances.append(noise.astype(np.float32) ** 2)
+        depth = scale / (frame.member.noise_adu * frame.fwhm_px)
+        members.append(frame.member.model_copy(update={"flux_scale": scale, "depth_score": depth}))
+    stack = np.array(images)
+    weight = np.where(np.isfinite(stack), 1.0 / np.array(variances), 0.0).astype(np.float32)
+    if len(stack) >= 3:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # pixels no frame covers
+            median = np.nanmedian(stack, axis=0)
+        outlier = np.abs(stack - median) > CLIP_SIGMA * np.sqrt(np.array(variances))
+        weight[outlier] = 0.0
+    total = weight.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        image = np.nansum(np.where(weight > 0, stack, 0.0) * weight, axis=0) / total
+        noise = 1.0 / np.sqrt(total)
+    image[total == 0] = np.nan
+    noise[total == 0] = np.nan
+    return image.astype(np.float32), noise.astype(np.float32), members
+
+
+def empirical_psf(image: np.ndarray, stars: StarTable, fwhm_px: float) -> np.ndarray:
+    """The median of flux-normalised stamps of bright, round, unsaturated stars."""
+    side = 2 * int(np.ceil(2.5 * fwhm_px)) + 1
+    usable = stars.select((stars.ellipticity < 0.3) & (stars.snr > 30))
+    stamps = [
+        cutout(image, x, y, side) / f
+        for x, y, f in zip(
+            usable.x[:PSF_STAMP_STARS],
+            usable.y[:PSF_STAMP_STARS],
+            usable.flux[:PSF_STAMP_STARS],
+            strict=True,
+        )
+    ]
+    if not stamps:
+        return np.zeros((side, side), dtype=np.float32)
+    psf = np.nan_to_num(np.nanmedian(np.array(stamps), axis=0))
+    return (psf / max(float(psf.sum()), 1e-12)).astype(np.float32)
+
+
+def build_reference(frames: list[Frame], field_id: str | None = None) -> Reference:
+    """A reference from the given frames of one field (their best `REFERENCE_MEMBERS`)."""
+    prepared, problems = [], []
+    for frame in frames:
+        try:
+            prepared.append(prepare_frame(frame))
+        except ReferenceError as exc:
+            log.warning("reference skips a frame: %s", exc)
+            problems.append(str(exc))
+    if not prepared:
+        raise ReferenceError(f"no usable frame to build a reference from ({'; '.join(problems)})")
+    prepared.sort(key=lambda f: f.member.depth_score, reverse=True)
+    return _reference_from(prepared[:REFERENCE_MEMBERS], field_id)
+
+
+def _reference_from(prepared: list[PreparedFrame], field_id: str | None) -> Reference:
+    anchor = prepared[0]
+    image, noise, members = combine(prepared)
+    bad = ~np.isfinite(image)
+    sky = SkySubtracted(
+        image=np.where(bad, np.float32(0.0), image), noise=np.nan_to_num(noise, nan=1e6), bad=bad
+    )
+    stars = find_stars(sky, min_snr=STAR_SNR)
+    fwhm = psf_fwhm_px(stars) or anchor.fwhm_px
+    height, width = image.shape
+    centre = anchor.wcs.pixel_to_world_values((width - 1) / 2.0, (height - 1) / 2.0)
+    ra_deg, dec_deg = float(centre[0]) % 360.0, float(centre[1])
+    info = ReferenceInfo(
+        field_id=field_id or field_id_for(ra_deg, dec_deg),
+        ra_deg=ra_deg,
+        dec_deg=dec_deg,
+        width_px=width,
+        height_px=height,
+        pixel_scale_arcsec=float(np.mean(proj_plane_pixel_scales(anchor.wcs)) * 3600.0),
+        fwhm_px=fwhm,
+        noise_adu=float(np.nanmedian(noise)),
+        star_count=len(stars),
+        members=members,
+    )
+    return Reference(
+        image=image,
+        noise=noise,
+        wcs=anchor.wcs,
+        stars=stars,
+        psf=empirical_psf(sky.image, stars, fwhm),
+        info=info,
+    )
+
+
+class ReferenceStore:
+    """The references of one site, one folder per field under `root`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def infos(self) -> list[ReferenceInfo]:
+        """Every stored reference, by field id."""
+        if not self.root.is_dir():
+            return []
+        return [
+            ReferenceInfo.model_validate_json((folder / INFO_FILE).read_text())
+            for folder in sorted(self.root.iterdir())
+            if (folder / INFO_FILE).is_file()
+        ]
+
+    def save(self, reference: Reference, members: list[Frame] | None = None) -> Path:
+        """Write a reference (and optionally the frames it was built from) under its field."""
+        folder = self.root / reference.info.field_id
+        partial = folder.with_name(f".{folder.name}.part")
+        shutil.rmtree(partial, ignore_errors=True)
+        (partial / MEMBERS_DIR).mkdir(parents=True)
+        header = reference.wcs.to_header()
+        header["BUNIT"] = ("adu", "sky-subtracted, anchor frame flux units")
+        fits.HDUList(
+            [
+                fits.PrimaryHDU(reference.image, header=header),
+                fits.ImageHDU(reference.noise, header=header, name="NOISE"),
+                fits.ImageHDU(reference.psf, name="PSF"),
+            ]
+        ).writeto(partial / IMAGE_FILE)
+        kept = {m.sha256 for m in reference.info.members}
+        for frame in members or []:
+            if frame.identity.sha256 in kept:
+                shutil.copyfile(frame.path, partial / MEMBERS_DIR / f"{frame.identity.sha256}.fits")
+        old_members = folder / MEMBERS_DIR
+        if old_members.is_dir():
+            for path in old_members.iterdir():
+                if path.stem in kept and not (partial / MEMBERS_DIR / path.name).exists():
+                    shutil.copyfile(path, partial / MEMBERS_DIR / path.name)
+        (partial / INFO_FILE).write_text(reference.info.model_dump_json(indent=2) + "\n")
+        shutil.rmtree(folder, ignore_errors=True)
+        partial.rename(folder)
+        return folder
+
+    def load(self, field_id: str) -> Reference:
+        """The stored reference of a field."""
+        folder = self.root / field_id
+        info = ReferenceInfo.model_validate_json((folder / INFO_FILE).read_text())
+        with fits.open(folder / IMAGE_FILE) as hdul:
+            image = np.asarray(hdul[0].data, dtype=np.float32)
+            noise = np.asarray(hdul["NOISE"].data, dtype=np.float32)
+            psf = np.asarray(hdul["PSF"].data, dtype=np.float32)
+            wcs = WCS(hdul[0].header)
+        bad = ~np.isfinite(image)
+        sky = SkySubtracted(
+            np.where(bad, np.float32(0.0), image), np.nan_to_num(noise, nan=1e6), bad
+        )
+        return Reference(image, noise, wcs, find_stars(sky, min_snr=STAR_SNR), psf, info)
+
+    def field_for(self, wcs: WCS, shape: tuple[int, int]) -> ReferenceInfo | None:
+        """The stored reference covering most of a frame (at least half of it), if any."""
+        best, best_overlap = None, 0.5
+        for info in self.infos():
+            ref_wcs = _info_wcs(self.root / info.field_id)
+            try:
+                overlap = overlap_fraction(
+                    wcs_transform(wcs, ref_wcs, shape), shape, (info.height_px, info.width_px)
+                )
+            except ValueError:
+                continue
+            if overlap >= best_overlap:
+                best, best_overlap = info, overlap
+        return best
+
+    def offer(self, frame: Frame) -> ReferenceInfo | None:
+        """Consider a good frame for its field's reference: start a field, or rebuild the
+        reference when the frame is deeper than its shallowest member (or it has room).
+
+        Returns the new reference's info when it changed, else None.
+        """
+        candidate = prepare_frame(frame)
+        info = self.field_for(candidate.wcs, candidate.sky.image.shape)
+        if info is None:
+            reference = _reference_from([candidate], None)
+            self.save(reference, [frame])
+            return reference.info
+        folder = self.root / info.field_id
+        if any(m.sha256 == frame.identity.sha256 for m in info.members):
+            return None
+        worst = min(m.depth_score for m in info.members)
+        if len(info.members) >= REFERENCE_MEMBERS and candidate.member.depth_score <= worst:
+            return None
+        members = [prepare_frame(_member_frame(folder, m)) for m in info.members]
+        ranked = sorted([*members, candidate], key=lambda f: f.member.depth_score, reverse=True)
+        reference = _reference_from(ranked[:REFERENCE_MEMBERS], info.field_id)
+        self.save(reference, [frame])
+        return reference.info
+
+
+def _info_wcs(folder: Path) -> WCS:
+    return WCS(fits.getheader(folder / IMAGE_FILE))
+
+
+def _member_frame(folder: Path, member: ReferenceMember) -> Frame:
+    return read_frame(folder / MEMBERS_DIR / f"{member.sha256}.fits")

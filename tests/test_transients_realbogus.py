@@ -1,0 +1,67 @@
+"""The real/bogus model: the shipped one is verified and tells injections from artefacts; a short
+Ray Train fit produces a model the site can load."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from site_agent.transients.realbogus import (
+    DEFAULT_MODEL_DIR,
+    RealBogusLoadError,
+    RealBogusModel,
+    write_realbogus_model,
+)
+from training.realbogus.dataset import Triplets, simulate_triplets
+from training.realbogus.evaluate import evaluate_on_ztf, roc_auc
+from training.realbogus.train import RealBogusTrainingSettings, fit_realbogus_on_ray
+
+
+def test_shipped_model_separates_held_out_injections_from_artefacts():
+    held_out = simulate_triplets(2, seed=31337, size_px=512, first_index=50_000)
+    assert held_out.labels.sum() > 5 and (held_out.labels == 0).sum() > 5
+    scores = RealBogusModel.load().score(held_out.stamps)
+    assert roc_auc(scores, held_out.labels == 1) > 0.9
+
+
+def test_shipped_model_ranks_real_ztf_alerts_like_ztf_does():
+    summary = evaluate_on_ztf(RealBogusModel.load())
+    assert summary.samples == 36 and 0 < summary.positives < 36
+    assert summary.roc_auc is not None and summary.roc_auc > 0.5
+
+
+def test_a_model_whose_file_was_changed_is_refused(tmp_path):
+    copy = tmp_path / "1"
+    shutil.copytree(DEFAULT_MODEL_DIR / "1", copy)
+    with (copy / "model.pt").open("ab") as stream:
+        stream.write(b"tampered")
+    with pytest.raises(RealBogusLoadError, match="sha256"):
+        RealBogusModel.load(copy)
+
+
+def test_roc_auc_is_rank_based_and_needs_both_classes():
+    assert roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == 0.75
+    assert roc_auc(np.array([0.1, 0.2]), np.array([1, 1])) is None
+
+
+def _toy_triplets(count: int, rng: np.random.Generator) -> Triplets:
+    stamps = rng.normal(0, 1, (count, 3, 31, 31)).astype(np.float32)
+    labels = np.arange(count) % 2
+    yy, xx = np.mgrid[:31, :31]
+    blob = 20 * np.exp(-((xx - 15) ** 2 + (yy - 15) ** 2) / 4.0)
+    stamps[labels == 1, 0] += blob
+    stamps[labels == 1, 2] += blob
+    return Triplets(stamps, labels.astype(np.int64), labels * 10.0, np.arange(count) // 4)
+
+
+@pytest.mark.slow
+def test_short_ray_train_fit_exports_a_loadable_model(tmp_path):
+    settings = RealBogusTrainingSettings(
+        data_dir=tmp_path / "data", run_dir=tmp_path / "run", epochs=2, batch_size=16, workers=1
+    )
+    _toy_triplets(96, np.random.default_rng(0)).save(settings.triplets_path)
+    model, history = fit_realbogus_on_ray(settings)
+    assert len(history) == 2
+    loaded = RealBogusModel.load(write_realbogus_model(model, tmp_path / "model" / "1", "1"))
+    toy = _toy_triplets(16, np.random.default_rng(1))
+    assert roc_auc(loaded.score(toy.stamps), toy.labels == 1) > 0.9

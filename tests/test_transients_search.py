@@ -1,0 +1,97 @@
+"""Transient search on simulated pairs: candidates where the transients are, reasons otherwise."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from astropy.wcs import WCS
+from scipy import ndimage
+
+from protos import TransientCandidate
+from site_agent.transients.config import TransientSearchSettings
+from site_agent.transients.cutouts import decode
+from site_agent.transients.search import find_candidates, search_transients
+from training.realbogus.dataset import SearchPair, simulate_search_pair
+
+
+@pytest.fixture(scope="module")
+def pair() -> SearchPair:
+    return simulate_search_pair(
+        np.random.default_rng(7),
+        size_px=384,
+        n_transients=6,
+        snr_range=(25.0, 60.0),
+        reference_epochs=2,
+        artefacts=False,
+        pixel_scale_arcsec=0.8,
+    )
+
+
+def _with(frame, **changes):
+    return dataclasses.replace(frame, **changes)
+
+
+def test_bright_transients_are_found_where_they_were_injected(pair):
+    detections = find_candidates(pair.new, pair.reference, TransientSearchSettings())
+    found = np.column_stack([detections.measurements.x, detections.measurements.y])
+    for transient in pair.transients:
+        distance = np.hypot(*(found - [transient.x_px, transient.y_px]).T).min()
+        assert distance < 1.0, f"transient S/N {transient.snr:.0f} missed"
+
+
+def test_candidates_carry_sky_position_flux_and_cutouts(pair):
+    outcome = search_transients(pair.new, pair.reference, site_id="test-site", model=None)
+    assert outcome.search.attempted and outcome.search.candidates == len(outcome.candidates)
+    for transient in pair.transients:
+        match = min(
+            outcome.candidates,
+            key=lambda c: np.hypot(c.ra_deg - transient.ra_deg, c.dec_deg - transient.dec_deg),
+        )
+        separation_arcsec = 3600 * np.hypot(
+            (match.ra_deg - transient.ra_deg) * np.cos(np.radians(transient.dec_deg)),
+            match.dec_deg - transient.dec_deg,
+        )
+        assert separation_arcsec < 1.0
+        assert match.snr > 10 and match.flux_adu > 0
+        stamp = decode(match.cutouts.difference)
+        assert stamp.shape == (31, 31) and stamp[15, 15] > 5 * np.nanstd(stamp[:5])
+    TransientCandidate.model_validate_json(outcome.candidates[0].model_dump_json())
+
+
+def test_frame_without_wcs_is_skipped_with_a_reason(pair):
+    outcome = search_transients(
+        _with(pair.new, wcs=None), pair.reference, site_id="test-site", model=None
+    )
+    assert not outcome.search.attempted and outcome.candidates == []
+    assert "WCS" in outcome.search.skipped_reason
+
+
+def test_frame_of_another_field_is_skipped_with_a_reason(pair):
+    elsewhere = WCS(pair.new.wcs.to_header())
+    elsewhere.wcs.crval = [(elsewhere.wcs.crval[0] + 10.0) % 360.0, elsewhere.wcs.crval[1]]
+    outcome = search_transients(
+        _with(pair.new, wcs=elsewhere), pair.reference, site_id="test-site", model=None
+    )
+    assert not outcome.search.attempted
+    assert "overlap" in outcome.search.skipped_reason
+
+
+def test_frame_with_a_very_different_psf_is_skipped(pair):
+    blurred = ndimage.gaussian_filter(pair.new.data, 5.0)
+    outcome = search_transients(
+        _with(pair.new, data=blurred), pair.reference, site_id="test-site", model=None
+    )
+    assert not outcome.search.attempted
+    assert "PSF" in outcome.search.skipped_reason
+
+
+def test_much_shallower_frame_is_skipped_not_flooded(pair):
+    noisy = pair.new.data + np.random.default_rng(1).normal(0, 400.0, pair.new.data.shape)
+    outcome = search_transients(
+        _with(pair.new, data=noisy.astype(np.float32)),
+        pair.reference,
+        site_id="test-site",
+        model=None,
+    )
+    assert outcome.candidates == []
+    assert not outcome.search.attempted

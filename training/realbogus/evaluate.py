@@ -1,0 +1,83 @@
+"""Evaluating the real/bogus model: ROC AUC on held-out simulations and on real ZTF alerts.
+
+ZTF alert packets carry 63x63 science, template and difference stamps and ZTF's own deep
+real/bogus score `drb`. Their central 31x31 pixels are scored by our model; a negative
+difference (`isdiffpos` = 'f', a fading source) is flipped and new/reference swapped, as our
+site would detect it. Agreement and ROC AUC are against `drb > 0.5` as the label.
+"""
+
+import gzip
+import io
+from pathlib import Path
+
+import fastavro
+import numpy as np
+from astropy.io import fits
+from pydantic import BaseModel
+from scipy.stats import rankdata
+
+from site_agent.transients.cutouts import CUTOUT_SIDE_PX
+from site_agent.transients.realbogus import RealBogusModel
+
+ZTF_ALERTS_DIR = Path(__file__).resolve().parents[2] / ".." / "shared/data/real/ztf-alerts-kowalski"
+DRB_REAL = 0.5
+
+
+class RocSummary(BaseModel):
+    """How well scores separate two classes."""
+
+    samples: int
+    positives: int
+    roc_auc: float | None
+    agreement: float
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
+    """Area under the ROC curve (Mann-Whitney), None when a class is missing."""
+    labels = np.asarray(labels).astype(bool)
+    positives, negatives = labels.sum(), (~labels).sum()
+    if positives == 0 or negatives == 0:
+        return None
+    ranks = rankdata(scores)
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def summarise(scores: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> RocSummary:
+    """AUC and the fraction of samples whose thresholded score matches the label."""
+    labels = np.asarray(labels).astype(bool)
+    return RocSummary(
+        samples=len(labels),
+        positives=int(labels.sum()),
+        roc_auc=roc_auc(scores, labels),
+        agreement=float(np.mean((np.asarray(scores) >= threshold) == labels)),
+    )
+
+
+def _stamp(record: dict, key: str) -> np.ndarray:
+    raw = gzip.decompress(record[key]["stampData"])
+    with fits.open(io.BytesIO(raw)) as hdul:
+        data = np.asarray(hdul[0].data, dtype=np.float32)
+    top = (data.shape[0] - CUTOUT_SIDE_PX) // 2
+    left = (data.shape[1] - CUTOUT_SIDE_PX) // 2
+    return data[top : top + CUTOUT_SIDE_PX, left : left + CUTOUT_SIDE_PX]
+
+
+def read_ztf_alerts(alerts_dir: Path = ZTF_ALERTS_DIR) -> tuple[np.ndarray, np.ndarray]:
+    """Triplets `[N, 3, 31, 31]` (new, reference, difference) and ZTF `drb` of every alert."""
+    stamps, drb = [], []
+    for path in sorted(Path(alerts_dir).rglob("*.avro")):
+        with path.open("rb") as stream:
+            record = next(fastavro.reader(stream))
+        science, template = _stamp(record, "cutoutScience"), _stamp(record, "cutoutTemplate")
+        difference = _stamp(record, "cutoutDifference")
+        if record["candidate"]["isdiffpos"] in ("f", "0"):
+            science, template, difference = template, science, -difference
+        stamps.append(np.stack([science, template, difference]))
+        drb.append(float(record["candidate"]["drb"]))
+    return np.array(stamps), np.array(drb)
+
+
+def evaluate_on_ztf(model: RealBogusModel, alerts_dir: Path = ZTF_ALERTS_DIR) -> RocSummary:
+    """Our real/bogus against ZTF's `drb > 0.5` on the stored alerts."""
+    stamps, drb = read_ztf_alerts(alerts_dir)
+    return summarise(model.score(stamps), drb > DRB_REAL)

@@ -1,0 +1,168 @@
+"""Fitting the real/bogus CNN with the quality model's Ray Train machinery.
+
+The epoch loop, optimiser, schedule, checkpointed state, Ray session and `TorchTrainer` set-up
+are those of `training.train_quality` (imported, not copied): a two-class problem runs through
+the same cross-entropy loop. What is specific here is the data (labelled triplets split by
+simulated pair, reals also laid over stars as hosted transients, classes balanced by
+oversampling, flips and quarter turns as augmentation) and the model (`RealBogusNet`).
+"""
+
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import ray.train
+import ray.train.torch
+import torch
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+from ray.train import Checkpoint
+from torch.utils.data import DataLoader
+
+from site_agent.transients.realbogus import normalise_triplets
+from training.config import QualityTrainingSettings
+from training.evaluate import EpochMetrics
+from training.realbogus.dataset import Triplets, with_hosted_reals
+from training.realbogus.net import RealBogusNet
+from training.train_quality import (
+    SELECTION_METRIC,
+    EpochLogCallback,
+    TrainingState,
+    new_training_state,
+    ray_session,
+    run_epochs,
+    trainer_for,
+)
+
+
+class RealBogusTrainingSettings(QualityTrainingSettings):
+    """A real/bogus training run: the quality run's knobs plus where the triplets are."""
+
+    model_config = SettingsConfigDict(env_prefix="SKYFLEET_RB_", extra="forbid")
+    toml_table: ClassVar[str] = "realbogus"
+
+    epochs: int = Field(default=25, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    hosted_fraction: float = Field(
+        default=1.5, ge=0.0, le=4.0, description="Hosted copies per real (laid over stars)."
+    )
+    model_name: str = Field(default="realbogus", pattern=r"^[a-z][a-z0-9_-]{0,63}$")
+
+    @property
+    def triplets_path(self) -> Path:
+        """The labelled triplets (`Triplets.save`) this run trains on."""
+        return self.data_dir / "triplets.npz"
+
+
+class TripletDataset(torch.utils.data.Dataset):
+    """Normalised triplets and labels; with `augment`, random flips and quarter turns."""
+
+    def __init__(self, triplets: Triplets, augment: bool, seed: int = 0) -> None:
+        self.inputs = torch.from_numpy(normalise_triplets(triplets.stamps))
+        self.labels = torch.from_numpy(triplets.labels.astype(np.int64))
+        self.augment = augment
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = self.inputs[index]
+        if self.augment:
+            image = torch.rot90(image, int(self.rng.integers(4)), dims=(1, 2))
+            if self.rng.random() < 0.5:
+                image = torch.flip(image, dims=(2,))
+        return image, int(self.labels[index])
+
+
+def split_by_pair(triplets: Triplets, val_fraction: float, seed: int) -> tuple[Triplets, Triplets]:
+    """Train and validation triplets, no simulated pair in both."""
+    pairs = np.unique(triplets.pair)
+    rng = np.random.default_rng(seed)
+    val_pairs = rng.choice(pairs, size=max(1, round(val_fraction * len(pairs))), replace=False)
+    in_val = np.isin(triplets.pair, val_pairs)
+    return triplets.select(~in_val), triplets.select(in_val)
+
+
+def balanced(triplets: Triplets, seed: int) -> Triplets:
+    """The triplets with the rarer class repeated until both classes are equally many."""
+    rng = np.random.default_rng(seed)
+    real, bogus = np.flatnonzero(triplets.labels == 1), np.flatnonzero(triplets.labels == 0)
+    rare, common = (real, bogus) if len(real) < len(bogus) else (bogus, real)
+    if len(rare) == 0:
+        return triplets
+    extra = rng.choice(rare, size=len(common) - len(rare), replace=True)
+    return triplets.select(np.concatenate([common, rare, extra]))
+
+
+def make_triplet_loaders(
+    settings: RealBogusTrainingSettings, rank: int = 0
+) -> tuple[DataLoader[Any], DataLoader[Any]]:
+    """Train (balanced, shuffled, augmented) and validation loaders."""
+    train, val = split_by_pair(
+        Triplets.load(settings.triplets_path), settings.val_fraction, settings.seed
+    )
+    rng = np.random.default_rng(settings.seed)
+    train = with_hosted_reals(train, rng, settings.hosted_fraction)
+    generator = torch.Generator().manual_seed(settings.seed)
+    return (
+        DataLoader(
+            TripletDataset(balanced(train, settings.seed), settings.augment, settings.seed + rank),
+            batch_size=settings.batch_size,
+            shuffle=True,
+            generator=generator,
+        ),
+        DataLoader(
+            TripletDataset(val, augment=False), batch_size=4 * settings.batch_size, shuffle=False
+        ),
+    )
+
+
+def train_func(config: dict[str, Any]) -> dict[str, Any]:
+    """The Ray Train worker function: resume from a checkpoint if any, train, report each epoch."""
+    settings = RealBogusTrainingSettings.model_validate(config)
+    torch.set_num_threads(settings.threads_per_worker)
+    rank = ray.train.get_context().get_world_rank()
+    torch.manual_seed(settings.seed)
+    state = new_training_state(settings, ray.train.torch.prepare_model(RealBogusNet()))
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            state.restore(Path(directory))
+    train_loader, val_loader = make_triplet_loaders(settings, rank)
+    loaders = (
+        ray.train.torch.prepare_data_loader(train_loader),
+        ray.train.torch.prepare_data_loader(val_loader),
+    )
+
+    def report(metrics: EpochMetrics, state: TrainingState) -> None:
+        with tempfile.TemporaryDirectory() as directory:
+            saved = Checkpoint.from_directory(directory) if rank == 0 else None
+            if rank == 0:
+                state.save(Path(directory))
+            ray.train.report(metrics.model_dump(), checkpoint=saved)
+
+    run_epochs(state, settings, loaders, ray.train.torch.get_device(), report)
+    return {"history": [m.model_dump() for m in state.history]}
+
+
+def fit_realbogus_on_ray(
+    settings: RealBogusTrainingSettings,
+) -> tuple[RealBogusNet, list[EpochMetrics]]:
+    """Fit on Ray Train; the model of the best checkpoint (lowest validation loss) and history."""
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    epoch_log = settings.run_dir / "epochs.jsonl"
+    epoch_log.unlink(missing_ok=True)
+    with ray_session(settings):
+        result = trainer_for(settings, train_func, [EpochLogCallback(epoch_log)]).fit()
+    best = result.get_best_checkpoint(metric=SELECTION_METRIC, mode="min")
+    if best is None:
+        raise RuntimeError(f"Ray Train reported no checkpoint (error: {result.error})")
+    model = RealBogusNet()
+    state = new_training_state(settings, model)
+    with best.as_directory() as directory:
+        state.restore(Path(directory))
+    history = [EpochMetrics.model_validate(m) for m in result.return_value["history"]]
+    return model.eval(), history

@@ -7,9 +7,11 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from fleetbus.settings import ServiceSettings
+from protos import CameraConfig, SiteLocation
 from protos.base import SITE_ID_PATTERN
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "quality"
+DEFAULT_REALBOGUS_DIR = Path(__file__).parent / "models" / "realbogus"
 
 
 class SiteAgentSettings(ServiceSettings):
@@ -35,3 +37,50 @@ class SiteAgentSettings(ServiceSettings):
     pixel_scale_arcsec: float | None = Field(default=None, gt=0.0)
     saturation_adu: float | None = Field(default=None, gt=0.0)
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0: no /metrics endpoint.")
+    metrics_host: str = Field(default="127.0.0.1", description="Address /metrics listens on.")
+    hub_js_domain: str | None = Field(
+        default="hub",
+        description="JetStream domain of the hub (commands, link probe); None: the agent's "
+        "server is the central one (single-server development).",
+    )
+    nats_port: int = Field(
+        default=0, ge=0, le=65535, description="Embedded site server's client port (0: free)."
+    )
+    nats_monitor_port: int = Field(
+        default=0, ge=0, le=65535, description="Embedded site server's HTTP port (0: free)."
+    )
+    settle_s: float = Field(
+        default=1.0, ge=0.0, description="Unchanged this long: complete (a rename: at once)."
+    )
+    polling: bool = Field(
+        default=False, description="Poll the folder instead of inotify (network shares)."
+    )
+    queue_size: int = Field(
+        default=16, ge=1, le=10_000, description="Complete frames queued for scoring at most."
+    )
+    publish_timeout_s: float = Field(default=5.0, gt=0.0)
+    search_transients: bool = Field(
+        default=True, description="Difference imaging against the site's references."
+    )
+    realbogus_model_dir: Path = DEFAULT_REALBOGUS_DIR
+    location: SiteLocation | None = Field(
+        default=None, description="Where the telescope is; with `camera`, sent as SiteConfig."
+    )
+    camera: CameraConfig | None = None
+    horizon_limit_deg: float = Field(default=20.0, ge=0.0, le=80.0)
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.work_dir / "quarantine"
+
+    @property
+    def state_path(self) -> Path:
+        return self.work_dir / "processed.sqlite3"
+
+    @property
+    def reference_dir(self) -> Path:
+        return self.work_dir / "references"
+
+    @property
+    def nats_store_dir(self) -> Path:
+        return self.work_dir / "nats"

@@ -1,5 +1,6 @@
 """Fixtures shared by the whole suite: real nats-server processes and the shared data folder."""
 
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from fleetbus.streams import ensure_streams
 from protos.streams import central_streams
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+SKYFLEET = Path(sys.executable).parent / "skyfleet"
+"""The installed `skyfleet` command, for tests that run it as a process."""
 REAL_DATA = REPO_ROOT.parent / "shared" / "data" / "real"
 
 

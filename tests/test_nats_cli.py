@@ -4,15 +4,12 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 from fleetbus.client import connect
 from protos.streams import central_streams
+from tests.conftest import SKYFLEET
 from tests.test_embedded_nats import _wait_gone
-
-SKYFLEET = Path(sys.executable).parent / "skyfleet"
 
 
 def _read_until(proc: subprocess.Popen, pattern: str, timeout_s: float = 20.0) -> str:

@@ -2,7 +2,6 @@
 and an exit status that says whether every file could be scored."""
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ from typer.testing import CliRunner
 from protos import FrameScore
 from site_agent.quality_model import write_model
 from skyfleet.cli import app
-from tests.conftest import REAL_DATA, REPO_ROOT
+from tests.conftest import REAL_DATA, REPO_ROOT, SKYFLEET
 from tests.test_scoring import TinyQualityNet
 
 runner = CliRunner()
@@ -115,7 +114,7 @@ def test_invalid_site_id_is_refused(model_dir):
 def test_installed_command_exits_non_zero_when_a_file_fails(model_dir, broken_file):
     completed = subprocess.run(
         [
-            str(Path(sys.executable).parent / "skyfleet"),
+            str(SKYFLEET),
             "score",
             "--model",
             str(model_dir),

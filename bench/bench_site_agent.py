@@ -1,0 +1,196 @@
+"""Site agent throughput and latency: frames/s and file-complete → JetStream-ack latency for
+2048² and 4096² frames, and the agent's memory (RSS), with a real agent process.
+
+The agent runs as `skyfleet site run` against a site nats-server started here (so its RSS is the
+agent's alone). A frame is *complete* when it is renamed into the watched folder; its latency
+ends when its `FrameScore` is published to the site's JetStream (seen by a subscriber on the site
+server, which is where the acknowledgement comes from). Latency is measured one frame at a time
+(no queueing); throughput with a batch dropped at once. A soak of a few hundred small frames
+then shows whether memory stays flat (RSS after the first and the last batch).
+"""
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from astropy.io import fits
+from rich.console import Console
+from rich.table import Table
+
+from fleetbus.client import connect
+from fleetbus.server import EmbeddedNats
+from protos import FrameScore, QualityLabel, decode_subject_message
+from protos.subjects import subject_for_kind
+from site_agent.site_nats import site_server_config
+from training.simulator import SimCamera
+from training.simulator.dataset import simulate_labelled_frame
+
+SITE = "bench"
+SIDES_PX = (2048, 4096)
+LATENCY_FRAMES = 8
+BATCH_FRAMES = 8
+SOAK_SIDE_PX = 512
+SOAK_BATCHES = 10
+SOAK_BATCH_FRAMES = 30
+
+
+def _variants(side: int, folder: Path, count: int, first: int = 0) -> list[Path]:
+    """`count` distinct frames (one pixel differs) from one simulated exposure."""
+    frame = simulate_labelled_frame(
+        QualityLabel.GOOD,
+        SimCamera(width_px=side, height_px=side),
+        seed=side,
+        index=0,
+        date_obs=datetime(2026, 11, 24, 3, tzinfo=UTC),
+    )
+    paths = []
+    for index in range(first, first + count):
+        data = frame.data.copy()
+        data[0, 0] = index
+        path = folder / f"{side}-{index:03d}.fits"
+        fits.PrimaryHDU(data=data, header=frame.header).writeto(path)
+        paths.append(path)
+    return paths
+
+
+def _rss_mib(pid: int) -> tuple[float, float]:
+    """Current and peak resident memory of a process, MiB."""
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
+
+
+class ScoreWatch:
+    """Records when each frame's score is published on the site server."""
+
+    def __init__(self) -> None:
+        self.seen_at: dict[str, float] = {}
+        self.event = asyncio.Event()
+
+    async def on_message(self, msg) -> None:
+        score = decode_subject_message(msg.subject, msg.data)
+        assert isinstance(score, FrameScore)
+        self.seen_at[score.frame.file_name] = time.perf_counter()
+        self.event.set()
+
+    async def wait_for(self, names: set[str], timeout_s: float = 600.0) -> None:
+        deadline = time.perf_counter() + timeout_s
+        while not names <= self.seen_at.keys():
+            self.event.clear()
+            await asyncio.wait_for(self.event.wait(), max(0.1, deadline - time.perf_counter()))
+
+
+async def _measure(side: int, watch_dir: Path, staged: list[Path], seen: ScoreWatch) -> dict:
+    latencies_s = []
+    for path in staged[:LATENCY_FRAMES]:
+        started = time.perf_counter()
+        path.rename(watch_dir / path.name)
+        await seen.wait_for({path.name})
+        latencies_s.append(seen.seen_at[path.name] - started)
+    batch = staged[LATENCY_FRAMES:]
+    started = time.perf_counter()
+    for path in batch:
+        path.rename(watch_dir / path.name)
+    await seen.wait_for({p.name for p in batch})
+    elapsed_s = max(seen.seen_at[p.name] for p in batch) - started
+    quantiles = statistics.quantiles(latencies_s, n=20)
+    return {
+        "side": side,
+        "frames_per_s": len(batch) / elapsed_s,
+        "p50_s": statistics.median(latencies_s),
+        "p95_s": quantiles[18],
+    }
+
+
+async def _soak(root: Path, watch_dir: Path, seen: ScoreWatch, pid: int) -> list[float]:
+    """RSS (MiB) after each batch of small frames."""
+    rss_mib = []
+    for batch in range(SOAK_BATCHES):
+        folder = root / f"soak-{batch}"
+        folder.mkdir()
+        paths = _variants(SOAK_SIDE_PX, folder, SOAK_BATCH_FRAMES, first=batch * SOAK_BATCH_FRAMES)
+        for path in paths:
+            path.rename(watch_dir / path.name)
+        await seen.wait_for({p.name for p in paths})
+        rss_mib.append(_rss_mib(pid)[0])
+    return rss_mib
+
+
+async def _run(root: Path) -> tuple[list[dict], tuple[float, float], list[float]]:
+    server = EmbeddedNats(site_server_config(SITE, root / "nats", hub_leaf_url=None)).start()
+    staged = {side: _variants(side, root, LATENCY_FRAMES + BATCH_FRAMES) for side in SIDES_PX}
+    watch_dir = root / "incoming"
+    watch_dir.mkdir()
+    agent = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "skyfleet"),
+            "site",
+            "run",
+            "--site-id",
+            SITE,
+            "--watch",
+            str(watch_dir),
+            "--work-dir",
+            str(root / "work"),
+            "--nats",
+            server.url,
+            "--log-level",
+            "ERROR",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    nc = await connect(server.url, name="bench")
+    try:
+        seen = ScoreWatch()
+        await nc.subscribe(subject_for_kind("frame-score", SITE), cb=seen.on_message)
+        warmup = _variants(256, root, 1)[0]
+        await asyncio.sleep(1.0)
+        warmup.rename(watch_dir / warmup.name)
+        await seen.wait_for({warmup.name}, timeout_s=120)
+        results = [await _measure(side, watch_dir, staged[side], seen) for side in SIDES_PX]
+        memory = _rss_mib(agent.pid)
+        soak_rss_mib = await _soak(root, watch_dir, seen, agent.pid)
+    finally:
+        agent.terminate()
+        agent.wait(timeout=60)
+        await nc.close()
+        server.stop()
+    return results, memory, soak_rss_mib
+
+
+def main() -> None:
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="bench-site-agent-") as work:
+        results, (rss_mib, peak_mib), soak_rss_mib = asyncio.run(_run(Path(work)))
+    table = Table(title=f"site agent, {LATENCY_FRAMES} + {BATCH_FRAMES} frames per size")
+    for column in ("frame", "frames/s", "latency p50 (s)", "latency p95 (s)", "goal p95"):
+        table.add_column(column, justify="right")
+    for row in results:
+        table.add_row(
+            f"{row['side']}²",
+            f"{row['frames_per_s']:.2f}",
+            f"{row['p50_s']:.3f}",
+            f"{row['p95_s']:.3f}",
+            "≤ 1 s" if row["side"] == 4096 else "",
+        )
+    console.print(table)
+    console.print(
+        f"agent RSS {rss_mib:.0f} MiB now, {peak_mib:.0f} MiB peak (goal ≤ 1.5 GB); "
+        f"{len(os.sched_getaffinity(0))} cores"
+    )
+    console.print(
+        f"soak, {SOAK_BATCHES} x {SOAK_BATCH_FRAMES} frames of {SOAK_SIDE_PX}²: RSS "
+        f"{soak_rss_mib[0]:.0f} MiB after the first batch, {soak_rss_mib[-1]:.0f} MiB after the "
+        f"last (max {max(soak_rss_mib):.0f})"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,332 @@
+"""The site agent service: watch the folder, score each frame once, publish everything, stay up.
+
+`SiteAgent.run(stop)` wires the parts together and runs until `stop` is set:
+- an embedded leaf-node nats-server for the site (unless `nats_url` points at one),
+- the folder watch feeding a bounded queue (a full queue makes intake wait: back-pressure;
+  the folder itself is the buffer, so nothing is dropped),
+- one worker taking frames through the pipeline (read → score → publish → settle),
+- heartbeats with a link probe, the command consumer and the `/metrics` endpoint.
+On stop it takes no new frames, finishes the frame in hand, and closes everything in order.
+Frames still queued are found again at the next start (they are not settled yet).
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import numpy as np
+from nats.aio.client import Client
+from pydantic import BaseModel, ConfigDict
+
+from fleetbus.client import connect
+from fleetbus.server import EmbeddedNats
+from protos import (
+    FleetMessage,
+    FrameRejected,
+    FrameScore,
+    LinkState,
+    ModelRef,
+    SiteConfig,
+    TransientCandidate,
+    stable_message_id,
+)
+from protos.base import utc_now
+from site_agent.commands import CommandReceiver
+from site_agent.heartbeat import build_heartbeat, disk_free_bytes
+from site_agent.ingest import FolderWatch
+from site_agent.pipeline import FramePipeline, FrameWork, site_pipeline
+from site_agent.publisher import SitePublisher
+from site_agent.quality_model import QualityModel
+from site_agent.scoring import QualityPredictor
+from site_agent.settings import SiteAgentSettings
+from site_agent.site_nats import site_server_config, start_embedded_server
+from site_agent.state import FileFingerprint, ProcessedFrames
+from site_agent.telemetry import AgentMetrics
+from site_agent.transient_stage import OfferReference, SearchTransients, TransientSearcher
+
+if TYPE_CHECKING:
+    from site_agent.triton_scorer import Predictor
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_S = 30.0
+
+
+class AgentStatus(BaseModel):
+    """What the agent has done so far (for the demo's live table and for tests)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    site_id: str
+    frames_scored: int
+    frames_rejected: int
+    labels: dict[str, int]
+    last_frame_at: datetime | None
+    queue_depth: int
+    link_state: LinkState
+    candidates: int
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A predictor (e.g. Triton with in-process fallback) and the model it serves."""
+
+    predictor: "Predictor"
+    ref: ModelRef
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        return self.predictor.predict(batch)
+
+
+def load_predictor(settings: SiteAgentSettings) -> QualityPredictor:
+    """The verified quality model in process, or served by Triton with the same model in
+    process as the fallback (Triton serves the repository the local model was loaded from)."""
+    local = QualityModel.load(settings.model_dir)
+    if settings.triton_url is None:
+        return local
+    # tritonclient is an optional extra: imported only when Triton is asked for
+    from site_agent.triton_scorer import FallbackPredictor, TritonPredictor
+
+    served = FallbackPredictor(TritonPredictor(settings.triton_url), local)
+    return ServedModel(served, local.ref)
+
+
+class SiteAgent:
+    """One telescope's agent. Build it with settings, then `await agent.run(stop_event)`."""
+
+    def __init__(
+        self, settings: SiteAgentSettings, *, predictor: QualityPredictor | None = None
+    ) -> None:
+        self.settings = settings
+        self.metrics = AgentMetrics(settings.site_id)
+        self.nats_url: str | None = settings.nats_url
+        self.metrics_port: int | None = None
+        self._predictor = predictor
+        self._boot_id = uuid.uuid4().hex
+        self._started_s = time.monotonic()
+        self._labels: Counter[str] = Counter()
+        self._rejected = 0
+        self._candidates = 0
+        self._last_frame_at: datetime | None = None
+        self._queue: asyncio.Queue[FrameWork] = asyncio.Queue(maxsize=settings.queue_size)
+        self._watch = FolderWatch(
+            settings.watch_dir,
+            settle_s=settings.settle_s,
+            polling=settings.polling,
+        )
+        self._in_hand: asyncio.Task[FrameWork] | None = None
+        self._publisher: SitePublisher | None = None
+        self._ready = asyncio.Event()
+        self._model_version: str | None = None
+
+    def status(self) -> AgentStatus:
+        """Counts and state right now."""
+        return AgentStatus(
+            site_id=self.settings.site_id,
+            frames_scored=sum(self._labels.values()),
+            frames_rejected=self._rejected,
+            labels=dict(self._labels),
+            last_frame_at=self._last_frame_at,
+            queue_depth=self._queue_depth(),
+            link_state=self._publisher.link_state if self._publisher else LinkState.UNKNOWN,
+            candidates=self._candidates,
+        )
+
+    async def wait_ready(self) -> None:
+        """Wait until the agent watches its folder and can publish."""
+        await self._ready.wait()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set, then shut down gracefully."""
+        settings = self.settings
+        for folder in (settings.work_dir, settings.watch_dir, settings.quarantine_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        predictor = self._predictor or await asyncio.to_thread(load_predictor, settings)
+        self._model_version = predictor.ref.version
+        server = await asyncio.to_thread(self._start_server)
+        try:
+            assert self.nats_url is not None
+            nc = await connect(self.nats_url, name=f"site-agent-{settings.site_id}")
+            try:
+                await self._serve(nc, predictor, stop)
+            finally:
+                with contextlib.suppress(Exception):  # closing during an outage can raise
+                    await nc.close()
+        finally:
+            if server is not None:
+                await asyncio.to_thread(server.stop)
+        log.info("site agent stopped site=%s", settings.site_id)
+
+    def _start_server(self) -> EmbeddedNats | None:
+        if self.settings.nats_url is not None:
+            return None
+        config = site_server_config(
+            self.settings.site_id,
+            self.settings.nats_store_dir.absolute(),
+            hub_leaf_url=self.settings.hub_leaf_url,
+            port=self.settings.nats_port,
+            monitor_port=self.settings.nats_monitor_port,
+        )
+        server = start_embedded_server(config)
+        self.nats_url = server.url
+        return server
+
+    async def _serve(self, nc: Client, predictor: QualityPredictor, stop: asyncio.Event) -> None:
+        settings = self.settings
+        publisher = SitePublisher(
+            nc,
+            settings.site_id,
+            hub_js_domain=settings.hub_js_domain,
+            ack_timeout_s=settings.publish_timeout_s,
+        )
+        await publisher.prepare()
+        self._publisher = publisher
+        site_config = self.site_config()
+        if site_config is not None:
+            await publisher.send(site_config)
+        searcher = (
+            await asyncio.to_thread(
+                TransientSearcher.load,
+                settings.site_id,
+                settings.reference_dir,
+                settings.realbogus_model_dir,
+            )
+            if settings.search_transients
+            else None
+        )
+        if settings.metrics_port:
+            self.metrics_port = self.metrics.serve(settings.metrics_port, settings.metrics_host)
+        with ProcessedFrames(settings.state_path) as state:
+            pipeline = site_pipeline(
+                site_id=settings.site_id,
+                predictor=predictor,
+                publisher=publisher,
+                state=state,
+                metrics=self.metrics,
+                quarantine_dir=settings.quarantine_dir,
+                on_settled=self._count,
+                pixel_scale_arcsec=settings.pixel_scale_arcsec,
+                saturation_adu=settings.saturation_adu,
+                transients=[SearchTransients(searcher)] if searcher else None,
+                after_settling=[OfferReference(searcher)] if searcher else None,
+            )
+            commands = CommandReceiver(
+                nc,
+                settings.site_id,
+                send=publisher.send,
+                count=self.metrics.command,
+                hub_js_domain=settings.hub_js_domain,
+            )
+            self._watch.start()
+            tasks = [
+                asyncio.create_task(self._intake(state), name="intake"),
+                asyncio.create_task(self._heartbeats(publisher), name="heartbeat"),
+                asyncio.create_task(commands.run(), name="commands"),
+            ]
+            worker = asyncio.create_task(self._work(pipeline), name="worker")
+            self._ready.set()
+            log.info(
+                "site agent running site=%s watch=%s nats=%s",
+                settings.site_id,
+                settings.watch_dir,
+                self.nats_url,
+            )
+            try:
+                await stop.wait()
+            finally:
+                log.info("site agent stopping site=%s", settings.site_id)
+                await self._watch.stop()
+                await self._finish(worker)
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                self.metrics.stop_serving()
+
+    async def _intake(self, state: ProcessedFrames) -> None:
+        while True:
+            path, complete_at_s = await self._watch.next_ready()
+            try:
+                fingerprint = FileFingerprint.of(path)
+            except OSError:
+                continue  # gone again before we got to it
+            if state.is_settled(fingerprint):
+                continue
+            await self._queue.put(FrameWork(path, fingerprint, complete_at_s))
+            self.metrics.queue_depth.set(self._queue_depth())
+
+    async def _work(self, pipeline: FramePipeline) -> None:
+        while True:
+            work = await self._queue.get()
+            self._in_hand = asyncio.create_task(pipeline.process(work))
+            await asyncio.shield(self._in_hand)
+            self._in_hand = None
+            self.metrics.queue_depth.set(self._queue_depth())
+
+    async def _finish(self, worker: asyncio.Task[None]) -> None:
+        """Stop the worker, letting the frame in hand finish (within a grace period)."""
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+        in_hand = self._in_hand
+        if in_hand is not None and not in_hand.done():
+            log.info("finishing the frame in hand site=%s", self.settings.site_id)
+            try:
+                await asyncio.wait_for(in_hand, SHUTDOWN_GRACE_S)
+            except TimeoutError:
+                log.error("frame in hand not finished site=%s", self.settings.site_id)
+
+    async def _heartbeats(self, publisher: SitePublisher) -> None:
+        sequence = 0
+        while True:
+            link = await publisher.probe_link()
+            self.metrics.link(link)
+            status = self.status()
+            beat = build_heartbeat(
+                self.settings.site_id,
+                boot_id=self._boot_id,
+                sequence=sequence,
+                model_version=self._model_version,
+                queue_depths={"folder": self._watch.waiting, "scoring": self._queue.qsize()},
+                frames_scored=status.frames_scored,
+                frames_rejected=status.frames_rejected,
+                last_frame_at=status.last_frame_at,
+                disk_free=disk_free_bytes(self.settings.work_dir),
+                link_state=link,
+                uptime_s=time.monotonic() - self._started_s,
+            )
+            await publisher.send(beat)
+            sequence += 1
+            await asyncio.sleep(self.settings.heartbeat_interval_s)
+
+    def site_config(self) -> SiteConfig | None:
+        """The site's description for the fleet, when its location and camera are configured."""
+        settings = self.settings
+        if settings.location is None or settings.camera is None:
+            return None
+        described = (settings.location, settings.camera, settings.horizon_limit_deg)
+        return SiteConfig(
+            message_id=stable_message_id("site-config", settings.site_id, repr(described)),
+            site_id=settings.site_id,
+            name=settings.site_id,
+            location=settings.location,
+            horizon_limit_deg=settings.horizon_limit_deg,
+            camera=settings.camera,
+        )
+
+    def _queue_depth(self) -> int:
+        in_hand = int(self._in_hand is not None and not self._in_hand.done())
+        return self._watch.waiting + self._queue.qsize() + in_hand
+
+    def _count(self, message: FleetMessage) -> None:
+        if isinstance(message, FrameScore):
+            self._labels[message.label.value] += 1
+            self._last_frame_at = utc_now()
+        elif isinstance(message, FrameRejected):
+            self._rejected += 1
+        elif isinstance(message, TransientCandidate):
+            self._candidates += 1

@@ -1,0 +1,226 @@
+"""The agent's path for one frame, as a short list of stages: read, score, publish, settle.
+
+Each stage does one thing to the `FrameWork` in hand. A file the reader refuses becomes a
+`FrameRejected` (and is quarantined after the message is acknowledged); a readable frame
+becomes a `FrameScore`. Nothing one frame does stops the next: an unexpected error while
+scoring is logged with the file and turned into a rejection too. Pixel work runs in a worker
+thread so the event loop keeps publishing, heartbeating and answering commands meanwhile.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from protos import (
+    FleetMessage,
+    FrameRejected,
+    FrameScore,
+    QualityLabel,
+    RejectReason,
+    TransientCandidate,
+)
+from site_agent.fits_reader import Frame, FrameError, read_frame
+from site_agent.publisher import SitePublisher
+from site_agent.quarantine import move_to_quarantine, quarantine_target
+from site_agent.scoring import QualityPredictor, rejection, score_frame
+from site_agent.state import FileFingerprint, ProcessedFrames
+from site_agent.telemetry import AgentMetrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FrameWork:
+    """One file on its way through the stages."""
+
+    path: Path
+    fingerprint: FileFingerprint
+    complete_at_s: float
+    frame: Frame | None = None
+    message: FrameScore | FrameRejected | None = None
+    candidates: list[TransientCandidate] = field(default_factory=list)
+    quarantine_to: Path | None = None
+
+
+class Stage(Protocol):
+    """One step of the path; it reads and fills in the `FrameWork`."""
+
+    async def run(self, work: FrameWork) -> None: ...
+
+
+@dataclass
+class Rejecter:
+    """Turns a refused file into its `FrameRejected` and picks its quarantine place."""
+
+    site_id: str
+    quarantine_dir: Path
+
+    def reject(self, work: FrameWork, error: FrameError) -> None:
+        work.quarantine_to = quarantine_target(self.quarantine_dir, work.path.name)
+        work.message = rejection(error, site_id=self.site_id).model_copy(
+            update={"quarantine_path": str(work.quarantine_to)}
+        )
+
+
+@dataclass
+class ReadFrame:
+    """Read and validate the FITS file; refused files become rejections."""
+
+    rejecter: Rejecter
+
+    async def run(self, work: FrameWork) -> None:
+        try:
+            work.frame = await asyncio.to_thread(read_frame, work.path)
+        except FrameError as error:
+            self.rejecter.reject(work, error)
+
+
+@dataclass
+class ScoreFrame:
+    """Preprocess, run the quality model and measure the image."""
+
+    site_id: str
+    predictor: QualityPredictor
+    rejecter: Rejecter
+    pixel_scale_arcsec: float | None = None
+    saturation_adu: float | None = None
+
+    async def run(self, work: FrameWork) -> None:
+        if work.frame is None:
+            return
+        try:
+            score = await asyncio.to_thread(
+                score_frame,
+                work.frame,
+                self.predictor,
+                site_id=self.site_id,
+                pixel_scale_arcsec=self.pixel_scale_arcsec,
+                saturation_adu=self.saturation_adu,
+            )
+        except Exception as exc:  # one frame's failure must never stop the agent
+            log.exception("scoring failed site=%s file=%s", self.site_id, work.path)
+            error = FrameError(work.path, RejectReason.UNREADABLE, f"scoring failed: {exc!r}")
+            self.rejecter.reject(work, error)
+            return
+        work.message = score
+
+
+@dataclass
+class PublishMessage:
+    """Put the frame's candidates, then its message, into JetStream (waits for each
+    acknowledgement): once the score is stored, everything found in the frame is."""
+
+    publisher: SitePublisher
+
+    async def run(self, work: FrameWork) -> None:
+        for candidate in work.candidates:
+            await self.publisher.send(candidate)
+        if work.message is not None:
+            await self.publisher.send(work.message)
+
+
+@dataclass
+class SettleFile:
+    """After the acknowledgement: quarantine a rejected file, record the file as done, count
+    it, and raise the alarm for bad frames."""
+
+    state: ProcessedFrames
+    metrics: AgentMetrics
+    on_settled: Callable[[FleetMessage], None]
+
+    async def run(self, work: FrameWork) -> None:
+        message = work.message
+        if isinstance(message, FrameRejected):
+            if work.quarantine_to is not None:
+                move_to_quarantine(work.path, work.quarantine_to, message.reason, message.message)
+            self.state.settle(
+                work.fingerprint,
+                sha256=message.sha256,
+                outcome="rejected",
+                message_id=message.message_id,
+            )
+            self.metrics.rejected(message.reason.value)
+            log.warning(
+                "frame rejected site=%s file=%s reason=%s message=%s quarantine=%s",
+                message.site_id,
+                work.path.name,
+                message.reason.value,
+                message.message,
+                message.quarantine_path,
+            )
+        elif isinstance(message, FrameScore):
+            self.state.settle(
+                work.fingerprint,
+                sha256=message.frame.sha256,
+                outcome="scored",
+                message_id=message.message_id,
+            )
+            self.metrics.scored(message.label.value, time.monotonic() - work.complete_at_s)
+            _announce(message)
+        else:
+            return
+        self.on_settled(message)
+        for candidate in work.candidates:
+            self.on_settled(candidate)
+
+
+def _announce(score: FrameScore) -> None:
+    reasons = ",".join(r.reason for r in score.reasons) or "-"
+    level = {QualityLabel.BAD: logging.WARNING}.get(score.label, logging.INFO)
+    event = {QualityLabel.BAD: "ALERT bad frame", QualityLabel.MEDIUM: "frame flagged medium"}
+    log.log(
+        level,
+        "%s site=%s file=%s label=%s confidence=%.2f reasons=%s fwhm_arcsec=%s sources=%d",
+        event.get(score.label, "frame scored"),
+        score.site_id,
+        score.frame.file_name,
+        score.label.value,
+        score.confidence,
+        reasons,
+        score.metrics.fwhm_arcsec,
+        score.metrics.source_count,
+    )
+
+
+class FramePipeline:
+    """The stages in order; `process` takes one file all the way to settled."""
+
+    def __init__(self, stages: list[Stage]) -> None:
+        self.stages = stages
+
+    async def process(self, work: FrameWork) -> FrameWork:
+        for stage in self.stages:
+            await stage.run(work)
+        return work
+
+
+def site_pipeline(
+    *,
+    site_id: str,
+    predictor: QualityPredictor,
+    publisher: SitePublisher,
+    state: ProcessedFrames,
+    metrics: AgentMetrics,
+    quarantine_dir: Path,
+    on_settled: Callable[[FleetMessage], None],
+    pixel_scale_arcsec: float | None = None,
+    saturation_adu: float | None = None,
+    transients: list[Stage] | None = None,
+    after_settling: list[Stage] | None = None,
+) -> FramePipeline:
+    """The site agent's stages: read → score → (transients) → publish → settle → (after)."""
+    rejecter = Rejecter(site_id, quarantine_dir)
+    return FramePipeline(
+        [
+            ReadFrame(rejecter),
+            ScoreFrame(site_id, predictor, rejecter, pixel_scale_arcsec, saturation_adu),
+            *(transients or []),
+            PublishMessage(publisher),
+            SettleFile(state, metrics, on_settled),
+            *(after_settling or []),
+        ]
+    )

@@ -1,0 +1,98 @@
+"""Store-and-forward topology for site tests: a hub and sites' leaf servers, real processes,
+and helpers that read what arrived at the centre."""
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+
+from nats.js import JetStreamContext
+
+from fleetbus.client import connect
+from fleetbus.hub import hub_server_config, join_sites_to_hub, keep_sources_flowing
+from fleetbus.server import EmbeddedNats
+from protos import FleetMessage, FrameRejected, FrameScore, decode_subject_message
+from protos.streams import FLEET_STREAM
+from site_agent.site_nats import site_server_config
+
+
+@contextmanager
+def running_hub(store_dir: Path) -> Iterator[EmbeddedNats]:
+    """A central server in the `hub` domain, listening for leaf nodes."""
+    with EmbeddedNats(hub_server_config(store_dir)) as hub:
+        yield hub
+
+
+@contextmanager
+def running_site_server(store_dir: Path, site_id: str, hub: EmbeddedNats) -> Iterator[EmbeddedNats]:
+    """A site's own leaf server connected to `hub`."""
+    config = site_server_config(site_id, store_dir, hub_leaf_url=hub.config.leaf_url)
+    with EmbeddedNats(config) as server:
+        yield server
+
+
+async def join(hub: EmbeddedNats, site_ids: list[str]) -> None:
+    """Make the hub source these sites."""
+    nc = await connect(hub.url, name="test-join")
+    try:
+        await join_sites_to_hub(nc.jetstream(), site_ids)
+    finally:
+        await nc.close()
+
+
+@asynccontextmanager
+async def hub_sourcing(hub: EmbeddedNats, site_ids: list[str]) -> AsyncIterator[JetStreamContext]:
+    """The hub sourcing these sites, with its source keeper running, as a hub process would;
+    yields a JetStream context on the hub."""
+    nc = await connect(hub.url, name="test-hub")
+    js = nc.jetstream()
+    await join_sites_to_hub(js, site_ids)
+    keeper = asyncio.create_task(keep_sources_flowing(js, every_s=1.0))
+    try:
+        yield js
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+        with contextlib.suppress(Exception):  # the hub may be down
+            await nc.close()
+
+
+async def stored_messages(js: JetStreamContext, stream: str = FLEET_STREAM) -> list[FleetMessage]:
+    """Every message a stream holds, decoded strictly."""
+    info = await js.stream_info(stream)
+    messages: list[FleetMessage] = []
+    if info.state.messages == 0:
+        return messages
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        raw = await js.get_msg(stream, seq)
+        messages.append(decode_subject_message(raw.subject, raw.data))
+    return messages
+
+
+async def wait_for_stored(
+    js: JetStreamContext, count: int, *, timeout_s: float, stream: str = FLEET_STREAM
+) -> int:
+    """Wait until `stream` holds at least `count` messages; returns how many it holds."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        held = (await js.stream_info(stream)).state.messages
+        if held >= count or time.monotonic() > deadline:
+            return held
+        await asyncio.sleep(0.1)
+
+
+async def frame_messages_at_hub(
+    js: JetStreamContext, count: int, *, timeout_s: float
+) -> tuple[list[FrameScore], list[FrameRejected]]:
+    """The scores and rejections in `FLEET`, once there are `count` of them (or at timeout)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        messages = await stored_messages(js)
+        scores = [m for m in messages if isinstance(m, FrameScore)]
+        rejections = [m for m in messages if isinstance(m, FrameRejected)]
+        if len(scores) + len(rejections) >= count or time.monotonic() > deadline:
+            return scores, rejections
+        await asyncio.sleep(0.5)

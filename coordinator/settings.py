@@ -28,7 +28,38 @@ class CoordinatorSettings(ServiceSettings):
     )
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
+    serve_console: bool = Field(default=True, description="Serve the ops console over HTTP.")
     action_token: str | None = Field(
         default=None, description="Token for console actions; None disables them."
     )
     heartbeat_stale_s: float = Field(default=60.0, gt=0.0)
+    ensure_streams: bool = Field(
+        default=True, description="Create the central streams (single-server topology) at start."
+    )
+    consumer_prefix: str = Field(
+        default="coordinator", pattern=r"^[A-Za-z0-9_-]{1,32}$", description="Durable names."
+    )
+    ingest_batch: int = Field(default=1000, ge=1, le=10_000)
+    ingest_idle_wait_s: float = Field(default=0.2, gt=0.0, le=30.0)
+    ingest_ack_wait_s: float = Field(
+        default=10.0, gt=0.0, description="Unacknowledged messages are redelivered after this."
+    )
+    weather_window_frames: int = Field(
+        default=10, ge=1, description="Recent frames of a site judged for weather."
+    )
+    weather_bad_fraction: float = Field(
+        default=0.5, gt=0.0, le=1.0, description="Bad fraction of recent frames that means weather."
+    )
+    match_radius_arcsec: float = Field(default=2.0, gt=0.0, le=60.0)
+    moving_link_radius_arcsec: float = Field(
+        default=1800.0, gt=0.0, description="How far a moving object may go between detections."
+    )
+    followup_min_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
+    followup_window_h: float = Field(default=24.0, gt=0.0, description="Deadline after planning.")
+    followup_ack_timeout_s: float = Field(
+        default=300.0, gt=0.0, description="A site that does not accept in time is re-planned."
+    )
+    min_moon_separation_deg: float = Field(default=30.0, ge=0.0, le=180.0)
+    max_airmass: float = Field(default=2.0, ge=1.0)
+    max_site_queue: int = Field(default=20, ge=1)
+    plan_interval_s: float = Field(default=5.0, gt=0.0)

@@ -1,0 +1,1 @@
+"""Persistence of the coordinator: tables, engine, migrations, batch writes and read queries."""

@@ -1,0 +1,215 @@
+"""Read queries behind the fleet summary and the console; rows in, view models out."""
+
+import base64
+import zlib
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, Row, case, func, select
+
+from coordinator.store.tables import (
+    CandidateRow,
+    FollowUp,
+    FrameRejectionRow,
+    FrameScoreRow,
+    Site,
+    Target,
+)
+from coordinator.views import CutoutView, DetectionView, FollowUpView, ModelVersionView, TargetView
+
+scores = FrameScoreRow.__table__
+sites = Site.__table__
+targets = Target.__table__
+candidates = CandidateRow.__table__
+followups = FollowUp.__table__
+
+
+def site_records(conn: Connection) -> list[dict[str, Any]]:
+    """Every site that sent a configuration, a heartbeat or a frame score, by site id."""
+    known = {r.site_id: r._asdict() for r in conn.execute(select(sites)).all()}
+    for site_id in conn.execute(select(scores.c.site_id).distinct()).scalars():
+        known.setdefault(site_id, {c.name: None for c in sites.c} | {"site_id": site_id})
+    return [known[k] for k in sorted(known)]
+
+
+def quality_by_site(conn: Connection) -> dict[str, dict[str, Any]]:
+    """Per site: frame counts by class and mean seeing, background and transparency."""
+    rows = conn.execute(
+        select(
+            scores.c.site_id,
+            func.count().label("frames"),
+            func.sum(case((scores.c.label == "good", 1), else_=0)).label("good"),
+            func.sum(case((scores.c.label == "medium", 1), else_=0)).label("medium"),
+            func.sum(case((scores.c.label == "bad", 1), else_=0)).label("bad"),
+            func.avg(scores.c.fwhm_arcsec).label("mean_fwhm_arcsec"),
+            func.avg(scores.c.background_adu).label("mean_background_adu"),
+            func.avg(scores.c.transparency).label("mean_transparency"),
+        ).group_by(scores.c.site_id)
+    ).all()
+    return {r.site_id: r._asdict() for r in rows}
+
+
+def frames_since_by_site(conn: Connection, since: datetime) -> dict[str, int]:
+    """Frames scored per site since a time."""
+    rows = conn.execute(
+        select(scores.c.site_id, func.count())
+        .where(scores.c.scored_at >= since)
+        .group_by(scores.c.site_id)
+    ).all()
+    return {site_id: int(n) for site_id, n in rows}
+
+
+def rejections_by_site(conn: Connection) -> dict[str, int]:
+    """Rejected files per site."""
+    table = FrameRejectionRow.__table__
+    rows = conn.execute(select(table.c.site_id, func.count()).group_by(table.c.site_id)).all()
+    return {site_id: int(n) for site_id, n in rows}
+
+
+def recent_labels(conn: Connection, site_id: str, limit: int) -> list[str]:
+    """The labels of a site's latest frames, newest first."""
+    return list(
+        conn.execute(
+            select(scores.c.label)
+            .where(scores.c.site_id == site_id)
+            .order_by(scores.c.scored_at.desc())
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def quality_series(conn: Connection, site_id: str, since: datetime) -> list[Row[Any]]:
+    """A site's frames since a time, oldest first: time, label, seeing, background, transparency."""
+    return list(
+        conn.execute(
+            select(
+                scores.c.scored_at,
+                scores.c.label,
+                scores.c.fwhm_arcsec,
+                scores.c.background_adu,
+                scores.c.transparency,
+            )
+            .where(scores.c.site_id == site_id, scores.c.scored_at >= since)
+            .order_by(scores.c.scored_at)
+        ).all()
+    )
+
+
+def target_views(conn: Connection, limit: int = 200) -> list[TargetView]:
+    """Targets, most confident and most recent first."""
+    rows = conn.execute(
+        select(targets)
+        .order_by(targets.c.confidence.desc(), targets.c.last_seen.desc())
+        .limit(limit)
+    ).all()
+    sites_of = _sites_of_targets(conn, [r.target_id for r in rows])
+    return [TargetView(**r._asdict(), sites=sites_of.get(r.target_id, [])) for r in rows]
+
+
+def target_view(conn: Connection, target_id: int) -> TargetView | None:
+    """One target, or None."""
+    row = conn.execute(select(targets).where(targets.c.target_id == target_id)).one_or_none()
+    if row is None:
+        return None
+    return TargetView(
+        **row._asdict(), sites=_sites_of_targets(conn, [target_id]).get(target_id, [])
+    )
+
+
+def _sites_of_targets(conn: Connection, target_ids: list[int]) -> dict[int, list[str]]:
+    pairs = conn.execute(
+        select(candidates.c.target_id, candidates.c.site_id)
+        .where(candidates.c.target_id.in_(target_ids))
+        .distinct()
+    ).all()
+    out: dict[int, list[str]] = {}
+    for target_id, site_id in pairs:
+        out.setdefault(target_id, []).append(site_id)
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def detections(conn: Connection, target_id: int) -> list[DetectionView]:
+    """A target's detections in time order (its light curve)."""
+    rows = conn.execute(
+        select(
+            candidates.c.message_id,
+            candidates.c.site_id,
+            candidates.c.observed_at,
+            candidates.c.flux_adu,
+            candidates.c.flux_err_adu,
+            candidates.c.mag,
+            candidates.c.mag_err,
+            candidates.c.snr,
+            candidates.c.real_bogus,
+            candidates.c.filter,
+        )
+        .where(candidates.c.target_id == target_id)
+        .order_by(candidates.c.observed_at)
+    ).all()
+    return [DetectionView(**r._asdict()) for r in rows]
+
+
+def cutout(conn: Connection, message_id: str) -> CutoutView | None:
+    """The stamps of one detection, decoded to pixel rows."""
+    stored = conn.execute(
+        select(candidates.c.cutouts).where(candidates.c.message_id == message_id)
+    ).scalar_one_or_none()
+    if stored is None:
+        return None
+    return CutoutView(
+        message_id=message_id, **{k: _pixels(stored[k]) for k in ("new", "reference", "difference")}
+    )
+
+
+def _pixels(encoded: dict[str, Any]) -> list[list[float]]:
+    raw = zlib.decompress(base64.b64decode(encoded["data"]))
+    image = np.frombuffer(raw, dtype="<f4").reshape(encoded["shape"])
+    return np.nan_to_num(image).astype(float).tolist()
+
+
+def followup_views(conn: Connection, states: list[str] | None = None) -> list[FollowUpView]:
+    """Follow-up requests, newest first, optionally only in some states."""
+    query = (
+        select(followups, targets.c.name.label("target_name"))
+        .join(targets, targets.c.target_id == followups.c.target_id)
+        .order_by(followups.c.sent_at.desc())
+    )
+    if states is not None:
+        query = query.where(followups.c.state.in_(states))
+    return [FollowUpView(**r._asdict()) for r in conn.execute(query).all()]
+
+
+def followup_counts(conn: Connection) -> dict[str, int]:
+    """Follow-up requests per state."""
+    rows = conn.execute(select(followups.c.state, func.count()).group_by(followups.c.state)).all()
+    return {state: int(n) for state, n in rows}
+
+
+def target_counts(conn: Connection, min_confidence: float) -> tuple[int, int]:
+    """(all targets, targets at or above the follow-up confidence)."""
+    total = conn.execute(select(func.count()).select_from(targets)).scalar_one()
+    confident = conn.execute(
+        select(func.count()).where(targets.c.confidence >= min_confidence)
+    ).scalar_one()
+    return int(total), int(confident)
+
+
+def model_versions(conn: Connection) -> list[ModelVersionView]:
+    """Per site: the model version its heartbeat reports and the one its latest score names."""
+    out = []
+    for site in site_records(conn):
+        latest = conn.execute(
+            select(scores.c.model_name, scores.c.model_version)
+            .where(scores.c.site_id == site["site_id"])
+            .order_by(scores.c.scored_at.desc())
+            .limit(1)
+        ).one_or_none()
+        out.append(
+            ModelVersionView(
+                site_id=site["site_id"],
+                heartbeat_model_version=site["model_version"],
+                scoring_model=f"{latest.model_name} v{latest.model_version}" if latest else None,
+            )
+        )
+    return out

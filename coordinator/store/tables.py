@@ -1,0 +1,182 @@
+"""The coordinator's tables (SQLAlchemy 2 declarative), one per thing the fleet reports or plans.
+
+Every ingested message is keyed by its stable `message_id`, so a redelivery inserts nothing.
+Times are stored as naive UTC and read back timezone-aware (`UtcDateTime`).
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Dialect, Float, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+MESSAGE_ID = String(80)
+SITE_ID = String(32)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime, stored without zone so SQLite and PostgreSQL agree."""
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    """Metadata of every coordinator table."""
+
+    type_annotation_map: dict[Any, Any] = {datetime: UtcDateTime()}  # noqa: RUF012
+
+
+class Site(Base):
+    """One telescope: where it is (from SiteConfig) and its latest heartbeat."""
+
+    __tablename__ = "sites"
+
+    site_id: Mapped[str] = mapped_column(SITE_ID, primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(64))
+    lat_deg: Mapped[float | None] = mapped_column(Float)
+    lon_deg: Mapped[float | None] = mapped_column(Float)
+    height_m: Mapped[float | None] = mapped_column(Float)
+    horizon_limit_deg: Mapped[float | None] = mapped_column(Float)
+    config_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    agent_version: Mapped[str | None] = mapped_column(String(32))
+    model_version: Mapped[str | None] = mapped_column(String(32))
+    queue_depth: Mapped[int | None] = mapped_column(Integer)
+    link_state: Mapped[str | None] = mapped_column(String(16))
+
+
+class FrameScoreRow(Base):
+    """One scored frame, flattened to the figures the console aggregates."""
+
+    __tablename__ = "frame_scores"
+    __table_args__ = (Index("ix_frame_scores_site_time", "site_id", "scored_at"),)
+
+    message_id: Mapped[str] = mapped_column(MESSAGE_ID, primary_key=True)
+    site_id: Mapped[str] = mapped_column(SITE_ID)
+    scored_at: Mapped[datetime]
+    observed_at: Mapped[datetime | None]
+    ingested_at: Mapped[datetime]
+    file_name: Mapped[str] = mapped_column(String(512))
+    frame_sha256: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(8))
+    confidence: Mapped[float] = mapped_column(Float)
+    fwhm_arcsec: Mapped[float | None] = mapped_column(Float)
+    background_adu: Mapped[float] = mapped_column(Float)
+    transparency: Mapped[float | None] = mapped_column(Float)
+    source_count: Mapped[int] = mapped_column(Integer)
+    model_name: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(32))
+    reasons: Mapped[str] = mapped_column(String(256), doc="Comma-separated reason names.")
+
+
+class FrameRejectionRow(Base):
+    """A file a site could not score."""
+
+    __tablename__ = "frame_rejections"
+
+    message_id: Mapped[str] = mapped_column(MESSAGE_ID, primary_key=True)
+    site_id: Mapped[str] = mapped_column(SITE_ID, index=True)
+    rejected_at: Mapped[datetime]
+    file_name: Mapped[str] = mapped_column(String(512))
+    reason: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(String(1024))
+
+
+class HeartbeatRow(Base):
+    """Every heartbeat received (the site row keeps only the latest)."""
+
+    __tablename__ = "heartbeats"
+    __table_args__ = (Index("ix_heartbeats_site_time", "site_id", "sent_at"),)
+
+    message_id: Mapped[str] = mapped_column(MESSAGE_ID, primary_key=True)
+    site_id: Mapped[str] = mapped_column(SITE_ID)
+    sent_at: Mapped[datetime]
+    model_version: Mapped[str | None] = mapped_column(String(32))
+    queue_depth: Mapped[int] = mapped_column(Integer)
+    frames_scored: Mapped[int] = mapped_column(Integer)
+
+
+class Target(Base):
+    """An astrophysical source: candidates from any site or night within the match radius."""
+
+    __tablename__ = "targets"
+
+    target_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    ra_deg: Mapped[float] = mapped_column(Float)
+    dec_deg: Mapped[float] = mapped_column(Float)
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    n_detections: Mapped[int] = mapped_column(Integer)
+    n_sites: Mapped[int] = mapped_column(Integer)
+    n_frames: Mapped[int] = mapped_column(Integer)
+    moving: Mapped[bool] = mapped_column(default=False)
+    confidence: Mapped[float] = mapped_column(Float)
+    priority: Mapped[int] = mapped_column(Integer, default=5)
+    mark: Mapped[str | None] = mapped_column(String(32))
+
+
+class CandidateRow(Base):
+    """One site's detection of a transient, linked to the target it was fused into."""
+
+    __tablename__ = "candidates"
+
+    message_id: Mapped[str] = mapped_column(MESSAGE_ID, primary_key=True)
+    site_id: Mapped[str] = mapped_column(SITE_ID)
+    target_id: Mapped[int | None] = mapped_column(ForeignKey("targets.target_id"), index=True)
+    observed_at: Mapped[datetime]
+    frame_sha256: Mapped[str] = mapped_column(String(64))
+    frame_file_name: Mapped[str] = mapped_column(String(512))
+    ra_deg: Mapped[float] = mapped_column(Float)
+    dec_deg: Mapped[float] = mapped_column(Float)
+    flux_adu: Mapped[float] = mapped_column(Float)
+    flux_err_adu: Mapped[float] = mapped_column(Float)
+    snr: Mapped[float] = mapped_column(Float)
+    mag: Mapped[float | None] = mapped_column(Float)
+    mag_err: Mapped[float | None] = mapped_column(Float)
+    filter: Mapped[str | None] = mapped_column(String(32))
+    real_bogus: Mapped[float] = mapped_column(Float)
+    cutouts: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class FollowUp(Base):
+    """One follow-up request the coordinator planned for a target at a site."""
+
+    __tablename__ = "followups"
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("targets.target_id"), index=True)
+    site_id: Mapped[str] = mapped_column(SITE_ID)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    priority: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+    not_before: Mapped[datetime | None]
+    deadline: Mapped[datetime]
+    sent_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(String(256), default="")
+
+
+class FollowUpStatusRow(Base):
+    """A site's report on a follow-up request."""
+
+    __tablename__ = "followup_statuses"
+
+    message_id: Mapped[str] = mapped_column(MESSAGE_ID, primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), index=True)
+    site_id: Mapped[str] = mapped_column(SITE_ID)
+    state: Mapped[str] = mapped_column(String(16))
+    reported_at: Mapped[datetime]
+    reason: Mapped[str | None] = mapped_column(String(256))

@@ -1,0 +1,146 @@
+"""What the coordinator shows: pydantic models of the fleet summary and the console's views.
+
+The same models feed the web console's JSON API, `skyfleet status` and the demo's `--json`.
+"""
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+
+class SiteStatus(StrEnum):
+    """A site's health at a glance."""
+
+    ONLINE = "online"
+    WEATHER = "weather"
+    OFFLINE = "offline"
+
+
+class SiteView(BaseModel):
+    """One site: where it is, its health and its frame quality so far."""
+
+    site_id: str
+    name: str | None = None
+    lat_deg: float | None = None
+    lon_deg: float | None = None
+    status: SiteStatus
+    alerts: list[str] = Field(default_factory=list)
+    heartbeat_age_s: float | None = None
+    agent_version: str | None = None
+    model_version: str | None = None
+    queue_depth: int | None = None
+    frames: int = 0
+    good: int = 0
+    medium: int = 0
+    bad: int = 0
+    fraction_good: float = 0.0
+    fraction_medium: float = 0.0
+    fraction_bad: float = 0.0
+    recent_fraction_bad: float | None = None
+    mean_fwhm_arcsec: float | None = None
+    mean_background_adu: float | None = None
+    mean_transparency: float | None = None
+    frames_last_hour: int = 0
+    rejected: int = 0
+
+
+class FleetSummary(BaseModel):
+    """The whole fleet in one object."""
+
+    generated_at: datetime
+    sites: list[SiteView]
+    frames: int
+    rejected: int
+    targets: int
+    confident_targets: int
+    followups: dict[str, int]
+    alerts: list[str]
+
+
+class QualityBin(BaseModel):
+    """A site's frame quality over one time bin."""
+
+    start: datetime
+    frames: int
+    frames_per_hour: float
+    fraction_good: float
+    fraction_medium: float
+    fraction_bad: float
+    mean_fwhm_arcsec: float | None
+    mean_background_adu: float | None
+    mean_transparency: float | None
+
+
+class TargetView(BaseModel):
+    """A fused target."""
+
+    target_id: int
+    name: str
+    ra_deg: float
+    dec_deg: float
+    first_seen: datetime
+    last_seen: datetime
+    n_detections: int
+    n_sites: int
+    n_frames: int
+    moving: bool
+    confidence: float
+    priority: int
+    mark: str | None
+    sites: list[str]
+
+
+class DetectionView(BaseModel):
+    """One detection of a target: a point of its light curve."""
+
+    message_id: str
+    site_id: str
+    observed_at: datetime
+    flux_adu: float
+    flux_err_adu: float
+    mag: float | None
+    mag_err: float | None
+    snr: float
+    real_bogus: float
+    filter: str | None
+
+
+class TargetDetail(TargetView):
+    """A target with its light curve."""
+
+    detections: list[DetectionView]
+
+
+class CutoutView(BaseModel):
+    """The new, reference and difference stamps of one detection, as pixel rows."""
+
+    message_id: str
+    new: list[list[float]]
+    reference: list[list[float]]
+    difference: list[list[float]]
+
+
+class FollowUpView(BaseModel):
+    """One follow-up request and where it stands."""
+
+    request_id: str
+    target_id: int
+    target_name: str
+    site_id: str
+    state: str
+    priority: int
+    score: float
+    not_before: datetime | None
+    deadline: datetime
+    sent_at: datetime
+    updated_at: datetime
+    reason: str
+
+
+class ModelVersionView(BaseModel):
+    """Which quality model a site runs (from its heartbeat) and last scored with."""
+
+    site_id: str
+    heartbeat_model_version: str | None
+    scoring_model: str | None

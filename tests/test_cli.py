@@ -22,9 +22,3 @@ def test_help_lists_every_command():
         "status",
     ):
         assert f" {command} " in result.output
-
-
-def test_missing_capability_says_so_and_fails():
-    result = runner.invoke(app, ["status"])
-    assert result.exit_code == 2
-    assert "not built yet" in result.output

@@ -12,6 +12,7 @@ from skyfleet.cli import (
     site_cmd,
     status_cmd,
     train_cmd,
+    triton_cmd,
 )
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app.add_typer(nats_cmd.app, name="nats")
 app.add_typer(site_cmd.app, name="site")
 app.add_typer(coordinator_cmd.app, name="coordinator")
 app.add_typer(train_cmd.app, name="train")
+app.add_typer(triton_cmd.app, name="triton")
 app.command("simulate")(simulate_cmd.simulate)
 app.command("score")(score_cmd.score)
 app.command("detect")(detect_cmd.detect)

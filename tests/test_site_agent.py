@@ -8,6 +8,7 @@ import subprocess
 import time
 import urllib.request
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from protos import FrameScore, LinkState, QualityLabel, SiteHeartbeat
 from protos.streams import site_stream_name
 from site_agent.state import ProcessedFrames
 from tests.conftest import SKYFLEET
-from tests.site_agents import running_agent, simulated_frames, site_settings, wait_until
+from tests.site_agents import NIGHT, running_agent, simulated_frames, site_settings, wait_until
 from tests.site_topology import (
     frame_messages_at_hub,
     hub_sourcing,
@@ -26,6 +27,10 @@ from tests.site_topology import (
     running_site_server,
     stored_messages,
 )
+from training.simulator import SimCamera
+from training.simulator.dataset import simulate_labelled_frame
+from training.simulator.fitsio import write_frame
+from training.simulator.truth import FrameTruth
 
 
 def _cycle(count: int) -> list[QualityLabel]:
@@ -33,23 +38,51 @@ def _cycle(count: int) -> list[QualityLabel]:
     return [labels[index % 3] for index in range(count)]
 
 
+VISIBLE_FAULTS = ("seeing", "trailing", "focus", "satellite_trails")
+"""Faults one frame shows; transparency and sky brightness alone need a zero point
+(docs/quality-model.md)."""
+
+
+def _unambiguous(truth: FrameTruth) -> bool:
+    """Good in every respect, or bad by a fault the frame itself shows."""
+    if truth.label is QualityLabel.GOOD:
+        return True
+    return truth.label is QualityLabel.BAD and any(
+        truth.grades[fault] is QualityLabel.BAD for fault in VISIBLE_FAULTS
+    )
+
+
 @pytest.mark.slow
 async def test_two_hundred_frames_arrive_at_the_hub_as_two_hundred_scores(tmp_path):
-    staged = simulated_frames(tmp_path / "staged", _cycle(200), seed=7)
+    camera = SimCamera(width_px=1024, height_px=1024)
+    staged = {}
+    for index in range(200):
+        frame = simulate_labelled_frame(
+            list(QualityLabel)[index % 3],
+            camera,
+            seed=7,
+            index=index,
+            date_obs=NIGHT + timedelta(minutes=2 * index),
+        )
+        path = write_frame(frame, tmp_path / "staged" / f"sim-{index:04d}.fits")
+        staged[path.name] = (path, frame.truth)
     with running_hub(tmp_path / "hub") as hub:
-        settings = site_settings(tmp_path, "north", hub)
+        settings = site_settings(tmp_path, "north", hub, search_transients=False)
         async with hub_sourcing(hub, ["north"]) as hub_js, running_agent(settings) as agent:
-            for path, _ in staged:
+            for path, _ in staged.values():
                 path.rename(settings.watch_dir / path.name)
             scores, rejections = await frame_messages_at_hub(hub_js, 200, timeout_s=240)
             assert agent.status().frames_scored == 200
     assert rejections == []
     assert len(scores) == 200
     assert len({s.message_id for s in scores}) == 200
-    truth = {path.name: label for path, label in staged}
-    clear = [s for s in scores if truth[s.frame.file_name] is not QualityLabel.MEDIUM]
-    agree = sum(s.label is truth[s.frame.file_name] for s in clear)
-    assert agree >= 0.9 * len(clear), Counter((truth[s.frame.file_name], s.label) for s in clear)
+    truths = {name: truth for name, (_, truth) in staged.items()}
+    clear = [s for s in scores if _unambiguous(truths[s.frame.file_name])]
+    agree = sum(s.label is truths[s.frame.file_name].label for s in clear)
+    assert len(clear) >= 100
+    assert agree >= 0.9 * len(clear), Counter(
+        (truths[s.frame.file_name].label, s.label) for s in clear
+    )
 
 
 async def test_heartbeats_and_metrics_report_what_the_agent_did(tmp_path):

@@ -20,9 +20,10 @@ from training.evaluate import (
     expected_calibration_error,
     recall_by_cause,
 )
+from training.ray_fit import fit_on_ray, train_func
 from training.simulator.camera import SimCamera
 from training.simulator.dataset import write_labelled_set
-from training.train_quality import EPOCH_LOG_FILE, TrainingReport, fit_on_ray, train_func
+from training.train_quality import EPOCH_LOG_FILE, TrainingReport
 
 CLASSES = ("good", "medium", "bad")
 

@@ -8,7 +8,7 @@ derived here from `run_dir`, so a run directory is self-contained.
 import os
 import shlex
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -39,6 +39,19 @@ class QualityTrainingSettings(ServiceSettings):
     run_dir: Path = Field(description="Where the run writes its cache, checkpoints and model.")
     simulate_per_class: int | None = Field(
         default=None, ge=1, description="First simulate this many frames per class into data_dir."
+    )
+    simulate_sizes: list[int] = Field(
+        default=[1024],
+        min_length=1,
+        description="Square frame sides (px) the simulated frames are spread over, so the model "
+        "learns every camera size it will see.",
+    )
+    simulate_jobs: int = Field(
+        default=1, ge=1, description="Processes simulating, reading and preprocessing frames."
+    )
+    backend: Literal["ray", "local"] = Field(
+        default="ray",
+        description="ray: Ray Train workers; local: the same loop in this process (no Ray).",
     )
     workers: int = Field(default=1, ge=1, description="Ray Train workers (data-parallel ranks).")
     ray_address: str = Field(
@@ -98,7 +111,10 @@ class QualityTrainingSettings(ServiceSettings):
             f"--seed {self.seed}",
         ]
         if self.simulate_per_class is not None:
-            flags.insert(1, f"--simulate {self.simulate_per_class}")
+            sizes = ",".join(str(side) for side in self.simulate_sizes)
+            flags.insert(1, f"--simulate {self.simulate_per_class} --sizes {sizes}")
+        if self.backend != "ray":
+            flags.append(f"--backend {self.backend}")
         if self.use_gpu:
             flags.append("--gpu")
         if self.model_repository is not None:

@@ -11,7 +11,9 @@ the training split; it respects the mosaic layout of the preprocessed tensor.
 
 import hashlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -134,10 +136,19 @@ def _cached_summary(cache_dir: Path, fingerprint: str) -> DatasetSummary | None:
     return summary if complete and summary.fingerprint == fingerprint else None
 
 
+def _model_input(path: Path) -> np.ndarray | str:
+    """A frame's model input, or why it cannot be read."""
+    try:
+        return preprocess_frame(read_frame(path).data)
+    except FrameError as exc:
+        return str(exc)
+
+
 def build_dataset(
-    data_dir: Path, cache_dir: Path, seed: int, progress: Progress | None = None
+    data_dir: Path, cache_dir: Path, seed: int, progress: Progress | None = None, jobs: int = 1
 ) -> DatasetSummary:
-    """Read, preprocess, split and cache the labelled frames of `data_dir` into `cache_dir`.
+    """Read, preprocess, split and cache the labelled frames of `data_dir` into `cache_dir`
+    (in `jobs` processes).
 
     A cache built from the same files with the same seed and preprocessing is reused as is.
     """
@@ -151,14 +162,18 @@ def build_dataset(
     images: list[np.ndarray] = []
     kept: list[int] = []
     skipped: list[SkippedFrame] = []
-    for done, path in enumerate(paths, start=1):
-        try:
-            images.append(preprocess_frame(read_frame(path).data))
-            kept.append(done - 1)
-        except FrameError as exc:
-            skipped.append(SkippedFrame(path=str(path.relative_to(data_dir)), reason=str(exc)))
-        if progress is not None:
-            progress(done, len(paths))
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        inputs = map(_model_input, paths)
+        if jobs > 1:
+            inputs = pool.map(_model_input, paths, chunksize=16)
+        for done, (path, image) in enumerate(zip(paths, inputs, strict=True), start=1):
+            if isinstance(image, str):
+                skipped.append(SkippedFrame(path=str(path.relative_to(data_dir)), reason=image))
+            else:
+                images.append(image)
+                kept.append(done - 1)
+            if progress is not None:
+                progress(done, len(paths))
     kept_labels = labels[kept]
     kept_files = np.array([str(paths[i].relative_to(data_dir)) for i in kept])
     stacked = np.stack(images).astype(np.float32)

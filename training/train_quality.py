@@ -1,36 +1,22 @@
 """Training the quality model: one epoch loop in plain PyTorch, run on Ray Train or locally,
 and the whole training run around it.
 
-`train_func` is the Ray Train worker function (`TorchTrainer`): it loads the cached splits into a
-torch DataLoader, resumes from `ray.train.get_checkpoint()` after a worker failure, and reports
-metrics with a checkpoint every epoch. `train_locally` runs the very same loop (`run_epochs`) in
-the calling process, for comparison and for the overhead benchmark. `fit_on_ray` starts a
-contained local Ray instance (or joins a cluster), fits, and loads the best checkpoint.
-`run_quality_training` is one run end to end: data set, fit, test-split evaluation, export.
+`run_epochs` is the loop; `training.ray_fit.train_func` runs it in each Ray Train worker and
+`train_locally` in the calling process (the `local` backend, and the overhead benchmark's
+baseline). `run_quality_training` is one run end to end: data set, fit on the chosen backend,
+test-split evaluation, export.
 """
 
 import copy
-import json
-import logging
-import os
-import shutil
-import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import ray
-import ray.train
-import ray.train.torch
 import torch
 from pydantic import BaseModel
-from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-from ray.train.v2.api.callback import UserCallback
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -55,22 +41,13 @@ from training.evaluate import (
 )
 from training.export import ExportedModel, export_to_repository
 from training.quality_net import CLASS_NAMES, QualityNet, count_parameters
-from training.simulator.camera import SimCamera
-from training.simulator.dataset import write_labelled_set
+from training.simulator.dataset import write_mixed_set
 from training.simulator.fitsio import read_truth, truth_path
 
 CHECKPOINT_FILE = "training_state.pt"
 EPOCH_LOG_FILE = "epochs.jsonl"
 MODEL_CARD_FILE = "MODEL_CARD.md"
 SELECTION_METRIC = "val_loss"
-RAY_ENVIRONMENT = {
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_AUTH_MODE": "disabled",
-    "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
-    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
-}
-"""Quiet, contained Ray runs (../shared/design/PLATFORM.md)."""
-
 OnEpoch = Callable[[EpochMetrics], None]
 
 
@@ -230,45 +207,6 @@ def run_epochs(
     return state
 
 
-def report_to_ray(metrics: EpochMetrics, state: TrainingState) -> None:
-    """Report one epoch to Ray Train from every worker; rank 0 attaches the training state as
-    the epoch's checkpoint (every rank holds the same state after DDP's all-reduce)."""
-    with tempfile.TemporaryDirectory() as directory:
-        checkpoint = None
-        if ray.train.get_context().get_world_rank() == 0:
-            state.save(Path(directory))
-            checkpoint = Checkpoint.from_directory(directory)
-        ray.train.report(metrics.model_dump(), checkpoint=checkpoint)
-
-
-def train_func(config: dict[str, Any]) -> dict[str, Any]:
-    """The Ray Train worker function: resume if a checkpoint exists, train, report every epoch.
-
-    Returns the full history and the epoch this attempt started from (0 unless resumed).
-    """
-    settings = QualityTrainingSettings.model_validate(config)
-    torch.set_num_threads(settings.threads_per_worker)
-    rank = ray.train.get_context().get_world_rank()
-    torch.manual_seed(settings.seed)
-    state = new_training_state(settings, ray.train.torch.prepare_model(QualityNet()))
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            state.restore(Path(directory))
-    started_at_epoch = state.next_epoch
-    train_loader, val_loader = make_loaders(settings, rank)
-    loaders = (
-        ray.train.torch.prepare_data_loader(train_loader),
-        # Every worker validates on the whole split: exact metrics, the same on every rank.
-        ray.train.torch.prepare_data_loader(val_loader, add_dist_sampler=False),
-    )
-    run_epochs(state, settings, loaders, ray.train.torch.get_device(), report_to_ray)
-    return {
-        "history": [m.model_dump() for m in state.history],
-        "started_at_epoch": started_at_epoch,
-    }
-
-
 @dataclass
 class FitOutcome:
     """A finished fit: the best model (eval mode, CPU) and how training went."""
@@ -308,153 +246,6 @@ def train_locally(settings: QualityTrainingSettings, on_epoch: OnEpoch | None = 
     )
 
 
-def quiet_ray_worker_loggers() -> None:
-    """Ray worker setup hook: silence the placement-group cleaner's repeated warning."""
-    logging.getLogger(
-        "ray.train.v2._internal.execution.controller.placement_group_cleaner"
-    ).setLevel(logging.ERROR)
-
-
-class EpochLogCallback(UserCallback):
-    """Appends each reported epoch's metrics to a JSON-lines file (runs in Ray's controller)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def after_report(
-        self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any
-    ) -> None:
-        with self.path.open("a") as log:
-            log.write(json.dumps(metrics[0]) + "\n")
-
-
-def _already_set(names: dict[str, str]) -> dict[str, str]:
-    """The variables among `names` that the environment already sets (the user's choice wins)."""
-    return {name: os.environ[name] for name in names if name in os.environ}
-
-
-@contextmanager
-def ray_session(settings: QualityTrainingSettings) -> Iterator[None]:
-    """A Ray instance for one fit: a contained local one, or the cluster at `ray_address`.
-
-    A local Ray keeps its session (sockets, logs) in a fresh folder under the system temp dir
-    (short paths: Unix sockets allow ~100 characters), removed after a clean shutdown and kept,
-    for its logs, when the fit failed.
-    """
-    temp_dir = Path(tempfile.mkdtemp(prefix="skyfleet-ray-"))
-    environment = {**RAY_ENVIRONMENT, **_already_set(RAY_ENVIRONMENT), "RAY_TMPDIR": str(temp_dir)}
-    saved = {name: os.environ.get(name) for name in environment}
-    os.environ.update(environment)
-    local = settings.ray_address == "local"
-    try:
-        ray.init(
-            address=settings.ray_address,
-            num_cpus=settings.workers * settings.threads_per_worker if local else None,
-            include_dashboard=False if local else None,
-            runtime_env={"worker_process_setup_hook": quiet_ray_worker_loggers},
-            logging_level=logging.WARNING,
-            log_to_driver=False,
-        )
-        try:
-            yield
-        finally:
-            ray.shutdown()
-    except BaseException:
-        logging.getLogger(__name__).error("ray_session_failed logs=%s", temp_dir)
-        raise
-    else:
-        shutil.rmtree(temp_dir, ignore_errors=True)
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def _follow_epoch_log(path: Path, done: threading.Event, on_epoch: OnEpoch) -> None:
-    """Call `on_epoch` for each line appended to the epoch log until `done` is set."""
-    seen = 0
-    while True:
-        finished = done.wait(0.5)
-        lines = path.read_text().splitlines() if path.is_file() else []
-        for line in lines[seen:]:
-            on_epoch(EpochMetrics.model_validate_json(line))
-        seen = len(lines)
-        if finished:
-            return
-
-
-def trainer_for(
-    settings: QualityTrainingSettings,
-    train_loop: Callable[[dict[str, Any]], Any] = train_func,
-    callbacks: list[UserCallback] | None = None,
-) -> ray.train.torch.TorchTrainer:
-    """The TorchTrainer of a run: scaling, checkpoints kept, failure tolerance, storage."""
-    return ray.train.torch.TorchTrainer(
-        train_loop,
-        train_loop_config=settings.with_absolute_paths().model_dump(mode="json"),
-        scaling_config=ScalingConfig(
-            num_workers=settings.workers,
-            use_gpu=settings.use_gpu,
-            resources_per_worker={"CPU": settings.threads_per_worker},
-        ),
-        run_config=RunConfig(
-            name="fit",
-            storage_path=str(settings.ray_storage_dir.absolute()),
-            checkpoint_config=CheckpointConfig(
-                num_to_keep=settings.checkpoints_to_keep,
-                checkpoint_score_attribute=SELECTION_METRIC,
-                checkpoint_score_order="min",
-            ),
-            failure_config=FailureConfig(max_failures=settings.max_failures),
-            callbacks=callbacks or [],
-        ),
-    )
-
-
-def fit_on_ray(
-    settings: QualityTrainingSettings,
-    on_epoch: OnEpoch | None = None,
-    train_loop: Callable[[dict[str, Any]], Any] = train_func,
-) -> FitOutcome:
-    """Fit on Ray Train and return the model of the best checkpoint (lowest validation loss).
-
-    `train_loop` is `train_func` or a function that wraps it (tests inject a failure that way).
-    """
-    started = time.perf_counter()
-    settings.run_dir.mkdir(parents=True, exist_ok=True)
-    epoch_log = settings.run_dir / EPOCH_LOG_FILE
-    epoch_log.unlink(missing_ok=True)
-    done = threading.Event()
-    follower = threading.Thread(
-        target=_follow_epoch_log, args=(epoch_log, done, on_epoch or (lambda _: None))
-    )
-    with ray_session(settings):
-        follower.start()
-        try:
-            result = trainer_for(settings, train_loop, [EpochLogCallback(epoch_log)]).fit()
-        finally:
-            done.set()
-            follower.join()
-    best = result.get_best_checkpoint(metric=SELECTION_METRIC, mode="min")
-    if best is None:
-        raise RuntimeError(f"Ray Train reported no checkpoint (error: {result.error})")
-    model = QualityNet()
-    state = new_training_state(settings, model)
-    with best.as_directory() as directory:
-        state.restore(Path(directory))
-    returned = result.return_value
-    history = [EpochMetrics.model_validate(m) for m in returned["history"]]
-    return FitOutcome(
-        model=model.eval(),
-        history=history,
-        best_epoch=state.history[-1].epoch,
-        started_at_epoch=returned["started_at_epoch"],
-        wall_time_s=time.perf_counter() - started,
-    )
-
-
 class RunProgress(Protocol):
     """Told about each step of a run: stage name, steps done and in all, a short detail."""
 
@@ -484,14 +275,13 @@ def _simulate_if_missing(settings: QualityTrainingSettings, progress: RunProgres
     if len(labels) and np.bincount(labels, minlength=len(CLASS_NAMES)).min() >= per_class:
         progress("simulate", 1, 1, f"{len(labels)} frames already in {settings.data_dir}")
         return
-    total = per_class * len(CLASS_NAMES)
-    written = iter(range(1, total + 1))
-    write_labelled_set(
+    write_mixed_set(
         settings.data_dir,
         per_class,
-        SimCamera(),
+        settings.simulate_sizes,
         settings.seed,
-        progress=lambda path, truth: progress("simulate", next(written), total, path.name),
+        jobs=settings.simulate_jobs,
+        progress=lambda done, total: progress("simulate", done, total),
     )
 
 
@@ -522,13 +312,19 @@ def run_quality_training(
         settings.dataset_dir,
         settings.seed,
         progress=lambda done, total: tell("dataset", done, total),
+        jobs=settings.simulate_jobs,
     )
 
     def on_epoch(metrics: EpochMetrics) -> None:
         detail = f"val loss {metrics.val_loss:.3f}, val accuracy {metrics.val_accuracy:.1%}"
         tell("train", metrics.epoch + 1, settings.epochs, detail)
 
-    fit = fit_on_ray(settings, on_epoch)
+    if settings.backend == "ray":
+        from training.ray_fit import fit_on_ray  # Ray only where it is used
+
+        fit = fit_on_ray(settings, on_epoch)
+    else:
+        fit = train_locally(settings, on_epoch)
     test = load_split(settings.dataset_dir, "test")
     probabilities = predict_probabilities(fit.model, test.images)
     evaluation = evaluate_predictions(test.labels, probabilities, CLASS_NAMES)

@@ -75,6 +75,14 @@ def quality(
         int | None,
         typer.Option(metavar="PER_CLASS", help="First simulate this many frames per class."),
     ] = None,
+    sizes: Annotated[
+        str | None,
+        typer.Option(metavar="SIDES", help="Simulated frame sides, e.g. 512,1024,2048."),
+    ] = None,
+    jobs: Annotated[int | None, typer.Option(help="Processes writing simulated frames.")] = None,
+    backend: Annotated[
+        str | None, typer.Option(help="ray (default) or local: the same loop without Ray.")
+    ] = None,
     repository: Annotated[
         Path | None,
         typer.Option(help="Model repository to export into (default OUT/model_repository)."),
@@ -93,11 +101,15 @@ def quality(
         learning_rate=lr,
         seed=seed,
         simulate_per_class=simulate,
+        simulate_sizes=sizes.split(",") if sizes else None,
+        simulate_jobs=jobs,
+        backend=backend,
         model_repository=repository,
     )
     console = Console()
+    where = "this process (no Ray)" if settings.backend == "local" else "Ray"
     console.print(
-        f"Training [bold]{settings.model_name}[/] on {settings.workers} Ray worker(s) "
+        f"Training [bold]{settings.model_name}[/] in {where}: {settings.workers} worker(s) "
         f"({'GPU' if settings.use_gpu else f'{settings.threads_per_worker} CPU'} each), "
         f"data {settings.data_dir}, run {settings.run_dir}"
     )

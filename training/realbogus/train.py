@@ -23,16 +23,14 @@ from torch.utils.data import DataLoader
 from site_agent.transients.realbogus import normalise_triplets
 from training.config import QualityTrainingSettings
 from training.evaluate import EpochMetrics
+from training.ray_fit import EpochLogCallback, ray_session, trainer_for
 from training.realbogus.dataset import Triplets, with_hosted_reals
 from training.realbogus.net import RealBogusNet
 from training.train_quality import (
     SELECTION_METRIC,
-    EpochLogCallback,
     TrainingState,
     new_training_state,
-    ray_session,
     run_epochs,
-    trainer_for,
 )
 
 

@@ -7,7 +7,9 @@ stream `default_rng([seed, index, attempt])`, so any one frame can be remade alo
 """
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import datetime, timedelta
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,10 @@ NIGHT_HOURS = 9.0
 """Length of one simulated observing night; the next starts a day after the first."""
 MAX_ATTEMPTS = 10
 """Draws tried before giving up on a label the camera cannot produce."""
+
+MIXED_SHARE_PER_CLASS = 25
+"""Frames per label one process writes at a time in a mixed set; fixed, so the set is the same
+whatever the number of processes."""
 
 FrameWritten = Callable[[Path, FrameTruth], None]
 """Called with each frame's path and truth once it is on disk."""
@@ -113,3 +119,43 @@ def write_labelled_set(
         if progress is not None:
             progress(path, frame.truth)
     return paths
+
+
+def _write_chunk(out_dir: Path, per_class: int, side: int, seed: int, chunk: int) -> int:
+    """One process's share of a mixed set: `per_class` frames per label of one frame size."""
+    camera = SimCamera(width_px=side, height_px=side)
+    paths = write_labelled_set(
+        out_dir, per_class, camera, seed=seed + 1000 * side + chunk, site_name=f"sim{side}-{chunk}"
+    )
+    return len(paths)
+
+
+def write_mixed_set(
+    out_dir: Path,
+    per_class: int,
+    sides: list[int],
+    seed: int,
+    *,
+    jobs: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Write `per_class` frames of each label spread evenly over square cameras of `sides`
+    pixels, in `jobs` processes; `progress(done, total)` after each finished share. Returns the
+    number of frames written."""
+    shares = []
+    for position, side in enumerate(sides):
+        count = per_class // len(sides) + (position < per_class % len(sides))
+        for chunk, first in enumerate(range(0, count, MIXED_SHARE_PER_CLASS)):
+            shares.append((min(MIXED_SHARE_PER_CLASS, count - first), side, chunk))
+    total = per_class * len(LABELS)
+    done = 0
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        futures = [
+            pool.submit(_write_chunk, out_dir, share, side, seed, chunk)
+            for share, side, chunk in shares
+        ]
+        for future in as_completed(futures):
+            done += future.result()
+            if progress is not None:
+                progress(done, total)
+    return done

@@ -68,14 +68,17 @@ def fleet_summary(
     now = now or utc_now()
     with engine.connect() as conn:
         sites = site_views(conn, settings, now)
-        total_targets, confident = reads.target_counts(conn, settings.followup_min_confidence)
+        min_confidence = settings.followup_min_confidence
+        total_targets, confident, multi_site = reads.target_counts(conn, min_confidence)
         return FleetSummary(
             generated_at=now,
             sites=sites,
             frames=sum(s.frames for s in sites),
             rejected=sum(s.rejected for s in sites),
+            candidates=reads.candidate_count(conn),
             targets=total_targets,
             confident_targets=confident,
+            multi_site_targets=multi_site,
             followups=reads.followup_counts(conn),
             alerts=[f"{s.site_id}: {alert}" for s in sites for alert in s.alerts],
         )

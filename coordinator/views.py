@@ -52,8 +52,10 @@ class FleetSummary(BaseModel):
     sites: list[SiteView]
     frames: int
     rejected: int
+    candidates: int
     targets: int
     confident_targets: int
+    multi_site_targets: int
     followups: dict[str, int]
     alerts: list[str]
 

@@ -38,6 +38,7 @@ from protos import (
 )
 from protos.base import utc_now
 from site_agent.commands import CommandReceiver
+from site_agent.followups import CloseFollowUp, FollowUpQueue, ReportFollowUp
 from site_agent.heartbeat import build_heartbeat, disk_free_bytes
 from site_agent.ingest import FolderWatch
 from site_agent.pipeline import FramePipeline, FrameWork, site_pipeline
@@ -190,6 +191,7 @@ class SiteAgent:
         site_config = self.site_config()
         if site_config is not None:
             await publisher.send(site_config)
+        queue = FollowUpQueue(settings.followup_dir)
         searcher = (
             await asyncio.to_thread(
                 TransientSearcher.load,
@@ -213,8 +215,14 @@ class SiteAgent:
                 on_settled=self._count,
                 pixel_scale_arcsec=settings.pixel_scale_arcsec,
                 saturation_adu=settings.saturation_adu,
-                transients=[SearchTransients(searcher)] if searcher else None,
-                after_settling=[OfferReference(searcher)] if searcher else None,
+                before_publishing=[
+                    *([SearchTransients(searcher)] if searcher else []),
+                    ReportFollowUp(settings.site_id, queue),
+                ],
+                after_settling=[
+                    CloseFollowUp(queue),
+                    *([OfferReference(searcher)] if searcher else []),
+                ],
             )
             commands = CommandReceiver(
                 nc,
@@ -222,6 +230,7 @@ class SiteAgent:
                 send=publisher.send,
                 count=self.metrics.command,
                 hub_js_domain=settings.hub_js_domain,
+                on_accepted=queue.add,
             )
             self._watch.start()
             tasks = [

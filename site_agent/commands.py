@@ -1,5 +1,5 @@
 """Commands from the centre (follow-up requests, model releases): receive, validate,
-acknowledge, log.
+acknowledge, log; accepted follow-ups go to the telescope's queue (`site_agent.followups`).
 
 The site reads its commands with a durable pull consumer on the hub's command stream,
 filtered to its own subjects (`fleet.cmd.<site>.>`), through the hub's JetStream domain. The
@@ -73,12 +73,14 @@ class CommandReceiver:
         count: Count,
         hub_js_domain: str | None,
         fetch_timeout_s: float = 5.0,
+        on_accepted: Callable[[FollowUpRequest], object] | None = None,
     ) -> None:
         self.site_id = site_id
         self._js: JetStreamContext = nc.jetstream(domain=hub_js_domain, timeout=5.0)
         self._send = send
         self._count = count
         self._fetch_timeout_s = fetch_timeout_s
+        self._on_accepted = on_accepted
 
     async def run(self) -> None:
         """Consume commands for ever (the hub being unreachable only delays them)."""
@@ -139,6 +141,8 @@ class CommandReceiver:
                 command.deadline.isoformat(),
                 answer.state.value,
             )
+            if answer.state is FollowUpState.ACCEPTED and self._on_accepted is not None:
+                self._on_accepted(command)  # queued for the telescope before we say yes
             await self._send(answer)
             self._count(command.KIND, answer.state.value)
         elif isinstance(command, ModelRelease):

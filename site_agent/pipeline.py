@@ -21,7 +21,6 @@ from protos import (
     FrameScore,
     QualityLabel,
     RejectReason,
-    TransientCandidate,
 )
 from site_agent.fits_reader import Frame, FrameError, read_frame
 from site_agent.publisher import SitePublisher
@@ -42,7 +41,8 @@ class FrameWork:
     complete_at_s: float
     frame: Frame | None = None
     message: FrameScore | FrameRejected | None = None
-    candidates: list[TransientCandidate] = field(default_factory=list)
+    related: list[FleetMessage] = field(default_factory=list)
+    """Messages published with (before) the frame's own: candidates, follow-up reports."""
     quarantine_to: Path | None = None
 
 
@@ -111,14 +111,14 @@ class ScoreFrame:
 
 @dataclass
 class PublishMessage:
-    """Put the frame's candidates, then its message, into JetStream (waits for each
-    acknowledgement): once the score is stored, everything found in the frame is."""
+    """Put the frame's related messages, then its own, into JetStream (waits for each
+    acknowledgement): once the score is stored, everything that came of the frame is."""
 
     publisher: SitePublisher
 
     async def run(self, work: FrameWork) -> None:
-        for candidate in work.candidates:
-            await self.publisher.send(candidate)
+        for related in work.related:
+            await self.publisher.send(related)
         if work.message is not None:
             await self.publisher.send(work.message)
 
@@ -164,8 +164,8 @@ class SettleFile:
         else:
             return
         self.on_settled(message)
-        for candidate in work.candidates:
-            self.on_settled(candidate)
+        for related in work.related:
+            self.on_settled(related)
 
 
 def _announce(score: FrameScore) -> None:
@@ -209,16 +209,17 @@ def site_pipeline(
     on_settled: Callable[[FleetMessage], None],
     pixel_scale_arcsec: float | None = None,
     saturation_adu: float | None = None,
-    transients: list[Stage] | None = None,
+    before_publishing: list[Stage] | None = None,
     after_settling: list[Stage] | None = None,
 ) -> FramePipeline:
-    """The site agent's stages: read → score → (transients) → publish → settle → (after)."""
+    """The site agent's stages: read → score → (before publishing) → publish → settle →
+    (after settling)."""
     rejecter = Rejecter(site_id, quarantine_dir)
     return FramePipeline(
         [
             ReadFrame(rejecter),
             ScoreFrame(site_id, predictor, rejecter, pixel_scale_arcsec, saturation_adu),
-            *(transients or []),
+            *(before_publishing or []),
             PublishMessage(publisher),
             SettleFile(state, metrics, on_settled),
             *(after_settling or []),

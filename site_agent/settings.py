@@ -78,6 +78,11 @@ class SiteAgentSettings(ServiceSettings):
         return self.work_dir / "processed.sqlite3"
 
     @property
+    def followup_dir(self) -> Path:
+        """Accepted follow-up requests for the telescope's scheduler (`site_agent.followups`)."""
+        return self.work_dir / "followups"
+
+    @property
     def reference_dir(self) -> Path:
         return self.work_dir / "references"
 

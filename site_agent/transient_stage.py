@@ -62,7 +62,7 @@ class SearchTransients:
             label=score.label,
         )
         work.message = score.model_copy(update={"transients": outcome.search})
-        work.candidates = outcome.candidates
+        work.related.extend(outcome.candidates)
 
 
 @dataclass

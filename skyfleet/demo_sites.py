@@ -1,26 +1,109 @@
-"""Simulated sites for the demo: a night of frames written into each site's folder on a
-cadence, with weather that drifts between good, medium and bad, and the settings of each
-site's agent (its own leaf-node NATS connected to the demo hub).
+"""Simulated sites for the demo: telescopes at real observatories, a night of frames written
+into each site's folder on a cadence, weather that drifts between good, medium and bad, a sky
+with transients that several sites see, and a telescope that carries out follow-ups.
 
-The camera is the training simulator; the agent is the real `site_agent.SiteAgent`. The
-weather is a persistent random walk over the three labels (a clear spell, clouds coming in,
-a bad patch), and each frame is drawn under conditions of its label.
+The camera is the training simulator; the agent is the real `site_agent.SiteAgent`. The weather
+is a persistent random walk over the three labels (a clear spell, clouds coming in, a bad
+patch), and each frame is drawn under conditions of its label. Each site visits a few fields in
+turn, the same fields (same stars) for every site; a field's transients light up after its
+first visits, once the sites had the good frames to build references from. Before its next
+survey frame a site's telescope takes any follow-up the agent has queued
+(`site_agent.followups`), pointed at the target and marked with the request in its header.
 """
 
 import asyncio
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 
-from protos import QualityLabel
+from protos import CameraConfig, FollowUpRequest, QualityLabel, SiteLocation
+from site_agent.followups import FOLLOWUP_KEYWORD, FollowUpQueue
 from site_agent.settings import SiteAgentSettings
 from training.simulator import SimCamera
+from training.simulator.conditions import sample_conditions
 from training.simulator.dataset import simulate_labelled_frame
 from training.simulator.fitsio import write_frame
+from training.simulator.frame import FAINTEST_STAR_E, SimulatedFrame, simulate_frame
+from training.simulator.pointing import tan_wcs
+from training.simulator.starfield import StarCatalogue, draw_star_catalogue
+from training.simulator.truth import InjectedTransient
 
 DEMO_NIGHT_START = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)
 _LABELS = list(QualityLabel)
+FIELD_AIRMASS = 1.2
+"""Airmass the fields' star catalogues are drawn for (their faintest stars)."""
+
+
+@dataclass(frozen=True)
+class DemoSite:
+    """A telescope of the demo fleet, at a real observatory."""
+
+    site_id: str
+    location: SiteLocation
+    night_start: datetime
+    """UTC start of its simulated night (about 23:00 local time)."""
+
+
+@dataclass(frozen=True)
+class DemoTransient:
+    """A point source that appears in a field from its `appears_after_visit`-th visit on."""
+
+    ra_deg: float
+    dec_deg: float
+    flux_e: float
+    appears_after_visit: int
+
+
+@dataclass(frozen=True)
+class DemoField:
+    """A survey field: its centre, the seed of its stars, and its transients."""
+
+    name: str
+    ra_deg: float
+    dec_deg: float
+    seed: int
+    transients: tuple[DemoTransient, ...] = ()
+
+
+DEMO_SITES = (
+    DemoSite(
+        "teide",
+        SiteLocation(lat_deg=28.3003, lon_deg=-16.5122, height_m=2390.0),
+        datetime(2026, 11, 24, 0, 0, tzinfo=UTC),
+    ),
+    DemoSite(
+        "lasilla",
+        SiteLocation(lat_deg=-29.2567, lon_deg=-70.7300, height_m=2400.0),
+        datetime(2026, 11, 24, 3, 0, tzinfo=UTC),
+    ),
+    DemoSite(
+        "sidingspring",
+        SiteLocation(lat_deg=-31.2733, lon_deg=149.0617, height_m=1165.0),
+        datetime(2026, 11, 23, 13, 0, tzinfo=UTC),
+    ),
+)
+"""Three sites far apart in longitude; the demo fields (RA ~4 h, Dec ~ -5 deg) are high in all
+three skies around local midnight in late November."""
+
+DEMO_FIELDS = (
+    DemoField(
+        "SF-0345-05",
+        56.25,
+        -5.0,
+        seed=101,
+        transients=(DemoTransient(56.262, -4.991, 150_000.0, appears_after_visit=2),),
+    ),
+    DemoField(
+        "SF-0410-02",
+        62.5,
+        -2.0,
+        seed=102,
+        transients=(DemoTransient(62.488, -2.012, 120_000.0, appears_after_visit=3),),
+    ),
+)
 
 
 class NightWeather:
@@ -39,8 +122,45 @@ class NightWeather:
         return self.label
 
 
+@cache
+def field_stars(field: DemoField, camera: SimCamera) -> StarCatalogue:
+    """The field's stars: the same for every site and visit."""
+    faint = float(camera.source_magnitude(FAINTEST_STAR_E, FIELD_AIRMASS))
+    wcs = tan_wcs(camera, field.ra_deg, field.dec_deg)
+    return draw_star_catalogue(np.random.default_rng(field.seed), wcs, faint_mag=faint)
+
+
+def _lit(field: DemoField, visit: int, camera: SimCamera) -> list[InjectedTransient]:
+    """The field's transients that have appeared by this visit, placed on the frame."""
+    wcs = tan_wcs(camera, field.ra_deg, field.dec_deg)
+    lit = []
+    for t in field.transients:
+        if visit < t.appears_after_visit:
+            continue
+        x, y = (float(v) for v in wcs.all_world2pix(t.ra_deg, t.dec_deg, 0))
+        lit.append(
+            InjectedTransient(
+                ra_deg=t.ra_deg,
+                dec_deg=t.dec_deg,
+                x_px=x,
+                y_px=y,
+                ref_x_px=x,
+                ref_y_px=y,
+                flux_e=t.flux_e,
+                mag=float(camera.source_magnitude(t.flux_e, FIELD_AIRMASS)),
+                snr=50.0,
+            )
+        )
+    return lit
+
+
 class NightSimulator:
-    """Writes one site's frames into its watched folder, each renamed into place."""
+    """Writes one site's frames into its watched folder, each renamed into place.
+
+    Without `fields` every frame points at a random field (the quality-only night); with them,
+    frames visit the fields in turn. With a `followups` queue, queued requests are observed
+    first, one per cadence.
+    """
 
     def __init__(
         self,
@@ -52,32 +172,103 @@ class NightSimulator:
         seed: int = 0,
         start: datetime = DEMO_NIGHT_START,
         exposure_step_s: float = 120.0,
+        location: SiteLocation | None = None,
+        fields: tuple[DemoField, ...] = (),
+        followups: FollowUpQueue | None = None,
+        survey_frames: int | None = None,
     ) -> None:
         self.site_id = site_id
         self.folder = folder
         self.camera = camera or SimCamera(width_px=512, height_px=512)
         self.cadence_s = cadence_s
         self.frames_written = 0
+        self.survey_written = 0
+        self.followups_observed = 0
+        self.survey_frames = survey_frames
         self._seed = seed
         self._start = start
         self._exposure_step_s = exposure_step_s
+        self._location = location
+        self._fields = fields
+        self._followups = followups
+        self._observed: set[str] = set()
         self._weather = NightWeather(np.random.default_rng([seed, 1]))
 
-    def write_next(self) -> tuple[Path, QualityLabel]:
-        """Simulate and write the next exposure; returns its path and true label."""
+    def write_next(self) -> tuple[Path, QualityLabel] | None:
+        """Simulate and write the next exposure (a queued follow-up first); returns its path
+        and true label, or None when the survey is done and no follow-up waits."""
         index = self.frames_written
+        request = self._next_followup()
+        survey_done = self.survey_frames is not None and self.survey_written >= self.survey_frames
+        if request is None and survey_done:
+            return None
         label = self._weather.next_label()
-        frame = simulate_labelled_frame(
-            label,
-            self.camera,
-            seed=self._seed,
-            index=index,
-            date_obs=self._start + timedelta(seconds=index * self._exposure_step_s),
-            site_name=self.site_id,
-        )
+        date_obs = self._start + timedelta(seconds=index * self._exposure_step_s)
+        if request is not None:
+            frame = self._followup_frame(request, label, index, date_obs)
+        elif self._fields:
+            frame = self._survey_frame(label, index, date_obs)
+        else:
+            frame = simulate_labelled_frame(
+                label,
+                self.camera,
+                seed=self._seed,
+                index=index,
+                date_obs=date_obs,
+                site_name=self.site_id,
+            )
         path = write_frame(frame, self.folder / f"{self.site_id}-{index:05d}.fits")
         self.frames_written += 1
+        self.survey_written += request is None
         return path, frame.truth.label
+
+    def _next_followup(self) -> FollowUpRequest | None:
+        if self._followups is None:
+            return None
+        waiting = [r for r in self._followups.pending() if r.request_id not in self._observed]
+        return waiting[0] if waiting else None
+
+    def _site_kwargs(self) -> dict[str, object]:
+        return {"site": self._location} if self._location is not None else {}
+
+    def _survey_frame(self, label: QualityLabel, index: int, date_obs: datetime) -> SimulatedFrame:
+        field = self._fields[index % len(self._fields)]
+        visit = index // len(self._fields)
+        rng = np.random.default_rng([self._seed, index])
+        offset = rng.uniform(-3.0, 3.0, 2) * self.camera.pixel_scale_arcsec / 3600.0
+        return simulate_frame(
+            sample_conditions(rng, label),
+            self.camera,
+            date_obs=date_obs,
+            site_name=self.site_id,
+            rng=rng,
+            ra_deg=field.ra_deg + offset[0],
+            dec_deg=field.dec_deg + offset[1],
+            stars=field_stars(field, self.camera),
+            transients=_lit(field, visit, self.camera),
+            object_name=field.name,
+            **self._site_kwargs(),  # type: ignore[arg-type]
+        )
+
+    def _followup_frame(
+        self, request: FollowUpRequest, label: QualityLabel, index: int, date_obs: datetime
+    ) -> SimulatedFrame:
+        rng = np.random.default_rng([self._seed, index, 7])
+        frame = simulate_frame(
+            sample_conditions(rng, label),
+            self.camera,
+            date_obs=date_obs,
+            site_name=self.site_id,
+            rng=rng,
+            ra_deg=request.target.ra_deg,
+            dec_deg=request.target.dec_deg,
+            object_name=request.target.name[:68],
+            **self._site_kwargs(),  # type: ignore[arg-type]
+        )
+        frame.header[FOLLOWUP_KEYWORD] = (request.request_id, "follow-up request observed")
+        self._observed.add(request.request_id)
+        self.followups_observed += 1
+        return frame
 
     async def run(self, stop: asyncio.Event, *, count: int | None = None) -> None:
         """Write a frame every `cadence_s` until `stop` is set (or `count` frames are written)."""
@@ -89,12 +280,30 @@ class NightSimulator:
                 continue
 
 
-def demo_site_settings(site_id: str, root: Path, hub_leaf_url: str) -> SiteAgentSettings:
-    """Settings of a demo site's agent: folders under `root/site_id`, an embedded leaf server."""
+def demo_camera_config(camera: SimCamera) -> CameraConfig:
+    """The simulated camera as the fleet knows it (without the simulator's extras)."""
+    return CameraConfig.model_validate(camera.model_dump(include=set(CameraConfig.model_fields)))
+
+
+def demo_site_settings(
+    site_id: str,
+    root: Path,
+    hub_leaf_url: str,
+    *,
+    location: SiteLocation | None = None,
+    camera: SimCamera | None = None,
+) -> SiteAgentSettings:
+    """Settings of a demo site's agent: folders under `root/site_id`, an embedded leaf server,
+    and (given a location and camera) the description it sends to the fleet."""
     return SiteAgentSettings(
         site_id=site_id,
         watch_dir=root / site_id / "incoming",
         work_dir=root / site_id,
         hub_leaf_url=hub_leaf_url,
         heartbeat_interval_s=5.0,
+        settle_s=0.3,
+        location=location,
+        camera=demo_camera_config(camera) if camera is not None else None,
+        pixel_scale_arcsec=camera.pixel_scale_arcsec if camera is not None else None,
+        saturation_adu=float(camera.saturation_adu) if camera is not None else None,
     )

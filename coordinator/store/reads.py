@@ -186,13 +186,19 @@ def followup_counts(conn: Connection) -> dict[str, int]:
     return {state: int(n) for state, n in rows}
 
 
-def target_counts(conn: Connection, min_confidence: float) -> tuple[int, int]:
-    """(all targets, targets at or above the follow-up confidence)."""
+def candidate_count(conn: Connection) -> int:
+    """Candidates the sites have reported."""
+    return int(conn.execute(select(func.count()).select_from(candidates)).scalar_one())
+
+
+def target_counts(conn: Connection, min_confidence: float) -> tuple[int, int, int]:
+    """(all targets, targets at or above the follow-up confidence, targets seen by 2+ sites)."""
     total = conn.execute(select(func.count()).select_from(targets)).scalar_one()
     confident = conn.execute(
         select(func.count()).where(targets.c.confidence >= min_confidence)
     ).scalar_one()
-    return int(total), int(confident)
+    multi_site = conn.execute(select(func.count()).where(targets.c.n_sites >= 2)).scalar_one()
+    return int(total), int(confident), int(multi_site)
 
 
 def model_versions(conn: Connection) -> list[ModelVersionView]:

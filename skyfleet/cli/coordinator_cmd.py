@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from coordinator.service import open_store, run_coordinator
 from coordinator.settings import CoordinatorSettings
 from fleetbus.logs import configure_logging
 
@@ -20,6 +19,8 @@ async def _run_until_signalled(settings: CoordinatorSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    from coordinator.service import run_coordinator  # the web stack loads only to run
+
     await run_coordinator(settings, stop)
 
 
@@ -72,5 +73,7 @@ def migrate(
 ) -> None:
     """Create or upgrade the coordinator's database schema (Alembic) and exit."""
     settings = CoordinatorSettings.load(config, database_url=database)
+    from coordinator.service import open_store
+
     open_store(settings.database_url).dispose()
     console.print(f"database {settings.database_url} is at the newest schema.", highlight=False)

@@ -1,36 +1,125 @@
-"""`skyfleet demo`: a whole fleet on this machine with an embedded NATS server."""
+"""`skyfleet demo`: a whole fleet on this machine (`skyfleet.demo_fleet`), shown live in the
+terminal, or a short scripted night that prints its summary (`--fast`, `--json`)."""
 
 import asyncio
+import logging
+import signal
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.console import Console
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
 
-from fleetbus.client import connect
-from fleetbus.server import EmbeddedNats, NatsServerConfig
-from fleetbus.streams import ensure_streams
-from protos.streams import central_streams
+if TYPE_CHECKING:  # the fleet (torch, the coordinator) loads only when the demo runs
+    from skyfleet.demo_fleet import DemoFleet, DemoSummary
 
 console = Console()
 
-
-async def _create_streams(url: str) -> list[str]:
-    nc = await connect(url, name="skyfleet-demo")
-    try:
-        return await ensure_streams(nc.jetstream(), central_streams())
-    finally:
-        await nc.close()
+FAST_FRAMES_PER_SITE = 8
+FAST_CADENCE_S = 1.0
 
 
-def demo() -> None:
-    """Run the fleet demo: embedded NATS, simulated sites, coordinator (as far as built)."""
-    with tempfile.TemporaryDirectory(prefix="skyfleet-demo-") as work:
-        config = NatsServerConfig.on_free_ports("demo-hub", Path(work) / "nats")
-        with EmbeddedNats(config) as server:
-            streams = asyncio.run(_create_streams(server.url))
-            console.print(f"Embedded NATS with JetStream at {server.url}: streams {streams}")
+def _site_table(fleet: "DemoFleet") -> Group:
+    table = Table(title="Skyfleet demo: three sites, one coordinator")
+    for column in ("site", "written", "scored", "good", "medium", "bad", "rejected"):
+        table.add_column(column, justify="right" if column != "site" else "left")
+    for column in ("candidates", "follow-ups", "link"):
+        table.add_column(column, justify="right")
+    for site_id, agent in fleet.agents.items():
+        status = agent.status()
+        telescope = fleet.telescopes.get(site_id)
+        table.add_row(
+            site_id,
+            str(telescope.frames_written if telescope else 0),
+            str(status.frames_scored),
+            str(status.labels.get("good", 0)),
+            str(status.labels.get("medium", 0)),
+            str(status.labels.get("bad", 0)),
+            str(status.frames_rejected),
+            str(status.candidates),
+            str(telescope.followups_observed if telescope else 0),
+            status.link_state.value,
+        )
+    coordinator = fleet.coordinator
+    if coordinator is None:
+        return Group(table)
+    fleet_view = coordinator.summary()
+    followups = ", ".join(f"{k} {v}" for k, v in sorted(fleet_view.followups.items())) or "none"
+    lines = (
+        f"coordinator: {fleet_view.frames} frames, {fleet_view.candidates} candidates, "
+        f"{fleet_view.targets} targets ({fleet_view.multi_site_targets} seen by 2+ sites), "
+        f"follow-ups: {followups}"
+    )
+    alerts = "; ".join(fleet_view.alerts[-3:])
+    return Group(table, lines, f"[yellow]{alerts}[/]" if alerts else "")
+
+
+def demo(
+    fast: bool = typer.Option(
+        False, "--fast", help=f"A scripted night of {FAST_FRAMES_PER_SITE} frames per site."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the final summary as JSON."),
+    frames: int | None = typer.Option(
+        None, "--frames", min=1, help="Survey frames per site (a scripted night)."
+    ),
+    cadence: float | None = typer.Option(None, "--cadence", help="Seconds between frames."),
+    camera_px: int = typer.Option(1024, "--camera-px", help="Frame side in pixels."),
+    console_port: int = typer.Option(8080, "--port", help="Ops console port (0: a free one)."),
+    work_dir: Path | None = typer.Option(
+        None, "--work-dir", help="Keep everything here (default: a temporary folder)."
+    ),
+) -> None:
+    """Run a fleet on this machine: embedded NATS hub, coordinator and ops console, and three
+    simulated sites (agents, leaf NATS servers, telescopes writing frames)."""
+    from fleetbus.logs import configure_logging
+    from skyfleet.demo_fleet import DemoFleet, DemoOptions
+
+    configure_logging("WARNING")
+    logging.getLogger("skyfleet.demo_fleet").setLevel(logging.INFO)
+    frames_per_site = frames or (FAST_FRAMES_PER_SITE if fast else None)
+    cadence_s = cadence or (FAST_CADENCE_S if fast else 4.0)
+    with tempfile.TemporaryDirectory(prefix="skyfleet-demo-") as scratch:
+        options = DemoOptions(
+            work_dir=work_dir or Path(scratch),
+            camera_px=camera_px,
+            cadence_s=cadence_s,
+            frames_per_site=frames_per_site,
+            console_port=0 if fast and console_port == 8080 else console_port,
+        )
+        fleet = DemoFleet(options)
+        summary = asyncio.run(_run(fleet, live=not json_out))
+    if json_out:
+        typer.echo(summary.model_dump_json(indent=2))
+        return
+    c = summary.coordinator
+    console.print(
+        f"Demo finished after {summary.duration_s:.0f} s: {c.frames} frames scored "
+        f"({c.rejected} rejected), {c.candidates} candidates, {c.targets} targets "
+        f"({c.multi_site_targets} seen by two or more sites), follow-ups {dict(c.followups)}."
+    )
+
+
+async def _run(fleet: "DemoFleet", *, live: bool) -> "DemoSummary":
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if not live:
+        return await fleet.run(stop)
+    shown = False
+
+    def refresh(current: "DemoFleet") -> None:
+        nonlocal shown
+        if not shown and current.coordinator is not None:
             console.print(
-                "[yellow]Not built yet:[/] simulated sites and their agents (issue #4), "
-                "transient detection (#5), coordinator and ops console (#6)."
+                f"Ops console: [bold]{current.coordinator.console_url}[/]  (Ctrl-C stops the demo)"
             )
-    console.print("Demo finished; the embedded server is stopped.")
+            shown = True
+        display.update(_site_table(current))
+
+    console.print("Starting the hub, the coordinator and three sites...")
+    with Live(console=console, refresh_per_second=2) as display:
+        return await fleet.run(stop, refresh)

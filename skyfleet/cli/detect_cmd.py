@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from site_agent.transients.realbogus import DEFAULT_MODEL_DIR
+from site_agent.settings import DEFAULT_REALBOGUS_DIR
 
 
 def detect(
@@ -21,7 +21,7 @@ def detect(
     reference: Path = typer.Option(..., "--reference", help="The reference frame (FITS)."),
     json_out: bool = typer.Option(False, "--json", help="Print candidates as JSON."),
     model_dir: Path = typer.Option(
-        DEFAULT_MODEL_DIR, "--model", help="Real/bogus model folder (version or repository)."
+        DEFAULT_REALBOGUS_DIR, "--model", help="Real/bogus model folder (version or repository)."
     ),
     threshold: float | None = typer.Option(
         None, "--threshold", min=0.0, max=1.0, help="Real/bogus score to publish (default 0.5)."

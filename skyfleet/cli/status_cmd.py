@@ -1,15 +1,16 @@
 """`skyfleet status`: the fleet summary in the terminal (the console's summary, from the store)."""
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from coordinator.service import open_store
 from coordinator.settings import CoordinatorSettings
-from coordinator.summary import fleet_summary
-from coordinator.views import FleetSummary
+
+if TYPE_CHECKING:
+    from coordinator.views import FleetSummary
 
 STATUS_STYLE = {"online": "green", "weather": "yellow", "offline": "red"}
 
@@ -18,7 +19,7 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def summary_table(summary: FleetSummary) -> Table:
+def summary_table(summary: "FleetSummary") -> Table:
     """The per-site table of a fleet summary."""
     table = Table(title=f"Skyfleet: {len(summary.sites)} sites, {summary.frames} frames")
     for column in ("site", "status", "frames", "good", "medium", "bad", "seeing″", "bkg ADU"):
@@ -51,6 +52,9 @@ def status(
 ) -> None:
     """Print the fleet summary: sites, quality, candidates, follow-ups."""
     settings = CoordinatorSettings.load(config, database_url=database)
+    from coordinator.service import open_store  # the store loads only to run
+    from coordinator.summary import fleet_summary
+
     engine = open_store(settings.database_url)
     try:
         summary = fleet_summary(engine, settings)

@@ -1,7 +1,7 @@
 """`skyfleet train ...`: training runs on Ray Train."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -9,8 +9,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from training.config import QualityTrainingSettings
-from training.export import ExportError
-from training.train_quality import TrainingReport, run_quality_training
+
+if TYPE_CHECKING:
+    from training.train_quality import TrainingReport
 
 app = typer.Typer(help="Train fleet models on Ray Train.", no_args_is_help=True)
 
@@ -37,7 +38,7 @@ class _StageProgress:
         self.progress.update(self.tasks[stage], completed=done, total=total, detail=detail)
 
 
-def _summary(report: TrainingReport) -> Table:
+def _summary(report: "TrainingReport") -> Table:
     card = report.card
     table = Table(title=f"{card.model_name} v{card.model_version}", show_header=False)
     table.add_column(style="bold")
@@ -120,6 +121,9 @@ def quality(
         TimeElapsedColumn(),
         TextColumn("[dim]{task.fields[detail]}"),
     )
+    from training.export import ExportError  # torch loads only to train
+    from training.train_quality import run_quality_training
+
     try:
         with Progress(*columns, console=console) as progress:
             report = run_quality_training(settings, _StageProgress(progress))

@@ -8,10 +8,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from site_agent.quality_model import ModelLoadError
-from training.triton.repository import build_serving_repository
-from training.triton.server import TritonServer, TritonServerConfig, TritonServerError
-
 app = typer.Typer(help="Serve the quality model through the Triton Inference Server.")
 console = Console()
 
@@ -31,6 +27,10 @@ def serve(
     gpu: bool | None = typer.Option(None, "--gpu/--cpu", help="Default: GPU if CUDA is here."),
 ) -> None:
     """Serve the exported model in --model-dir through tritonserver until Ctrl-C."""
+    from site_agent.quality_model import ModelLoadError  # torch loads only to serve
+    from training.triton.repository import build_serving_repository
+    from training.triton.server import TritonServer, TritonServerConfig, TritonServerError
+
     work_dir = work_dir.resolve()
     try:
         served = build_serving_repository(

@@ -1,0 +1,227 @@
+"""The demo fleet on one machine: a hub nats-server, the coordinator with its ops console, and
+three simulated sites, each a real site agent with its own leaf-node nats-server and a simulated
+telescope writing frames into its folder.
+
+`DemoFleet.run(stop)` starts everything in order (hub, site sourcing, coordinator, agents,
+telescopes), runs until `stop` is set, or, in a scripted night (`frames_per_site`), until every
+site has written its frames, every frame is in the coordinator's store and no follow-up is
+still under way (or `max_duration_s` passed), then stops everything in reverse order and
+returns a `DemoSummary`.
+"""
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from coordinator.service import Coordinator
+from coordinator.settings import CoordinatorSettings
+from coordinator.views import FleetSummary
+from fleetbus.client import connect
+from fleetbus.hub import hub_server_config, join_sites_to_hub, keep_sources_flowing
+from fleetbus.server import EmbeddedNats
+from site_agent.agent import SiteAgent
+from site_agent.followups import FollowUpQueue
+from skyfleet.demo_sites import DEMO_FIELDS, DEMO_SITES, NightSimulator, demo_site_settings
+from training.simulator import SimCamera
+
+log = logging.getLogger(__name__)
+
+UNDER_WAY = ("sent", "accepted", "observing")
+"""Follow-up states that are not finished yet."""
+
+
+def _port_or_any(port: int) -> int:
+    """`port` if it is free on loopback, else 0 (any free port: the console says which)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            log.warning("port %d is taken; the console takes a free one", port)
+            return 0
+    return port
+
+
+class DemoOptions(BaseModel):
+    """How the demo runs."""
+
+    work_dir: Path
+    camera_px: int = Field(default=1024, ge=128, le=4096)
+    cadence_s: float = Field(default=4.0, gt=0.0, description="Seconds between two frames.")
+    frames_per_site: int | None = Field(
+        default=None, ge=1, description="A scripted night of this many survey frames; None: live."
+    )
+    max_duration_s: float = Field(default=110.0, gt=0.0, description="Scripted night limit.")
+    console_port: int = Field(default=0, ge=0, le=65535, description="0: a free port.")
+
+
+class SiteSummary(BaseModel):
+    """One site at the end of the demo, as the site itself counted it."""
+
+    site_id: str
+    frames_written: int
+    frames_scored: int
+    frames_rejected: int
+    labels: dict[str, int]
+    candidates: int
+    followups_observed: int
+
+
+class DemoSummary(BaseModel):
+    """What the demo did: per site, and as the coordinator saw the fleet."""
+
+    duration_s: float
+    console_url: str | None
+    sites: list[SiteSummary]
+    coordinator: FleetSummary
+
+
+class DemoFleet:
+    """Everything of the demo; `await run(stop)` once."""
+
+    def __init__(self, options: DemoOptions) -> None:
+        self.options = options
+        self.camera = SimCamera(width_px=options.camera_px, height_px=options.camera_px)
+        self.coordinator: Coordinator | None = None
+        self.agents: dict[str, SiteAgent] = {}
+        self.telescopes: dict[str, NightSimulator] = {}
+        self._started = time.monotonic()
+
+    async def run(
+        self, stop: asyncio.Event, on_tick: Callable[["DemoFleet"], None] | None = None
+    ) -> DemoSummary:
+        """Run the fleet until `stop` (or the end of the scripted night); returns the summary."""
+        work = self.options.work_dir
+        hub = await asyncio.to_thread(EmbeddedNats(hub_server_config(work / "hub")).start)
+        try:
+            return await self._with_hub(hub, stop, on_tick)
+        finally:
+            await asyncio.to_thread(hub.stop)
+
+    async def _with_hub(
+        self,
+        hub: EmbeddedNats,
+        stop: asyncio.Event,
+        on_tick: Callable[["DemoFleet"], None] | None,
+    ) -> DemoSummary:
+        site_ids = [site.site_id for site in DEMO_SITES]
+        nc = await connect(hub.url, name="skyfleet-demo-hub")
+        js = nc.jetstream()
+        await join_sites_to_hub(js, site_ids)
+        keeper = asyncio.create_task(keep_sources_flowing(js, every_s=1.0))
+        coordinator = Coordinator(self._coordinator_settings(hub))
+        self.coordinator = coordinator
+        stop_sites = asyncio.Event()
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            await coordinator.start()
+            assert hub.config.leaf_url is not None
+            for index, site in enumerate(DEMO_SITES):
+                settings = demo_site_settings(
+                    site.site_id,
+                    self.options.work_dir / "sites",
+                    hub.config.leaf_url,
+                    location=site.location,
+                    camera=self.camera,
+                )
+                agent = SiteAgent(settings)
+                self.agents[site.site_id] = agent
+                tasks.append(asyncio.create_task(agent.run(stop_sites), name=site.site_id))
+                self.telescopes[site.site_id] = NightSimulator(
+                    site.site_id,
+                    settings.watch_dir,
+                    camera=self.camera,
+                    cadence_s=self.options.cadence_s,
+                    seed=index,
+                    start=site.night_start,
+                    location=site.location,
+                    fields=DEMO_FIELDS,
+                    followups=FollowUpQueue(settings.followup_dir),
+                    survey_frames=self.options.frames_per_site,
+                )
+            await asyncio.gather(*(agent.wait_ready() for agent in self.agents.values()))
+            self._started = time.monotonic()
+            tasks += [
+                asyncio.create_task(telescope.run(stop_sites), name=f"{site_id}-telescope")
+                for site_id, telescope in self.telescopes.items()
+            ]
+            await self._until_done(stop, on_tick)
+            return self.summary()
+        finally:
+            stop_sites.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await coordinator.stop()
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await nc.close()
+
+    def _coordinator_settings(self, hub: EmbeddedNats) -> CoordinatorSettings:
+        return CoordinatorSettings(
+            nats_url=hub.url,
+            database_url=f"sqlite:///{(self.options.work_dir / 'coordinator.sqlite3').absolute()}",
+            http_port=_port_or_any(self.options.console_port),
+            ensure_streams=False,
+            plan_interval_s=2.0,
+            heartbeat_stale_s=30.0,
+        )
+
+    async def _until_done(
+        self, stop: asyncio.Event, on_tick: Callable[["DemoFleet"], None] | None
+    ) -> None:
+        while not stop.is_set():
+            if on_tick is not None:
+                on_tick(self)
+            if self._scripted_night_over():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+
+    def _scripted_night_over(self) -> bool:
+        frames = self.options.frames_per_site
+        if frames is None:
+            return False
+        if time.monotonic() - self._started > self.options.max_duration_s:
+            log.warning("scripted night cut short after %.0f s", self.options.max_duration_s)
+            return True
+        written = sum(t.frames_written for t in self.telescopes.values())
+        if any(t.survey_written < frames for t in self.telescopes.values()):
+            return False
+        for site_id, telescope in self.telescopes.items():
+            status = self.agents[site_id].status()
+            if status.frames_scored + status.frames_rejected < telescope.frames_written:
+                return False
+        assert self.coordinator is not None
+        fleet = self.coordinator.summary()
+        if fleet.frames + fleet.rejected < written:
+            return False
+        return not any(fleet.followups.get(state, 0) for state in UNDER_WAY)
+
+    def summary(self) -> DemoSummary:
+        """The fleet as it stands now."""
+        assert self.coordinator is not None
+        fleet = self.coordinator.summary()
+        return DemoSummary(
+            duration_s=round(time.monotonic() - self._started, 1),
+            console_url=self.coordinator.console_url,
+            sites=[
+                SiteSummary(
+                    site_id=site_id,
+                    frames_written=self.telescopes[site_id].frames_written,
+                    frames_scored=status.frames_scored,
+                    frames_rejected=status.frames_rejected,
+                    labels=status.labels,
+                    candidates=status.candidates,
+                    followups_observed=self.telescopes[site_id].followups_observed,
+                )
+                for site_id, agent in self.agents.items()
+                if (status := agent.status())
+            ],
+            coordinator=fleet,
+        )

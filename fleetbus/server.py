@@ -6,29 +6,21 @@ data in a directory of the caller's, are ready when `/healthz?js-enabled-only=tr
 and die with their parent (Linux `PR_SET_PDEATHSIG`) so a crashed test leaves nothing behind.
 """
 
-import contextlib
-import ctypes
 import json
 import logging
-import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fleetbus.process import ServerProcess
+
 log = logging.getLogger(__name__)
-
-_PR_SET_PDEATHSIG = 1
-
 
 class NatsServerError(RuntimeError):
     """The server binary is missing, or the server did not start or stop as asked."""
@@ -143,84 +135,44 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def _die_with_parent() -> None:
-    """Run in the child before exec: ask the kernel for SIGTERM when the parent dies."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+class EmbeddedNats(ServerProcess):
+    """One nats-server process with JetStream, owned by this Python process (see
+    `fleetbus.process.ServerProcess`: start, stop, kill, context manager)."""
 
-
-class EmbeddedNats:
-    """One nats-server process with JetStream, owned by this Python process.
-
-    Use as a context manager, or call `start()` and `stop()` (in `try/finally`).
-    Stopping and starting again reuses the same ports and data directory, as a restart of a
-    real server would.
-    """
+    program = "nats-server"
+    error = NatsServerError
 
     def __init__(self, config: NatsServerConfig, *, binary: Path | None = None) -> None:
+        super().__init__()
         self.config = config
         self.binary = binary or nats_server_binary()
-        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return self.config.client_url
 
     @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    @property
     def log_path(self) -> Path:
         return self.config.store_dir / "nats-server.log"
 
-    def start(self, *, timeout_s: float = 10.0) -> Self:
-        """Start the server and wait until JetStream is ready."""
-        if self.running:
-            return self
-        self.config.store_dir.mkdir(parents=True, exist_ok=True)
-        conf_path = self.config.store_dir / "nats-server.conf"
-        conf_path.write_text(self.config.render())
-        with self.log_path.open("ab") as log_file:
-            self._process = subprocess.Popen(
-                [str(self.binary), "-c", str(conf_path)],
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-                start_new_session=True,
-            )
-        log.info(
-            "nats-server starting name=%s url=%s pid=%s",
-            self.config.server_name,
-            self.url,
-            self._process.pid,
-        )
-        try:
-            self._wait_ready(timeout_s)
-        except NatsServerError:
-            self.stop()
-            raise
-        return self
+    @property
+    def _conf_path(self) -> Path:
+        return self.config.store_dir / "nats-server.conf"
 
-    def _wait_ready(self, timeout_s: float) -> None:
+    def prepare(self) -> None:
+        self.config.store_dir.mkdir(parents=True, exist_ok=True)
+        self._conf_path.write_text(self.config.render())
+
+    def command(self) -> list[str]:
+        return [str(self.binary), "-c", str(self._conf_path)]
+
+    def describe(self) -> str:
+        return f"name={self.config.server_name} url={self.url}"
+
+    def is_ready(self) -> bool:
+        """JetStream answers health checks, on a monitoring port served by this server."""
         health = f"{self.config.monitor_url}/healthz?js-enabled-only=true"
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                raise NatsServerError(
-                    f"nats-server exited with status {self._process.returncode}; "
-                    f"see {self.log_path}:\n{self._log_tail()}"
-                )
-            if self._answers_as_itself() and _http_ok(health):
-                return
-            time.sleep(0.02)
-        raise NatsServerError(f"nats-server not ready after {timeout_s:.0f} s at {health}")
+        return self._answers_as_itself() and _http_ok(health)
 
     def _answers_as_itself(self) -> bool:
         """Whether the monitoring port is served by this server (not another one on that port)."""
@@ -230,40 +182,3 @@ class EmbeddedNats:
         except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
             return False
         return varz.get("server_name") == self.config.server_name
-
-    def _log_tail(self, lines: int = 10) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def stop(self, *, timeout_s: float = 10.0) -> None:
-        """Stop gracefully (SIGTERM, then SIGKILL after `timeout_s`)."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.info("nats-server stopped name=%s", self.config.server_name)
-
-    def kill(self) -> None:
-        """Kill the server at once (SIGKILL), as a crash would; `start()` brings it back."""
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

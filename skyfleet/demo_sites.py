@@ -27,6 +27,7 @@ from training.simulator.conditions import sample_conditions
 from training.simulator.dataset import simulate_labelled_frame
 from training.simulator.fitsio import write_frame
 from training.simulator.frame import FAINTEST_STAR_E, SimulatedFrame, simulate_frame
+from training.simulator.pairs import inject_transients
 from training.simulator.pointing import tan_wcs
 from training.simulator.starfield import StarCatalogue, draw_star_catalogue
 from training.simulator.truth import InjectedTransient
@@ -48,24 +49,17 @@ class DemoSite:
 
 
 @dataclass(frozen=True)
-class DemoTransient:
-    """A point source that appears in a field from its `appears_after_visit`-th visit on."""
-
-    ra_deg: float
-    dec_deg: float
-    flux_e: float
-    appears_after_visit: int
-
-
-@dataclass(frozen=True)
 class DemoField:
-    """A survey field: its centre, the seed of its stars, and its transients."""
+    """A survey field: its centre, the seed of its stars and transients, how many transients
+    it holds (placed clear of bright stars, bright: S/N 40-80 in a good frame) and from which
+    visit on they shine."""
 
     name: str
     ra_deg: float
     dec_deg: float
     seed: int
-    transients: tuple[DemoTransient, ...] = ()
+    transients: int = 0
+    appears_after_visit: int = 1
 
 
 DEMO_SITES = (
@@ -89,20 +83,8 @@ DEMO_SITES = (
 three skies around local midnight in late November."""
 
 DEMO_FIELDS = (
-    DemoField(
-        "SF-0345-05",
-        56.25,
-        -5.0,
-        seed=101,
-        transients=(DemoTransient(56.262, -4.991, 150_000.0, appears_after_visit=2),),
-    ),
-    DemoField(
-        "SF-0410-02",
-        62.5,
-        -2.0,
-        seed=102,
-        transients=(DemoTransient(62.488, -2.012, 120_000.0, appears_after_visit=3),),
-    ),
+    DemoField("SF-0345-05", 56.25, -5.0, seed=101, transients=2, appears_after_visit=1),
+    DemoField("SF-0410-02", 62.5, -2.0, seed=102, transients=1, appears_after_visit=2),
 )
 
 
@@ -130,28 +112,29 @@ def field_stars(field: DemoField, camera: SimCamera) -> StarCatalogue:
     return draw_star_catalogue(np.random.default_rng(field.seed), wcs, faint_mag=faint)
 
 
-def _lit(field: DemoField, visit: int, camera: SimCamera) -> list[InjectedTransient]:
-    """The field's transients that have appeared by this visit, placed on the frame."""
+@cache
+def field_transients(field: DemoField, camera: SimCamera) -> tuple[InjectedTransient, ...]:
+    """The field's transients: the same sky positions and fluxes for every site and visit."""
+    rng = np.random.default_rng([field.seed, 2])
     wcs = tan_wcs(camera, field.ra_deg, field.dec_deg)
-    lit = []
-    for t in field.transients:
-        if visit < t.appears_after_visit:
-            continue
-        x, y = (float(v) for v in wcs.all_world2pix(t.ra_deg, t.dec_deg, 0))
-        lit.append(
-            InjectedTransient(
-                ra_deg=t.ra_deg,
-                dec_deg=t.dec_deg,
-                x_px=x,
-                y_px=y,
-                ref_x_px=x,
-                ref_y_px=y,
-                flux_e=t.flux_e,
-                mag=float(camera.source_magnitude(t.flux_e, FIELD_AIRMASS)),
-                snr=50.0,
-            )
+    return tuple(
+        inject_transients(
+            rng,
+            field.transients,
+            (40.0, 80.0),
+            sample_conditions(rng, QualityLabel.GOOD),
+            camera,
+            wcs,
+            wcs,
+            field_stars(field, camera),
+            FIELD_AIRMASS,
         )
-    return lit
+    )
+
+
+def _lit(field: DemoField, visit: int, camera: SimCamera) -> tuple[InjectedTransient, ...]:
+    """The field's transients once they have appeared (none before)."""
+    return field_transients(field, camera) if visit >= field.appears_after_visit else ()
 
 
 class NightSimulator:
@@ -253,16 +236,24 @@ class NightSimulator:
     def _followup_frame(
         self, request: FollowUpRequest, label: QualityLabel, index: int, date_obs: datetime
     ) -> SimulatedFrame:
+        """The target's frame: the sky of the demo field nearest it, transients shining."""
         rng = np.random.default_rng([self._seed, index, 7])
+        target = request.target
+        field = min(
+            DEMO_FIELDS,
+            key=lambda f: (f.ra_deg - target.ra_deg) ** 2 + (f.dec_deg - target.dec_deg) ** 2,
+        )
         frame = simulate_frame(
             sample_conditions(rng, label),
             self.camera,
             date_obs=date_obs,
             site_name=self.site_id,
             rng=rng,
-            ra_deg=request.target.ra_deg,
-            dec_deg=request.target.dec_deg,
-            object_name=request.target.name[:68],
+            ra_deg=target.ra_deg,
+            dec_deg=target.dec_deg,
+            stars=field_stars(field, self.camera),
+            transients=field_transients(field, self.camera),
+            object_name=target.name[:68],
             **self._site_kwargs(),  # type: ignore[arg-type]
         )
         frame.header[FOLLOWUP_KEYWORD] = (request.request_id, "follow-up request observed")

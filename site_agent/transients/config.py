@@ -38,9 +38,15 @@ class TransientSearchSettings(BaseModel):
     max_kernel_stars: int = Field(default=80, ge=3)
     star_sigma: float = Field(default=15.0, gt=0.0, description="S/N of stars used as stamps.")
     max_detections_per_mpx: float = Field(
-        default=250.0,
+        default=50.0,
         gt=0.0,
         description="More detections per megapixel than this means a failed subtraction.",
+    )
+    max_star_residuals: int = Field(
+        default=8,
+        ge=0,
+        description="More detections on reference stars than this, and most of them, means "
+        "the PSF could not be matched: the frame is not searched.",
     )
     max_published: int = Field(default=50, ge=1, description="Candidates published per frame.")
     saturation_margin_px: int = Field(default=4, ge=0, description="Mask grown around saturation.")

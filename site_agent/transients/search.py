@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 STAMP_MATCH_RADIUS_PX = 1.5
 WCS_MATCH_RADIUS_PX = 8.0
+STAR_RESIDUAL_FWHM = 1.0
+"""A detection within this many FWHM of a reference star counts as a residual of that star."""
 
 
 class SearchSkipped(Exception):
@@ -186,6 +188,12 @@ def find_candidates(
         cKDTree(ref_stars_new).query(np.column_stack([measured.x, measured.y]))[0]
         if len(ref_stars_new) and len(measured)
         else np.full(len(measured), np.inf)
+    )
+    residuals = int(np.count_nonzero(nearest <= max(STAR_RESIDUAL_FWHM * target_fwhm, 3.0)))
+    _checked(
+        residuals <= settings.max_star_residuals or residuals <= len(measured) / 2,
+        f"subtraction left residuals at {residuals} of {len(measured)} detections on reference "
+        "stars: the PSF differs from the reference in shape (trailing, focus?)",
     )
     return Detections(
         difference=difference,

@@ -7,26 +7,22 @@ models explicitly, is ready when `/v2/health/ready` answers 200 from this server
 and every model reports ready, and dies with its parent so a crashed test leaves nothing behind.
 """
 
-import contextlib
 import importlib.util
 import json
 import logging
 import os
-import signal
-import subprocess
 import sys
 import sysconfig
-import time
 import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fleetbus.server import _die_with_parent, free_port
+from fleetbus.process import ServerProcess
+from fleetbus.server import free_port
 
 log = logging.getLogger(__name__)
 
@@ -156,29 +152,25 @@ def _http_json(url: str) -> object | None:
         return None
 
 
-class TritonServer:
-    """One tritonserver process owned by this Python process.
-
-    Use as a context manager, or call `start()` and `stop()` (in `try/finally`). Starting again
-    after `stop()` reuses the same ports and repository, as a restart of a real server would.
+class TritonServer(ServerProcess):
+    """One tritonserver process owned by this Python process (see
+    `fleetbus.process.ServerProcess`: start, stop, context manager). Starting again after
+    `stop()` reuses the same ports and repository, as a restart of a real server would.
     """
 
+    program = "tritonserver"
+    error = TritonServerError
+    start_timeout_s = 60.0
+    stop_timeout_s = 15.0
+
     def __init__(self, config: TritonServerConfig, *, install: TritonInstall | None = None) -> None:
+        super().__init__()
         self.config = config
         self.install = install or TritonInstall.find()
-        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def grpc_url(self) -> str:
         return self.config.grpc_url
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
 
     @property
     def log_path(self) -> Path:
@@ -193,7 +185,14 @@ class TritonServer:
                 link.unlink()
             link.symlink_to(source)
 
-    def _environment(self) -> dict[str, str]:
+    def prepare(self) -> None:
+        self.config.work_dir.mkdir(parents=True, exist_ok=True)
+        self._assemble_backends()
+
+    def command(self) -> list[str]:
+        return [str(self.install.binary), *self.config.arguments()]
+
+    def environment(self) -> dict[str, str]:
         """The stub embeds Python: it must find this venv's python3 and this libpython."""
         env = dict(os.environ)
         libraries = [str(d) for d in self.install.library_dirs]
@@ -203,53 +202,15 @@ class TritonServer:
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         return env
 
-    def start(self, *, timeout_s: float = 60.0) -> Self:
-        """Start the server and wait until it and every configured model are ready."""
-        if self.running:
-            return self
-        self.config.work_dir.mkdir(parents=True, exist_ok=True)
-        self._assemble_backends()
-        with self.log_path.open("ab") as log_file:
-            self._process = subprocess.Popen(
-                [str(self.install.binary), *self.config.arguments()],
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=self._environment(),
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-                start_new_session=True,
-            )
-        log.info(
-            "tritonserver starting id=%s grpc=%s http=%s models=%s pid=%s",
-            self.config.server_id,
-            self.config.grpc_url,
-            self.config.http_url,
-            ",".join(self.config.model_names),
-            self._process.pid,
+    def describe(self) -> str:
+        return (
+            f"id={self.config.server_id} grpc={self.config.grpc_url} "
+            f"http={self.config.http_url} models={','.join(self.config.model_names)}"
         )
-        try:
-            self._wait_ready(timeout_s)
-        except TritonServerError:
-            self.stop()
-            raise
-        return self
 
-    def _wait_ready(self, timeout_s: float) -> None:
-        base = self.config.http_url
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                raise TritonServerError(
-                    f"tritonserver exited with status {self._process.returncode}; "
-                    f"see {self.log_path}:\n{self._log_tail()}"
-                )
-            if self._answers_as_itself() and self._all_ready(base):
-                return
-            time.sleep(0.05)
-        raise TritonServerError(
-            f"tritonserver not ready after {timeout_s:.0f} s at {base}/v2/health/ready; "
-            f"see {self.log_path}:\n{self._log_tail()}"
-        )
+    def is_ready(self) -> bool:
+        """The server and every configured model are ready, on ports served by this server."""
+        return self._answers_as_itself() and self._all_ready(self.config.http_url)
 
     def _answers_as_itself(self) -> bool:
         """Whether the HTTP port is served by this server (not another one on that port)."""
@@ -260,34 +221,3 @@ class TritonServer:
         urls = [f"{base}/v2/health/ready"]
         urls += [f"{base}/v2/models/{name}/ready" for name in self.config.model_names]
         return all(_http_json(url) is not None for url in urls)
-
-    def _log_tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def stop(self, *, timeout_s: float = 15.0) -> None:
-        """Stop gracefully (SIGTERM, then SIGKILL of its process group after `timeout_s`)."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.info("tritonserver stopped id=%s", self.config.server_id)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

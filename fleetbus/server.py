@@ -22,6 +22,7 @@ from fleetbus.process import ServerProcess
 
 log = logging.getLogger(__name__)
 
+
 class NatsServerError(RuntimeError):
     """The server binary is missing, or the server did not start or stop as asked."""
 

@@ -27,17 +27,14 @@ from onnx.reference import ReferenceEvaluator
 from pydantic import BaseModel
 
 from site_agent.fits_reader import sha256_of_file
-from site_agent.preprocess import INPUT_SHAPE
 from site_agent.quality_model import MANIFEST_FILE, MODEL_FILE, write_model
-from training.quality_net import CLASS_NAMES
+from training.triton.repository import PYTHON_BACKEND_MODEL, render_python_backend_config
 
 ONNX_FILE = "model.onnx"
 TRITON_ENTRY_FILE = "model.py"
 TRITON_CONFIG_FILE = "config.pbtxt"
-TRITON_ENTRY_SOURCE = Path(__file__).parent / "triton" / "python_backend_model.py"
 INPUT_NAME = "input"
 LOGITS_NAME = "logits"
-OUTPUT_NAME = "probabilities"
 MAX_BATCH_SIZE = 64
 ONNX_OPSET = 20
 TORCHSCRIPT_TOLERANCE = 1e-5
@@ -99,32 +96,6 @@ def onnx_logits(path: Path, batch: np.ndarray) -> np.ndarray:
     return np.asarray(logits)
 
 
-def triton_config(name: str, max_batch_size: int = MAX_BATCH_SIZE) -> str:
-    """config.pbtxt for the python backend (dims exclude the batch axis Triton adds)."""
-    dims = ", ".join(str(d) for d in INPUT_SHAPE)
-    return f"""name: "{name}"
-backend: "python"
-max_batch_size: {max_batch_size}
-input [
-  {{
-    name: "{INPUT_NAME}"
-    data_type: TYPE_FP32
-    dims: [ {dims} ]
-  }}
-]
-output [
-  {{
-    name: "{OUTPUT_NAME}"
-    data_type: TYPE_FP32
-    dims: [ {len(CLASS_NAMES)} ]
-  }}
-]
-instance_group [ {{ count: 1, kind: KIND_CPU }} ]
-dynamic_batching {{ max_queue_delay_microseconds: 2000 }}
-version_policy: {{ latest: {{ num_versions: 1 }} }}
-"""
-
-
 def _checked(name: str, reference: np.ndarray, exported: np.ndarray, tolerance: float) -> float:
     """The largest |difference| between two logit arrays; ExportError above `tolerance`."""
     difference = float(np.max(np.abs(reference - exported)))
@@ -172,13 +143,15 @@ def export_to_repository(
         onnx_difference = _checked(
             "ONNX", reference, onnx_logits(onnx_file, verification_batch), ONNX_TOLERANCE
         )
-        shutil.copyfile(TRITON_ENTRY_SOURCE, staging / TRITON_ENTRY_FILE)
+        shutil.copyfile(PYTHON_BACKEND_MODEL, staging / TRITON_ENTRY_FILE)
         staging.chmod(PUBLISHED_DIR_MODE)  # mkdtemp makes it private; servers must read it
         os.replace(staging, version_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     config_path = model_dir / TRITON_CONFIG_FILE
-    config_path.write_text(triton_config(name))
+    config_path.write_text(
+        render_python_backend_config(name, max_batch_size=MAX_BATCH_SIZE, instance_kind="KIND_CPU")
+    )
     return ExportedModel(
         version_dir=version_dir,
         torchscript_path=version_dir / MODEL_FILE,

@@ -42,6 +42,11 @@ class TransientSearchSettings(BaseModel):
         gt=0.0,
         description="More detections per megapixel than this means a failed subtraction.",
     )
+    flood_floor: int = Field(
+        default=25,
+        ge=1,
+        description="A small frame may hold this many detections whatever its size.",
+    )
     max_star_residuals: int = Field(
         default=8,
         ge=0,

@@ -168,11 +168,12 @@ def find_candidates(
         new.image, new.noise, ref_filled, ref_noise_adu, solution, bad, target_fwhm
     )
     objects = detect_peaks(difference, settings.detection_sigma)
-    limit = settings.max_detections_per_mpx * frame.data.size / 1e6
+    limit = max(settings.flood_floor, settings.max_detections_per_mpx * frame.data.size / 1e6)
     _checked(
         len(objects) <= limit,
         f"subtraction failed: {len(objects)} detections on the difference "
-        f"(more than {limit:.0f}, {settings.max_detections_per_mpx:g} per megapixel)",
+        f"(more than {limit:.0f}: {settings.max_detections_per_mpx:g} per megapixel, "
+        f"{settings.flood_floor} at least)",
     )
     measured = measure_candidates(difference, objects)
     measured = measured.select((measured.snr >= settings.min_snr) & (measured.flux > 0))

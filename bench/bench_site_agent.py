@@ -5,8 +5,11 @@ The agent runs as `skyfleet site run` against a site nats-server started here (s
 agent's alone). A frame is *complete* when it is renamed into the watched folder; its latency
 ends when its `FrameScore` is published to the site's JetStream (seen by a subscriber on the site
 server, which is where the acknowledgement comes from). Latency is measured one frame at a time
-(no queueing); throughput with a batch dropped at once. A soak of a few hundred small frames
-then shows whether memory stays flat (RSS after the first and the last batch).
+(no queueing); throughput with a batch dropped at once. Twice: with transient search off (the
+quality path) and on (every frame of one field: from the second frame on each is searched against
+the reference the agent built, and good frames refresh it in the background). A soak of a few
+hundred small frames (search on) then shows whether memory stays flat (RSS after the first and
+the last batch).
 """
 
 import asyncio
@@ -123,7 +126,11 @@ async def _soak(root: Path, watch_dir: Path, seen: ScoreWatch, pid: int) -> list
     return rss_mib
 
 
-async def _run(root: Path) -> tuple[list[dict], tuple[float, float], list[float]]:
+async def _run(
+    root: Path, *, search: bool, soak: bool
+) -> tuple[list[dict], tuple[float, float], list[float]]:
+    """One agent: with `search`, transient search on (every frame is of one field, so from the
+    second frame on each is searched against the reference the agent built)."""
     server = EmbeddedNats(site_server_config(SITE, root / "nats", hub_leaf_url=None)).start()
     staged = {side: _variants(side, root, LATENCY_FRAMES + BATCH_FRAMES) for side in SIDES_PX}
     watch_dir = root / "incoming"
@@ -145,6 +152,7 @@ async def _run(root: Path) -> tuple[list[dict], tuple[float, float], list[float]
             "ERROR",
         ],
         stdout=subprocess.DEVNULL,
+        env={**os.environ, "SKYFLEET_SITE_SEARCH_TRANSIENTS": str(search).lower()},
     )
     nc = await connect(server.url, name="bench")
     try:
@@ -156,7 +164,7 @@ async def _run(root: Path) -> tuple[list[dict], tuple[float, float], list[float]
         await seen.wait_for({warmup.name}, timeout_s=120)
         results = [await _measure(side, watch_dir, staged[side], seen) for side in SIDES_PX]
         memory = _rss_mib(agent.pid)
-        soak_rss_mib = await _soak(root, watch_dir, seen, agent.pid)
+        soak_rss_mib = await _soak(root, watch_dir, seen, agent.pid) if soak else []
     finally:
         agent.terminate()
         agent.wait(timeout=60)
@@ -167,26 +175,31 @@ async def _run(root: Path) -> tuple[list[dict], tuple[float, float], list[float]
 
 def main() -> None:
     console = Console()
-    with tempfile.TemporaryDirectory(prefix="bench-site-agent-") as work:
-        results, (rss_mib, peak_mib), soak_rss_mib = asyncio.run(_run(Path(work)))
-    table = Table(title=f"site agent, {LATENCY_FRAMES} + {BATCH_FRAMES} frames per size")
-    for column in ("frame", "frames/s", "latency p50 (s)", "latency p95 (s)", "goal p95"):
-        table.add_column(column, justify="right")
-    for row in results:
-        table.add_row(
-            f"{row['side']}²",
-            f"{row['frames_per_s']:.2f}",
-            f"{row['p50_s']:.3f}",
-            f"{row['p95_s']:.3f}",
-            "≤ 1 s" if row["side"] == 4096 else "",
+    for search in (False, True):
+        with tempfile.TemporaryDirectory(prefix="bench-site-agent-") as work:
+            results, (rss_mib, peak_mib), soak_rss_mib = asyncio.run(
+                _run(Path(work), search=search, soak=search)
+            )
+        path = "score + transient search" if search else "quality path (search off)"
+        frames = f"{LATENCY_FRAMES} + {BATCH_FRAMES} frames per size"
+        table = Table(title=f"site agent, {path}, {frames}")
+        for column in ("frame", "frames/s", "latency p50 (s)", "latency p95 (s)", "goal p95"):
+            table.add_column(column, justify="right")
+        for row in results:
+            table.add_row(
+                f"{row['side']}²",
+                f"{row['frames_per_s']:.2f}",
+                f"{row['p50_s']:.3f}",
+                f"{row['p95_s']:.3f}",
+                "≤ 1 s" if row["side"] == 4096 else "",
+            )
+        console.print(table)
+        console.print(
+            f"agent RSS {rss_mib:.0f} MiB now, {peak_mib:.0f} MiB peak (goal ≤ 1.5 GB); "
+            f"{len(os.sched_getaffinity(0))} cores"
         )
-    console.print(table)
     console.print(
-        f"agent RSS {rss_mib:.0f} MiB now, {peak_mib:.0f} MiB peak (goal ≤ 1.5 GB); "
-        f"{len(os.sched_getaffinity(0))} cores"
-    )
-    console.print(
-        f"soak, {SOAK_BATCHES} x {SOAK_BATCH_FRAMES} frames of {SOAK_SIDE_PX}²: RSS "
+        f"soak (search on), {SOAK_BATCHES} x {SOAK_BATCH_FRAMES} frames of {SOAK_SIDE_PX}²: RSS "
         f"{soak_rss_mib[0]:.0f} MiB after the first batch, {soak_rss_mib[-1]:.0f} MiB after the "
         f"last (max {max(soak_rss_mib):.0f})"
     )

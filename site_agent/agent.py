@@ -49,7 +49,12 @@ from site_agent.settings import SiteAgentSettings
 from site_agent.site_nats import site_server_config, start_embedded_server
 from site_agent.state import FileFingerprint, ProcessedFrames
 from site_agent.telemetry import AgentMetrics
-from site_agent.transient_stage import OfferReference, SearchTransients, TransientSearcher
+from site_agent.transient_stage import (
+    OfferReference,
+    ReferenceKeeper,
+    SearchTransients,
+    TransientSearcher,
+)
 
 if TYPE_CHECKING:
     from site_agent.triton_scorer import Predictor
@@ -202,6 +207,7 @@ class SiteAgent:
             if settings.search_transients
             else None
         )
+        keeper = ReferenceKeeper(searcher) if searcher else None
         if settings.metrics_port:
             self.metrics_port = self.metrics.serve(settings.metrics_port, settings.metrics_host)
         with ProcessedFrames(settings.state_path) as state:
@@ -221,7 +227,7 @@ class SiteAgent:
                 ],
                 after_settling=[
                     CloseFollowUp(queue),
-                    *([OfferReference(searcher)] if searcher else []),
+                    *([OfferReference(keeper)] if keeper else []),
                 ],
             )
             commands = CommandReceiver(
@@ -238,6 +244,8 @@ class SiteAgent:
                 asyncio.create_task(self._heartbeats(publisher), name="heartbeat"),
                 asyncio.create_task(commands.run(), name="commands"),
             ]
+            if keeper is not None:
+                tasks.append(asyncio.create_task(keeper.run(), name="references"))
             worker = asyncio.create_task(self._work(pipeline), name="worker")
             self._ready.set()
             log.info(

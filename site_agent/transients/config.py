@@ -38,7 +38,7 @@ class TransientSearchSettings(BaseModel):
     max_kernel_stars: int = Field(default=80, ge=3)
     star_sigma: float = Field(default=15.0, gt=0.0, description="S/N of stars used as stamps.")
     max_detections_per_mpx: float = Field(
-        default=50.0,
+        default=250.0,
         gt=0.0,
         description="More detections per megapixel than this means a failed subtraction.",
     )

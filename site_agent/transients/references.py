@@ -44,6 +44,8 @@ from site_agent.transients.sources import (
 log = logging.getLogger(__name__)
 
 REFERENCE_MEMBERS = 5
+COMBINE_ROWS = 256
+"""Rows combined at a time: the stack of a 4096-wide, 5-frame block is 20 MB, not 320 MB."""
 SAME_FIELD_OVERLAP = 0.8
 STAR_SNR = 15.0
 CLIP_SIGMA = 4.0
@@ -183,21 +185,32 @@ def combine(frames: list[PreparedFrame]) -> tuple[np.ndarray, np.ndarray, list[R
         variances.append(noise.astype(np.float32) ** 2)
         depth = scale / (frame.member.noise_adu * frame.fwhm_px)
         members.append(frame.member.model_copy(update={"flux_scale": scale, "depth_score": depth}))
-    stack = np.array(images)
-    weight = np.where(np.isfinite(stack), 1.0 / np.array(variances), 0.0).astype(np.float32)
+    combined = np.full(shape, np.nan, dtype=np.float32)
+    combined_noise = np.full(shape, np.nan, dtype=np.float32)
+    for top in range(0, shape[0], COMBINE_ROWS):  # row blocks bound the memory of large frames
+        rows = slice(top, top + COMBINE_ROWS)
+        combined[rows], combined_noise[rows] = _combine_block(
+            np.array([i[rows] for i in images]), np.array([v[rows] for v in variances])
+        )
+    return combined, combined_noise, members
+
+
+def _combine_block(stack: np.ndarray, variances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse-variance mean of aligned images (frames x rows x columns), each pixel clipped
+    against the median when there are three frames or more; NaN where no frame has data."""
+    weight = np.where(np.isfinite(stack), 1.0 / variances, 0.0).astype(np.float32)
     if len(stack) >= 3:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # pixels no frame covers
             median = np.nanmedian(stack, axis=0)
-        outlier = np.abs(stack - median) > CLIP_SIGMA * np.sqrt(np.array(variances))
-        weight[outlier] = 0.0
+        weight[np.abs(stack - median) > CLIP_SIGMA * np.sqrt(variances)] = 0.0
     total = weight.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         image = np.nansum(np.where(weight > 0, stack, 0.0) * weight, axis=0) / total
         noise = 1.0 / np.sqrt(total)
     image[total == 0] = np.nan
     noise[total == 0] = np.nan
-    return image.astype(np.float32), noise.astype(np.float32), members
+    return image.astype(np.float32), noise.astype(np.float32)
 
 
 def empirical_psf(image: np.ndarray, stars: StarTable, fwhm_px: float) -> np.ndarray:

@@ -2,7 +2,6 @@
 terminal, or a short scripted night that prints its summary (`--fast`, `--json`)."""
 
 import asyncio
-import logging
 import signal
 import tempfile
 from pathlib import Path
@@ -24,9 +23,8 @@ FAST_CADENCE_S = 1.0
 
 def _site_table(fleet: "DemoFleet") -> Group:
     table = Table(title="Skyfleet demo: three sites, one coordinator")
-    for column in ("site", "written", "scored", "good", "medium", "bad", "rejected"):
-        table.add_column(column, justify="right" if column != "site" else "left")
-    for column in ("candidates", "follow-ups", "link"):
+    table.add_column("site")
+    for column in ("frames", "scored", "good", "med", "bad", "rej", "cand", "f-up", "link"):
         table.add_column(column, justify="right")
     for site_id, agent in fleet.agents.items():
         status = agent.status()
@@ -77,8 +75,8 @@ def demo(
     from fleetbus.logs import configure_logging
     from skyfleet.demo_fleet import DemoFleet, DemoOptions
 
-    configure_logging("WARNING")
-    logging.getLogger("skyfleet.demo_fleet").setLevel(logging.INFO)
+    # live: the table shows what the logs would (bad frames, weather alerts); logs would tear it
+    configure_logging("WARNING" if json_out else "ERROR")
     frames_per_site = frames or (FAST_FRAMES_PER_SITE if fast else None)
     cadence_s = cadence or (FAST_CADENCE_S if fast else 4.0)
     with tempfile.TemporaryDirectory(prefix="skyfleet-demo-") as scratch:

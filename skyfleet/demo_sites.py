@@ -28,7 +28,7 @@ from training.simulator.dataset import simulate_labelled_frame
 from training.simulator.fitsio import write_frame
 from training.simulator.frame import FAINTEST_STAR_E, SimulatedFrame, simulate_frame
 from training.simulator.pairs import inject_transients
-from training.simulator.pointing import tan_wcs
+from training.simulator.pointing import DEFAULT_SITE_LOCATION, tan_wcs
 from training.simulator.starfield import StarCatalogue, draw_star_catalogue
 from training.simulator.truth import InjectedTransient
 
@@ -155,7 +155,7 @@ class NightSimulator:
         seed: int = 0,
         start: datetime = DEMO_NIGHT_START,
         exposure_step_s: float = 120.0,
-        location: SiteLocation | None = None,
+        location: SiteLocation = DEFAULT_SITE_LOCATION,
         fields: tuple[DemoField, ...] = (),
         followups: FollowUpQueue | None = None,
         survey_frames: int | None = None,
@@ -211,9 +211,6 @@ class NightSimulator:
         waiting = [r for r in self._followups.pending() if r.request_id not in self._observed]
         return waiting[0] if waiting else None
 
-    def _site_kwargs(self) -> dict[str, object]:
-        return {"site": self._location} if self._location is not None else {}
-
     def _survey_frame(self, label: QualityLabel, index: int, date_obs: datetime) -> SimulatedFrame:
         field = self._fields[index % len(self._fields)]
         visit = index // len(self._fields)
@@ -230,7 +227,7 @@ class NightSimulator:
             stars=field_stars(field, self.camera),
             transients=_lit(field, visit, self.camera),
             object_name=field.name,
-            **self._site_kwargs(),  # type: ignore[arg-type]
+            site=self._location,
         )
 
     def _followup_frame(
@@ -254,7 +251,7 @@ class NightSimulator:
             stars=field_stars(field, self.camera),
             transients=field_transients(field, self.camera),
             object_name=target.name[:68],
-            **self._site_kwargs(),  # type: ignore[arg-type]
+            site=self._location,
         )
         frame.header[FOLLOWUP_KEYWORD] = (request.request_id, "follow-up request observed")
         self._observed.add(request.request_id)

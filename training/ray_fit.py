@@ -62,20 +62,30 @@ def report_to_ray(metrics: EpochMetrics, state: TrainingState) -> None:
         ray.train.report(metrics.model_dump(), checkpoint=checkpoint)
 
 
+def worker_state(
+    settings: QualityTrainingSettings, new_model: Callable[[], torch.nn.Module]
+) -> TrainingState:
+    """A Ray Train worker's training state: torch threads and seed set, a fresh model (made
+    after seeding, so every rank starts alike) prepared for DDP, resumed from the run's last
+    checkpoint if there is one."""
+    torch.set_num_threads(settings.threads_per_worker)
+    torch.manual_seed(settings.seed)
+    state = new_training_state(settings, ray.train.torch.prepare_model(new_model()))
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            state.restore(Path(directory))
+    return state
+
+
 def train_func(config: dict[str, Any]) -> dict[str, Any]:
     """The Ray Train worker function: resume if a checkpoint exists, train, report every epoch.
 
     Returns the full history and the epoch this attempt started from (0 unless resumed).
     """
     settings = QualityTrainingSettings.model_validate(config)
-    torch.set_num_threads(settings.threads_per_worker)
     rank = ray.train.get_context().get_world_rank()
-    torch.manual_seed(settings.seed)
-    state = new_training_state(settings, ray.train.torch.prepare_model(QualityNet()))
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            state.restore(Path(directory))
+    state = worker_state(settings, QualityNet)
     started_at_epoch = state.next_epoch
     train_loader, val_loader = make_loaders(settings, rank)
     loaders = (

@@ -7,7 +7,6 @@ simulated pair, reals also laid over stars as hosted transients, classes balance
 oversampling, flips and quarter turns as augmentation) and the model (`RealBogusNet`).
 """
 
-import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -17,18 +16,22 @@ import ray.train.torch
 import torch
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
-from ray.train import Checkpoint
 from torch.utils.data import DataLoader
 
 from site_agent.transients.realbogus import normalise_triplets
 from training.config import QualityTrainingSettings
 from training.evaluate import EpochMetrics
-from training.ray_fit import EpochLogCallback, ray_session, trainer_for
+from training.ray_fit import (
+    EpochLogCallback,
+    ray_session,
+    report_to_ray,
+    trainer_for,
+    worker_state,
+)
 from training.realbogus.dataset import Triplets, with_hosted_reals
 from training.realbogus.net import RealBogusNet
 from training.train_quality import (
     SELECTION_METRIC,
-    TrainingState,
     new_training_state,
     run_epochs,
 )
@@ -121,28 +124,14 @@ def make_triplet_loaders(
 def train_func(config: dict[str, Any]) -> dict[str, Any]:
     """The Ray Train worker function: resume from a checkpoint if any, train, report each epoch."""
     settings = RealBogusTrainingSettings.model_validate(config)
-    torch.set_num_threads(settings.threads_per_worker)
     rank = ray.train.get_context().get_world_rank()
-    torch.manual_seed(settings.seed)
-    state = new_training_state(settings, ray.train.torch.prepare_model(RealBogusNet()))
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            state.restore(Path(directory))
+    state = worker_state(settings, RealBogusNet)
     train_loader, val_loader = make_triplet_loaders(settings, rank)
     loaders = (
         ray.train.torch.prepare_data_loader(train_loader),
         ray.train.torch.prepare_data_loader(val_loader),
     )
-
-    def report(metrics: EpochMetrics, state: TrainingState) -> None:
-        with tempfile.TemporaryDirectory() as directory:
-            saved = Checkpoint.from_directory(directory) if rank == 0 else None
-            if rank == 0:
-                state.save(Path(directory))
-            ray.train.report(metrics.model_dump(), checkpoint=saved)
-
-    run_epochs(state, settings, loaders, ray.train.torch.get_device(), report)
+    run_epochs(state, settings, loaders, ray.train.torch.get_device(), report_to_ray)
     return {"history": [m.model_dump() for m in state.history]}
 
 

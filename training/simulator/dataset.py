@@ -149,6 +149,12 @@ def write_mixed_set(
             shares.append((min(MIXED_SHARE_PER_CLASS, count - first), side, chunk))
     total = per_class * len(LABELS)
     done = 0
+    if jobs == 1:  # no process to start
+        for share, side, chunk in shares:
+            done += _write_chunk(out_dir, share, side, seed, chunk)
+            if progress is not None:
+                progress(done, total)
+        return done
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
         futures = [
             pool.submit(_write_chunk, out_dir, share, side, seed, chunk)

@@ -205,6 +205,19 @@ def trainer_for(
     )
 
 
+def restore_best(
+    result: ray.train.Result, settings: QualityTrainingSettings, model: torch.nn.Module
+) -> TrainingState:
+    """Load the fit's best checkpoint (lowest validation loss) into `model`; its state."""
+    best = result.get_best_checkpoint(metric=SELECTION_METRIC, mode="min")
+    if best is None:
+        raise RuntimeError(f"Ray Train reported no checkpoint (error: {result.error})")
+    state = new_training_state(settings, model)
+    with best.as_directory() as directory:
+        state.restore(Path(directory))
+    return state
+
+
 def fit_on_ray(
     settings: QualityTrainingSettings,
     on_epoch: OnEpoch | None = None,
@@ -229,13 +242,8 @@ def fit_on_ray(
         finally:
             done.set()
             follower.join()
-    best = result.get_best_checkpoint(metric=SELECTION_METRIC, mode="min")
-    if best is None:
-        raise RuntimeError(f"Ray Train reported no checkpoint (error: {result.error})")
     model = QualityNet()
-    state = new_training_state(settings, model)
-    with best.as_directory() as directory:
-        state.restore(Path(directory))
+    state = restore_best(result, settings, model)
     returned = result.return_value
     history = [EpochMetrics.model_validate(m) for m in returned["history"]]
     return FitOutcome(

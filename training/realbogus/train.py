@@ -25,14 +25,13 @@ from training.ray_fit import (
     EpochLogCallback,
     ray_session,
     report_to_ray,
+    restore_best,
     trainer_for,
     worker_state,
 )
 from training.realbogus.dataset import Triplets, with_hosted_reals
 from training.realbogus.net import RealBogusNet
 from training.train_quality import (
-    SELECTION_METRIC,
-    new_training_state,
     run_epochs,
 )
 
@@ -144,12 +143,7 @@ def fit_realbogus_on_ray(
     epoch_log.unlink(missing_ok=True)
     with ray_session(settings):
         result = trainer_for(settings, train_func, [EpochLogCallback(epoch_log)]).fit()
-    best = result.get_best_checkpoint(metric=SELECTION_METRIC, mode="min")
-    if best is None:
-        raise RuntimeError(f"Ray Train reported no checkpoint (error: {result.error})")
     model = RealBogusNet()
-    state = new_training_state(settings, model)
-    with best.as_directory() as directory:
-        state.restore(Path(directory))
+    restore_best(result, settings, model)
     history = [EpochMetrics.model_validate(m) for m in result.return_value["history"]]
     return model.eval(), history

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from coordinator.ingest import KindConsumer, StoreWriter
-from coordinator.service import Coordinator, open_store
+from coordinator.service import Coordinator, freeze_startup_heap, open_store
 from coordinator.settings import CoordinatorSettings
 from fleetbus.client import MSG_ID_HEADER, connect, decode
 from fleetbus.server import EmbeddedNats, NatsServerConfig
@@ -105,14 +105,14 @@ async def raw_rate(js, count: int, batch: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-async def coordinator_rate(js, database_url: str, count: int, batch: int) -> float:
+async def coordinator_rate(nc, database_url: str, count: int, batch: int) -> float:
     """Messages per second of the coordinator's frame-score consumer into a database."""
     engine = open_store(database_url)
     counts: Counter[str] = Counter()
     with ThreadPoolExecutor(1) as executor:
         writer = StoreWriter(engine, executor, match_radius_arcsec=2.0, moving_radius_arcsec=1800.0)
         consumer = KindConsumer(
-            js,
+            nc,
             "frame-score",
             writer,
             durable=f"bench-{uuid.uuid4().hex[:8]}",
@@ -201,13 +201,14 @@ async def run_all(workdir: Path) -> list[tuple[str, float, str]]:
         await ensure_streams(js, central_streams())
         await publish_payloads(js, score_payloads(MESSAGES))
         batch = CoordinatorSettings().ingest_batch
+        freeze_startup_heap()  # as the coordinator does once started; the raw loop gains too
         raw = await raw_rate(js, MESSAGES, batch)
         rows.append(("raw nats-py fetch+decode+ack", raw, "1.00"))
         targets = [("SQLite", f"sqlite:///{workdir / 'bench.sqlite3'}")]
         if postgres:
             targets.append(("PostgreSQL", postgres))
         for name, url in targets:
-            rate = await coordinator_rate(js, url, MESSAGES, batch)
+            rate = await coordinator_rate(nc, url, MESSAGES, batch)
             rows.append((f"coordinator ingest → {name}", rate, f"{rate / raw:.2f}"))
         await js.purge_stream(FLEET_STREAM)  # the latency run starts on an empty stream
         await nc.close()

@@ -1,8 +1,10 @@
 """Ingest: durable JetStream pull consumers that move site messages into the store.
 
 One consumer per message kind. Each loop fetches a batch, decodes it strictly, stores the valid
-messages in one transaction and only then acknowledges the batch (one ack of its last message);
-a message that does not validate goes to the dead-letter stream with its error and is
+messages in one transaction and only then acknowledges each message of the batch. (Not one
+ack-all of its last message: after a restart the server may deliver new messages before it
+redelivers the ones a dead process held, and an ack-all of the new ones would drop those.)
+A message that does not validate goes to the dead-letter stream with its error and is
 acknowledged with its batch, so it never blocks the rest.
 Redelivered messages are harmless: the store ignores message ids it already holds.
 """
@@ -15,8 +17,8 @@ from concurrent.futures import Executor
 from datetime import datetime
 
 import nats.errors
+from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy import Connection, Engine
 
@@ -24,6 +26,7 @@ from coordinator.fusion import fuse_new_candidates
 from coordinator.settings import CoordinatorSettings
 from coordinator.store import writes
 from fleetbus.client import MSG_ID_HEADER, decode
+from fleetbus.pull import BatchPuller, ensure_consumer
 from protos import FleetMessage, MessageDecodeError
 from protos.base import utc_now
 from protos.streams import FLEET_STREAM
@@ -96,11 +99,11 @@ class StoreWriter:
 
 def consumer_config(durable: str, kind: str, batch: int, ack_wait_s: float) -> ConsumerConfig:
     """A durable pull consumer of one kind from every site; one explicit ack acknowledges a
-    stored batch (`AckPolicy.ALL`)."""
+    stored message (`AckPolicy.EXPLICIT`)."""
     return ConsumerConfig(
         durable_name=durable,
         filter_subject=all_sites_of_kind(kind),
-        ack_policy=AckPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
         ack_wait=ack_wait_s,
         max_ack_pending=max(4 * batch, 1000),
@@ -112,7 +115,7 @@ class KindConsumer:
 
     def __init__(
         self,
-        js: JetStreamContext,
+        nc: Client,
         kind: str,
         write: BatchWrite,
         *,
@@ -122,7 +125,8 @@ class KindConsumer:
         ack_wait_s: float,
         counts: Counter[str],
     ) -> None:
-        self.js = js
+        self.nc = nc
+        self.js = nc.jetstream()
         self.kind = kind
         self.write = write
         self.durable = durable
@@ -134,32 +138,31 @@ class KindConsumer:
     async def run(self, stop: asyncio.Event) -> None:
         """Fetch, store and acknowledge until `stop` is set. The next batch is fetched and
         decoded while the previous one is being stored; acks stay in batch order."""
-        subscription = await self.js.pull_subscribe(
-            all_sites_of_kind(self.kind),
-            durable=self.durable,
-            stream=FLEET_STREAM,
-            config=consumer_config(self.durable, self.kind, self.batch, self.ack_wait_s),
+        await ensure_consumer(
+            self.js,
+            FLEET_STREAM,
+            consumer_config(self.durable, self.kind, self.batch, self.ack_wait_s),
         )
+        puller = BatchPuller(self.nc, FLEET_STREAM, self.durable)
+        await puller.start()
         log.info("ingest started kind=%s durable=%s", self.kind, self.durable)
         storing: asyncio.Task[None] | None = None
         while not stop.is_set():
             try:
-                fetched = await subscription.fetch(self.batch, timeout=self.idle_wait_s)
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue
+                fetched = await puller.fetch(self.batch, self.idle_wait_s)
             except (nats.errors.ConnectionClosedError, nats.errors.Error) as exc:
                 log.warning("ingest fetch failed kind=%s error=%r", self.kind, exc)
                 await asyncio.sleep(self.idle_wait_s)
                 continue
-            if not fetched:  # a fetch can end with only a status message
+            if not fetched:
                 continue
             valid = await self.decode_batch(fetched)
             if storing is not None:
                 await storing
-            storing = asyncio.create_task(self.store_and_ack(valid, fetched[-1], stop))
+            storing = asyncio.create_task(self.store_and_ack(valid, fetched, stop))
         if storing is not None:
             await storing
-        await subscription.unsubscribe()
+        await puller.stop()
 
     async def decode_batch(self, fetched: list[Msg]) -> list[FleetMessage]:
         """The messages that validate; the others go to the dead-letter stream."""
@@ -172,11 +175,10 @@ class KindConsumer:
         return valid
 
     async def store_and_ack(
-        self, valid: list[FleetMessage], last: Msg, stop: asyncio.Event
+        self, valid: list[FleetMessage], fetched: list[Msg], stop: asyncio.Event
     ) -> None:
-        """Store a batch, then acknowledge it with one ack of its last message (ack-all
-        policy). A failed store is retried until it succeeds or the consumer stops, so no
-        later ack can cover an unstored message."""
+        """Store a batch, then acknowledge every message in it. A failed store is retried
+        until it succeeds or the consumer stops; unacknowledged messages come again."""
         backoff_s = self.idle_wait_s
         while True:
             try:
@@ -190,7 +192,8 @@ class KindConsumer:
                     return
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(2 * backoff_s, MAX_RETRY_WAIT_S)
-        await last.ack()
+        for msg in fetched:
+            await msg.ack()
         self.counts[self.kind] += len(valid)
 
     async def dead_letter(self, msg: Msg, error: MessageDecodeError) -> None:
@@ -212,12 +215,12 @@ class KindConsumer:
 
 
 def kind_consumers(
-    js: JetStreamContext, write: BatchWrite, settings: CoordinatorSettings, counts: Counter[str]
+    nc: Client, write: BatchWrite, settings: CoordinatorSettings, counts: Counter[str]
 ) -> list[KindConsumer]:
     """One consumer for each kind the coordinator stores."""
     return [
         KindConsumer(
-            js,
+            nc,
             kind,
             write,
             durable=f"{settings.consumer_prefix}-{kind}",

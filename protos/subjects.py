@@ -22,6 +22,7 @@ _ROUTES: dict[str, tuple[str, str]] = {
     "followup-request": (COMMAND_ROOT, "followup.request"),
     "model-release": (COMMAND_ROOT, "model.release"),
 }
+_KINDS = {route: kind for kind, route in _ROUTES.items()}
 _SITE_ID = re.compile(SITE_ID_PATTERN)
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -53,11 +54,10 @@ def kind_of_subject(subject: str) -> str:
     parts = subject.split(".")
     if len(parts) < 4:
         raise ValueError(f"subject {subject!r} is not a fleet message subject")
-    root, suffix = ".".join(parts[:2]), ".".join(parts[3:])
-    for kind, route in _ROUTES.items():
-        if route == (root, suffix):
-            return kind
-    raise ValueError(f"subject {subject!r} carries no known message kind")
+    try:
+        return _KINDS[".".join(parts[:2]), ".".join(parts[3:])]
+    except KeyError:
+        raise ValueError(f"subject {subject!r} carries no known message kind") from None
 
 
 def site_of_subject(subject: str) -> str:

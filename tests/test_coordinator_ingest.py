@@ -69,7 +69,10 @@ async def test_a_message_delivered_twice_is_stored_once(coordinator, fleet_bus):
 
 # The coordinator process, run through its embeddable entry point (the `skyfleet` command
 # imports every sub-command, which is slow to start and beside the point here).
-COORDINATOR_PROCESS = """
+# The ack wait outlasts the restart, so the restarted coordinator gets new messages before the
+# server redelivers those the killed one held: acking the new ones must not drop the held ones.
+ACK_WAIT_S = 8.0
+COORDINATOR_PROCESS = f"""
 import asyncio, signal, sys
 from coordinator.service import run_coordinator
 from coordinator.settings import CoordinatorSettings
@@ -80,7 +83,7 @@ async def main():
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     settings = CoordinatorSettings(
         nats_url=sys.argv[1], database_url=sys.argv[2], serve_console=False, ingest_batch=100,
-        ingest_ack_wait_s=1.0,
+        ingest_ack_wait_s={ACK_WAIT_S},
     )
     await run_coordinator(settings, stop)
 

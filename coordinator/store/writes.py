@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Table, bindparam, or_, select, update
+from sqlalchemy import Connection, Table, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from coordinator.followup_states import FollowUpPhase, phase_after_report
@@ -34,6 +34,7 @@ from protos import (
 SiteMessage = TypeVar("SiteMessage", SiteHeartbeat, SiteConfig)
 
 SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # what SQLAlchemy writes for DateTime
+SQLITE_MAX_VARIABLES = 32766  # SQLITE_MAX_VARIABLE_NUMBER since SQLite 3.32
 _INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
@@ -59,29 +60,38 @@ def _driver_time(dialect: str, value: datetime | None) -> str | datetime | None:
 def bulk_insert_new(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """`insert_new` for high-volume plain rows (numbers, strings, UTC times), skipping
     SQLAlchemy's per-row type processing: PostgreSQL gets the rows by COPY into a temporary
-    table (emptied at commit), SQLite through one compiled statement."""
+    table (emptied at commit), SQLite as multi-row INSERTs (one statement step, so one release
+    of the GIL, per few hundred rows rather than per row)."""
     if not rows:
         return
     dialect = conn.dialect.name
     columns = list(rows[0])
-    times = [c for c in columns if isinstance(table.c[c].type, UtcDateTime)]
-    driver_rows = []
-    for row in rows:
-        driver_row = dict(row)
-        for column in times:
-            driver_row[column] = _driver_time(dialect, row[column])
-        driver_rows.append(driver_row)
+    times = {c for c in columns if isinstance(table.c[c].type, UtcDateTime)}
+    driver_rows = [
+        [_driver_time(dialect, row[c]) if c in times else row[c] for c in columns] for row in rows
+    ]
     if dialect == "postgresql":
         _copy_insert_new(conn, table, columns, driver_rows)
-        return
-    statement = _insert(conn, table).values({c: bindparam(c) for c in columns})
-    compiled = statement.on_conflict_do_nothing().compile(dialect=conn.dialect)
-    names = compiled.positiontup or columns
-    conn.exec_driver_sql(compiled.string, [tuple(r[n] for n in names) for r in driver_rows])
+    else:
+        _multi_row_insert_new(conn, table, columns, driver_rows)
+
+
+def _multi_row_insert_new(
+    conn: Connection, table: Table, columns: list[str], rows: list[list[Any]]
+) -> None:
+    quote = conn.dialect.identifier_preparer.quote
+    target = conn.dialect.identifier_preparer.format_table(table)
+    head = f"INSERT INTO {target} ({', '.join(quote(c) for c in columns)}) VALUES "
+    one_row = f"({', '.join('?' * len(columns))})"
+    per_statement = max(SQLITE_MAX_VARIABLES // len(columns), 1)
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        statement = head + ", ".join([one_row] * len(chunk)) + " ON CONFLICT DO NOTHING"
+        conn.exec_driver_sql(statement, tuple(v for row in chunk for v in row))
 
 
 def _copy_insert_new(
-    conn: Connection, table: Table, columns: list[str], rows: list[dict[str, Any]]
+    conn: Connection, table: Table, columns: list[str], rows: list[list[Any]]
 ) -> None:
     quote = conn.dialect.identifier_preparer.quote
     target = conn.dialect.identifier_preparer.format_table(table)
@@ -95,7 +105,7 @@ def _copy_insert_new(
         )
         with cursor.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
             for row in rows:
-                copy.write_row([row[c] for c in columns])
+                copy.write_row(row)
         cursor.execute(
             f"INSERT INTO {target} ({names}) SELECT {names} FROM {staging} ON CONFLICT DO NOTHING"
         )

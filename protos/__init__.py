@@ -24,7 +24,6 @@ from protos.frames import (
     QualityReason,
     RejectReason,
     SkyPosition,
-    TransientSearch,
 )
 from protos.registry import (
     MESSAGE_TYPES,
@@ -34,7 +33,13 @@ from protos.registry import (
     message_kind,
 )
 from protos.site import CameraConfig, LinkState, SiteConfig, SiteHeartbeat, SiteLocation
-from protos.transients import EncodedArray, TransientCandidate, TransientCutouts
+from protos.transients import (
+    EncodedArray,
+    FrameSearched,
+    TransientCandidate,
+    TransientCutouts,
+    TransientSearch,
+)
 
 __all__ = [
     "MESSAGE_TYPES",
@@ -50,6 +55,7 @@ __all__ = [
     "FrameIdentity",
     "FrameRejected",
     "FrameScore",
+    "FrameSearched",
     "ImageMetrics",
     "LinkState",
     "MessageDecodeError",

@@ -94,14 +94,6 @@ class QualityReason(ContractModel):
     message: str = Field(max_length=256)
 
 
-class TransientSearch(ContractModel):
-    """What happened when the site looked for transients in this frame."""
-
-    attempted: bool
-    candidates: int = Field(default=0, ge=0)
-    skipped_reason: str | None = Field(default=None, max_length=256)
-
-
 class FrameScore(FleetMessage):
     """The quality verdict on one frame, with the measurements and reasons behind it."""
 
@@ -114,7 +106,6 @@ class FrameScore(FleetMessage):
     model: ModelRef
     metrics: ImageMetrics
     reasons: list[QualityReason] = Field(default_factory=list, max_length=16)
-    transients: TransientSearch | None = None
     processing_ms: float | None = Field(default=None, ge=0.0)
 
     @model_validator(mode="after")

@@ -9,7 +9,7 @@ from protos.commands import FollowUpRequest, FollowUpStatus, ModelRelease
 from protos.frames import FrameRejected, FrameScore
 from protos.site import SiteConfig, SiteHeartbeat
 from protos.subjects import kind_of_subject
-from protos.transients import TransientCandidate
+from protos.transients import FrameSearched, TransientCandidate
 
 M = TypeVar("M", bound=FleetMessage)
 
@@ -19,6 +19,7 @@ MESSAGE_TYPES: dict[str, type[FleetMessage]] = {
         FrameScore,
         FrameRejected,
         TransientCandidate,
+        FrameSearched,
         SiteHeartbeat,
         SiteConfig,
         FollowUpRequest,

@@ -18,6 +18,7 @@ _ROUTES: dict[str, tuple[str, str]] = {
     "site-heartbeat": (SITE_ROOT, "heartbeat"),
     "site-config": (SITE_ROOT, "config"),
     "transient-candidate": (SITE_ROOT, "transient.candidate"),
+    "frame-searched": (SITE_ROOT, "transient.searched"),
     "followup-status": (SITE_ROOT, "followup.status"),
     "followup-request": (COMMAND_ROOT, "followup.request"),
     "model-release": (COMMAND_ROOT, "model.release"),

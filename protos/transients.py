@@ -1,4 +1,5 @@
-"""Transient candidates found by difference imaging, with compact image cutouts."""
+"""Transient search results: candidates found by difference imaging, with compact image cutouts,
+and, per frame, whether it was searched and why not."""
 
 import base64
 import binascii
@@ -8,6 +9,7 @@ from typing import ClassVar, Literal, Self
 from pydantic import Field, model_validator
 
 from protos.base import ContractModel, FleetMessage, Sha256, UtcDatetime
+from protos.frames import FrameIdentity
 
 MAX_CUTOUT_SIDE = 128
 
@@ -80,3 +82,24 @@ class TransientCandidate(FleetMessage):
     real_bogus: float = Field(ge=0.0, le=1.0, description="Probability that it is real.")
     nearest_reference_source_arcsec: float | None = Field(default=None, ge=0.0)
     cutouts: TransientCutouts
+
+
+class TransientSearch(ContractModel):
+    """What happened when the site looked for transients in one frame."""
+
+    attempted: bool
+    candidates: int = Field(default=0, ge=0)
+    skipped_reason: str | None = Field(default=None, max_length=256)
+
+
+class FrameSearched(FleetMessage):
+    """The end of one frame's transient search, published after its candidates (so a reader
+    that has this message has them all). The search runs after the frame's `FrameScore` is
+    published, off the scoring path; `score_message_id` links the two."""
+
+    KIND: ClassVar[str] = "frame-searched"
+
+    frame: FrameIdentity
+    score_message_id: str = Field(min_length=1, max_length=128)
+    search: TransientSearch
+    search_ms: float | None = Field(default=None, ge=0.0)

@@ -5,6 +5,8 @@
 - the folder watch feeding a bounded queue (a full queue makes intake wait: back-pressure;
   the folder itself is the buffer, so nothing is dropped),
 - one worker taking frames through the pipeline (read → score → publish → settle),
+- the search lane, searching settled frames for transients off that path (its backlog is on
+  disk) and publishing candidates and `FrameSearched`,
 - heartbeats with a link probe, the command consumer and the `/metrics` endpoint.
 On stop it takes no new frames, finishes the frame in hand, and closes everything in order.
 Frames still queued are found again at the next start (they are not settled yet).
@@ -30,6 +32,7 @@ from protos import (
     FleetMessage,
     FrameRejected,
     FrameScore,
+    FrameSearched,
     LinkState,
     ModelRef,
     SiteConfig,
@@ -45,14 +48,15 @@ from site_agent.pipeline import FramePipeline, FrameWork, site_pipeline
 from site_agent.publisher import SitePublisher
 from site_agent.quality_model import QualityModel
 from site_agent.scoring import QualityPredictor
+from site_agent.search_backlog import SearchBacklog
 from site_agent.settings import SiteAgentSettings
 from site_agent.site_nats import site_server_config, start_embedded_server
 from site_agent.state import FileFingerprint, ProcessedFrames
 from site_agent.telemetry import AgentMetrics
 from site_agent.transient_stage import (
-    OfferReference,
     ReferenceKeeper,
-    SearchTransients,
+    SearchLane,
+    SubmitSearch,
     TransientSearcher,
 )
 
@@ -77,6 +81,8 @@ class AgentStatus(BaseModel):
     queue_depth: int
     link_state: LinkState
     candidates: int
+    frames_searched: int
+    """Frames whose transient search (or the reason there was none) is published."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,7 @@ class SiteAgent:
         self._labels: Counter[str] = Counter()
         self._rejected = 0
         self._candidates = 0
+        self._searched = 0
         self._last_frame_at: datetime | None = None
         self._queue: asyncio.Queue[FrameWork] = asyncio.Queue(maxsize=settings.queue_size)
         self._watch = FolderWatch(
@@ -130,6 +137,7 @@ class SiteAgent:
         self._publisher: SitePublisher | None = None
         self._ready = asyncio.Event()
         self._model_version: str | None = None
+        self._lane: SearchLane | None = None
 
     def status(self) -> AgentStatus:
         """Counts and state right now."""
@@ -142,6 +150,7 @@ class SiteAgent:
             queue_depth=self._queue_depth(),
             link_state=self._publisher.link_state if self._publisher else LinkState.UNKNOWN,
             candidates=self._candidates,
+            frames_searched=self._searched,
         )
 
     async def wait_ready(self) -> None:
@@ -207,10 +216,19 @@ class SiteAgent:
             if settings.search_transients
             else None
         )
-        keeper = ReferenceKeeper(searcher) if searcher else None
         if settings.metrics_port:
             self.metrics_port = self.metrics.serve(settings.metrics_port, settings.metrics_host)
-        with ProcessedFrames(settings.state_path) as state:
+        with (
+            ProcessedFrames(settings.state_path) as state,
+            SearchBacklog(settings.search_backlog_path, settings.search_backlog) as backlog,
+        ):
+            keeper = ReferenceKeeper(searcher) if searcher else None
+            lane = (
+                SearchLane(searcher, backlog, publisher.send, self._count, keeper)
+                if searcher
+                else None
+            )
+            self._lane = lane
             pipeline = site_pipeline(
                 site_id=settings.site_id,
                 predictor=predictor,
@@ -221,13 +239,10 @@ class SiteAgent:
                 on_settled=self._count,
                 pixel_scale_arcsec=settings.pixel_scale_arcsec,
                 saturation_adu=settings.saturation_adu,
-                before_publishing=[
-                    *([SearchTransients(searcher)] if searcher else []),
-                    ReportFollowUp(settings.site_id, queue),
-                ],
+                before_publishing=[ReportFollowUp(settings.site_id, queue)],
                 after_settling=[
                     CloseFollowUp(queue),
-                    *([OfferReference(keeper)] if keeper else []),
+                    *([SubmitSearch(lane)] if lane else []),
                 ],
             )
             commands = CommandReceiver(
@@ -244,8 +259,9 @@ class SiteAgent:
                 asyncio.create_task(self._heartbeats(publisher), name="heartbeat"),
                 asyncio.create_task(commands.run(), name="commands"),
             ]
-            if keeper is not None:
+            if keeper is not None and lane is not None:
                 tasks.append(asyncio.create_task(keeper.run(), name="references"))
+                tasks.append(asyncio.create_task(lane.run(), name="search"))
             worker = asyncio.create_task(self._work(pipeline), name="worker")
             self._ready.set()
             log.info(
@@ -263,6 +279,8 @@ class SiteAgent:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+                if searcher is not None:  # a search cut off is redone after the restart
+                    searcher.worker.shutdown(wait=False, cancel_futures=True)
                 self.metrics.stop_serving()
 
     async def _intake(self, state: ProcessedFrames) -> None:
@@ -308,7 +326,11 @@ class SiteAgent:
                 boot_id=self._boot_id,
                 sequence=sequence,
                 model_version=self._model_version,
-                queue_depths={"folder": self._watch.waiting, "scoring": self._queue.qsize()},
+                queue_depths={
+                    "folder": self._watch.waiting,
+                    "scoring": self._queue.qsize(),
+                    "search": len(self._lane.backlog) if self._lane else 0,
+                },
                 frames_scored=status.frames_scored,
                 frames_rejected=status.frames_rejected,
                 last_frame_at=status.last_frame_at,
@@ -347,3 +369,5 @@ class SiteAgent:
             self._rejected += 1
         elif isinstance(message, TransientCandidate):
             self._candidates += 1
+        elif isinstance(message, FrameSearched):
+            self._searched += 1

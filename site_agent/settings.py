@@ -62,6 +62,13 @@ class SiteAgentSettings(ServiceSettings):
     search_transients: bool = Field(
         default=True, description="Difference imaging against the site's references."
     )
+    search_backlog: int = Field(
+        default=32,
+        ge=1,
+        le=10_000,
+        description="Scored frames that may wait for their transient search; beyond it the "
+        "oldest is reported not searched.",
+    )
     realbogus_model_dir: Path = DEFAULT_REALBOGUS_DIR
     location: SiteLocation | None = Field(
         default=None, description="Where the telescope is; with `camera`, sent as SiteConfig."
@@ -85,6 +92,10 @@ class SiteAgentSettings(ServiceSettings):
     @property
     def reference_dir(self) -> Path:
         return self.work_dir / "references"
+
+    @property
+    def search_backlog_path(self) -> Path:
+        return self.work_dir / "search-backlog.sqlite3"
 
     @property
     def nats_store_dir(self) -> Path:

@@ -1,30 +1,57 @@
-"""The transient stages of the site's frame path: search each scored frame against its field's
-reference, and grow the references from the site's good frames.
+"""The transient side of the site's frame path: search each scored frame against its field's
+reference, after its score is out, and grow the references from the site's good frames.
 
-`SearchTransients` runs after scoring: it puts the search outcome on the `FrameScore` (searched
-or not, how many candidates, why not) and the candidates beside it, so that they are published
-with the score. `OfferReference` runs after the frame is settled and hands a good frame to the
-`ReferenceKeeper`, which in the background starts the field's reference or replaces a shallower
-member (building a reference from a 4096² frame takes seconds and a few hundred MB: never on
-the frame path). Searching comes first, so a frame is never searched against itself.
+The score of a frame never waits for its search (a 4096² search takes seconds, a score a tenth
+of one). `SubmitSearch` runs after a frame is settled and puts it in the `SearchLane`'s backlog
+(on disk: a restart loses nothing). The lane searches frames one at a time, oldest first,
+reading each again from its file; it publishes the frame's `TransientCandidate`s and then its
+`FrameSearched` (searched or not, how many candidates, why not), and hands good frames to the
+`ReferenceKeeper`, which in the background starts the field's reference or replaces a
+shallower member. Searching comes first, so a frame is never searched against itself.
 """
 
 import asyncio
 import logging
+import os
 import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Self
+from typing import Self, TypeVar
 
-from protos import FrameScore, QualityLabel
+from protos import (
+    FleetMessage,
+    FrameScore,
+    FrameSearched,
+    QualityLabel,
+    TransientSearch,
+    stable_message_id,
+)
 from site_agent.fits_reader import Frame, FrameError, read_frame
 from site_agent.pipeline import FrameWork
+from site_agent.search_backlog import PendingSearch, SearchBacklog
 from site_agent.transients.config import TransientSearchSettings
 from site_agent.transients.realbogus import RealBogusModel
 from site_agent.transients.references import ReferenceStore
-from site_agent.transients.search import SearchOutcome, search_transients
+from site_agent.transients.search import BAD_FRAME_REASON, SearchOutcome, search_transients
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+SEARCH_NICENESS = 10
+"""How much nicer than scoring the transient thread runs (Linux: per thread; CFS then gives it
+about a tenth of a core that scoring wants)."""
+
+
+def _lower_priority() -> None:
+    """Lower this thread's CPU priority. Threads it starts (the FFT pool) inherit it."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SEARCH_NICENESS)
+    except (AttributeError, OSError) as exc:  # not Linux: the search runs at normal priority
+        log.info("transient search runs at normal priority: %r", exc)
 
 
 @dataclass
@@ -32,13 +59,24 @@ class TransientSearcher:
     """What a site searches its frames with: its references, real/bogus model and limits.
 
     `pixels` is held while a frame is searched or a reference built, so that the two large
-    pixel jobs never run at once (memory stays that of one of them)."""
+    pixel jobs never run at once (memory stays that of one of them). `worker` is the one thread
+    both run on in the agent, at a lower CPU priority than scoring: on a small edge computer a
+    search must never slow the next frame's score."""
 
     site_id: str
     references: ReferenceStore
     model: RealBogusModel
     settings: TransientSearchSettings
     pixels: threading.Lock = field(default_factory=threading.Lock)
+    worker: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(
+            1, thread_name_prefix="transients", initializer=_lower_priority
+        )
+    )
+
+    async def run_in_worker(self, job: Callable[[], T]) -> T:
+        """Run a pixel job on the transient worker thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.worker, job)
 
     def search(self, frame: Frame, label: QualityLabel) -> SearchOutcome:
         """Search one frame against its field's reference."""
@@ -57,21 +95,6 @@ class TransientSearcher:
         """The site's reference store and its verified real/bogus model."""
         model = RealBogusModel.load(model_dir)
         return cls(site_id, ReferenceStore(reference_dir), model, TransientSearchSettings())
-
-
-@dataclass
-class SearchTransients:
-    """Search a scored good or medium frame; the outcome goes on its `FrameScore`."""
-
-    searcher: TransientSearcher
-
-    async def run(self, work: FrameWork) -> None:
-        score, frame = work.message, work.frame
-        if not isinstance(score, FrameScore) or frame is None:
-            return
-        outcome = await asyncio.to_thread(self.searcher.search, frame, score.label)
-        work.message = score.model_copy(update={"transients": outcome.search})
-        work.related.extend(outcome.candidates)
 
 
 class ReferenceKeeper:
@@ -99,7 +122,7 @@ class ReferenceKeeper:
             self._wake.clear()
             path, self._pending = self._pending, None
             if path is not None:
-                await asyncio.to_thread(self._offer_file, path)
+                await self.searcher.run_in_worker(partial(self._offer_file, path))
 
     def _offer_file(self, path: Path) -> None:
         try:
@@ -120,13 +143,90 @@ class ReferenceKeeper:
             )
 
 
-@dataclass
-class OfferReference:
-    """After settling: a good frame's file goes to the reference keeper."""
+class SearchLane:
+    """Searches settled frames for transients, oldest first, off the scoring path."""
 
-    keeper: ReferenceKeeper
+    def __init__(
+        self,
+        searcher: TransientSearcher,
+        backlog: SearchBacklog,
+        send: Callable[[FleetMessage], Awaitable[object]],
+        on_published: Callable[[FleetMessage], None],
+        keeper: ReferenceKeeper | None = None,
+    ) -> None:
+        self.searcher = searcher
+        self.backlog = backlog
+        self.keeper = keeper
+        self._send = send
+        self._on_published = on_published
+        self._overflow: list[PendingSearch] = []
+        self._wake = asyncio.Event()
+
+    def submit(self, pending: PendingSearch) -> None:
+        """Queue a scored frame; the oldest beyond the backlog's limit will be reported as not
+        searched."""
+        self._overflow += self.backlog.add(pending)
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Search queued frames until cancelled (a frame cut off is searched after restart)."""
+        while True:
+            while self._overflow:
+                dropped = self._overflow.pop(0)
+                reason = f"search backlog full ({self.backlog.limit} frames): not searched"
+                log.warning("transient search dropped file=%s", dropped.path.name)
+                await self._publish(dropped, SearchOutcome(_skipped(reason), []), 0.0)
+            pending = self.backlog.oldest()
+            if pending is None:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            started = time.perf_counter()
+            outcome = await self.searcher.run_in_worker(partial(self._search, pending))
+            await self._publish(pending, outcome, 1000 * (time.perf_counter() - started))
+            if self.keeper is not None and pending.score.label is QualityLabel.GOOD:
+                self.keeper.offer(pending.path)
+
+    def _search(self, pending: PendingSearch) -> SearchOutcome:
+        score = pending.score
+        if score.label is QualityLabel.BAD:
+            return SearchOutcome(_skipped(BAD_FRAME_REASON), [])
+        try:
+            frame = read_frame(pending.path)
+        except FrameError as exc:
+            return SearchOutcome(_skipped(f"frame file no longer readable: {exc}"[:256]), [])
+        if frame.identity.sha256 != score.frame.sha256:
+            return SearchOutcome(_skipped("frame file changed since it was scored"), [])
+        return self.searcher.search(frame, score.label)
+
+    async def _publish(self, pending: PendingSearch, outcome: SearchOutcome, ms: float) -> None:
+        score = pending.score
+        searched = FrameSearched(
+            message_id=stable_message_id("frame-searched", score.site_id, score.frame.sha256),
+            site_id=score.site_id,
+            frame=score.frame,
+            score_message_id=score.message_id,
+            search=outcome.search,
+            search_ms=ms,
+        )
+        for message in [*outcome.candidates, searched]:
+            await self._send(message)
+            self._on_published(message)
+        self.backlog.done(pending)
+
+
+def _skipped(reason: str) -> TransientSearch:
+    return TransientSearch(attempted=False, skipped_reason=reason)
+
+
+@dataclass
+class SubmitSearch:
+    """After settling: a scored frame goes to the search lane (bad ones too, to be reported
+    as not searched)."""
+
+    lane: SearchLane
 
     async def run(self, work: FrameWork) -> None:
-        work.frame = None
-        if isinstance(work.message, FrameScore) and work.message.label is QualityLabel.GOOD:
-            self.keeper.offer(work.path)
+        work.frame = None  # the lane reads the file again; no pixels wait in memory
+        if isinstance(work.message, FrameScore):
+            self.lane.submit(PendingSearch(path=work.path, score=work.message))

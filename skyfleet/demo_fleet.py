@@ -193,13 +193,17 @@ class DemoFleet:
         written = sum(t.frames_written for t in self.telescopes.values())
         if any(t.survey_written < frames for t in self.telescopes.values()):
             return False
+        candidates = 0
         for site_id, telescope in self.telescopes.items():
             status = self.agents[site_id].status()
             if status.frames_scored + status.frames_rejected < telescope.frames_written:
                 return False
+            if status.frames_searched < status.frames_scored:  # searches follow the scores
+                return False
+            candidates += status.candidates
         assert self.coordinator is not None
         fleet = self.coordinator.summary()
-        if fleet.frames + fleet.rejected < written:
+        if fleet.frames + fleet.rejected < written or fleet.candidates < candidates:
             return False
         return not any(fleet.followups.get(state, 0) for state in UNDER_WAY)
 

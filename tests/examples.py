@@ -17,6 +17,7 @@ from protos import (
     FrameIdentity,
     FrameRejected,
     FrameScore,
+    FrameSearched,
     ImageMetrics,
     LinkState,
     ModelRef,
@@ -31,6 +32,7 @@ from protos import (
     SkyTarget,
     TransientCandidate,
     TransientCutouts,
+    TransientSearch,
     stable_message_id,
 )
 
@@ -108,6 +110,14 @@ def every_message(site_id: str = "la-silla") -> list[FleetMessage]:
             snr=20.0,
             real_bogus=0.93,
             cutouts=TransientCutouts(new=stamp(2.0), reference=stamp(1.0), difference=stamp(1.0)),
+        ),
+        FrameSearched(
+            message_id=stable_message_id("frame-searched", site_id, SHA),
+            site_id=site_id,
+            frame=frame_score(site_id).frame,
+            score_message_id=frame_score(site_id).message_id,
+            search=TransientSearch(attempted=True, candidates=1),
+            search_ms=4100.0,
         ),
         SiteHeartbeat(
             message_id=stable_message_id("site-heartbeat", site_id, "42"),

@@ -26,7 +26,7 @@ async def test_every_message_kind_is_stored_and_read_back_validated(fleet_bus):
         ack = await publish(js, message)
         is_command = subject_for(message).startswith("fleet.cmd.")
         assert ack.stream == (COMMAND_STREAM if is_command else FLEET_STREAM)
-    site_msgs = await _read_all(js, FLEET_STREAM, 6)
+    site_msgs = await _read_all(js, FLEET_STREAM, 7)
     command_msgs = await _read_all(js, COMMAND_STREAM, 2)
     received = [decode(m) for m in site_msgs + command_msgs]
     assert sorted(received, key=lambda m: m.message_id) == sorted(sent, key=lambda m: m.message_id)

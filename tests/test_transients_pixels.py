@@ -1,6 +1,7 @@
 """Pixel steps of difference imaging: kernel fit, alignment and cutouts, on synthetic arrays."""
 
 import numpy as np
+import sep
 from astropy.wcs import WCS
 from scipy import ndimage
 
@@ -11,6 +12,7 @@ from site_agent.transients.align import (
 )
 from site_agent.transients.cutouts import cutout, decode, encode, encode_triplet
 from site_agent.transients.psf_match import convolve, fit_kernel
+from site_agent.transients.sources import extract_whole_frame
 
 
 def _star_field(rng, shape=(200, 200), count=60, sigma=1.2):
@@ -81,3 +83,13 @@ def test_cutouts_are_centred_padded_and_survive_the_wire():
     triplet = np.stack([stamp, stamp, stamp])
     cutouts = encode_triplet(triplet)
     assert np.array_equal(decode(cutouts.difference), stamp, equal_nan=True)
+
+
+def test_a_frame_too_big_for_seps_pixel_stack_is_extracted_and_the_limit_restored():
+    image = np.zeros((1200, 1200), dtype=np.float32)
+    image[100:1100, 100:1100] = 100.0  # one object of a million pixels over the threshold
+    default = sep.get_extract_pixstack()
+    assert default < 1_000_000
+    objects = extract_whole_frame(image, thresh=1.0, err=1.0, minarea=5)
+    assert len(objects) == 1 and objects["npix"][0] >= 1_000_000
+    assert sep.get_extract_pixstack() == default  # small extractions stay fast

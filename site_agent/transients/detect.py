@@ -10,8 +10,8 @@ faster, since sep's matched filter convolves the variance image too.
 """
 
 import numpy as np
-import sep
 
+from site_agent.transients.sources import extract_whole_frame
 from site_agent.transients.subtract import DifferenceImage
 
 FILTER_HALF_WIDTH_PER_FWHM = 1.5
@@ -39,7 +39,7 @@ def detect_peaks(difference: DifferenceImage, threshold_sigma: float) -> np.ndar
     noise = difference.noise
     usable = np.isfinite(noise) & (noise > 0) & ~difference.bad
     whitened = np.divide(difference.data, noise, out=np.zeros_like(difference.data), where=usable)
-    objects = sep.extract(
+    objects = extract_whole_frame(
         np.ascontiguousarray(whitened, dtype=np.float32),
         thresh=threshold_sigma * filtered_noise,
         mask=~usable,

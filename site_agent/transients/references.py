@@ -7,14 +7,19 @@ stars), scaled to its flux by the stars they share, and combined by an inverse-v
 per-pixel clipping. It keeps its noise map, its star catalogue, its FWHM and an empirical PSF
 stamp. On disk, `<root>/<field_id>/` holds `reference.fits` (image with WCS, NOISE, PSF),
 `reference.json` (`ReferenceInfo`) and `members/` (the sky-subtracted frames it was made of, so
-a better frame can trigger a rebuild).
+a better frame can trigger a rebuild). Building holds one member's pixels at a time: the
+aligned members wait in a scratch file beside the references and are combined in row blocks.
 """
 
 import logging
 import shutil
+import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 from astropy.io import fits
@@ -157,42 +162,104 @@ def _flux_scale(anchor: PreparedFrame, other: PreparedFrame, transform: PixelTra
     return float(np.median(other.stars.flux[matched] / anchor.stars.flux[index[matched]]))
 
 
-def combine(frames: list[PreparedFrame]) -> tuple[np.ndarray, np.ndarray, list[ReferenceMember]]:
-    """Align, scale and combine prepared frames on the deepest one's grid.
+@dataclass(frozen=True)
+class MemberSource:
+    """A frame to combine, prepared only when its turn comes: a reference of five 4096² frames
+    never holds more than one of them in memory."""
 
-    Returns the image (NaN where no frame has good data), its 1-sigma noise and the members
-    with their flux scales and depths relative to the anchor.
+    member: ReferenceMember
+    prepare: Callable[[], PreparedFrame]
+
+    @classmethod
+    def ready(cls, frame: PreparedFrame) -> Self:
+        return cls(frame.member, lambda: frame)
+
+
+@dataclass(frozen=True)
+class Combined:
+    """A combined reference image, its noise, its members and the anchor it is aligned to."""
+
+    image: np.ndarray
+    noise: np.ndarray
+    members: list[ReferenceMember]
+    anchor: PreparedFrame
+
+
+def combine(sources: list[MemberSource], spill_dir: Path | None = None) -> Combined:
+    """Align, scale and combine frames on the deepest one's grid.
+
+    Frames are prepared one at a time and their aligned images and variances spill to scratch
+    files in `spill_dir` (on disk: not a RAM-backed /tmp), then combined in row blocks.
+    The image is NaN where no frame has good data.
     """
-    ranked = sorted(frames, key=lambda f: f.member.depth_score, reverse=True)
-    anchor = ranked[0]
+    ranked = sorted(sources, key=lambda f: f.member.depth_score, reverse=True)
+    anchor = ranked[0].prepare()
     shape = anchor.sky.image.shape
-    images, variances, members = [], [], []
-    for frame in ranked:
-        if frame is anchor:
-            image, noise, scale = anchor.sky.image.copy(), anchor.sky.noise, 1.0
-            image[anchor.sky.bad] = np.nan
-        else:
-            guess = wcs_transform(anchor.wcs, frame.wcs, shape)
-            if overlap_fraction(guess, shape, frame.sky.image.shape) < SAME_FIELD_OVERLAP:
-                log.warning("reference skips %s: another field", frame.member.file_name)
-                continue
-            alignment = refine_on_stars(guess, anchor.stars.xy, frame.stars.xy, 5.0)
-            scale = _flux_scale(anchor, frame, alignment.transform)
-            masked = np.where(frame.sky.bad, np.float32(np.nan), frame.sky.image)
-            image = resample_onto_new(masked, alignment.transform, shape) / np.float32(scale)
-            noise = resample_onto_new(frame.sky.noise, alignment.transform, shape) / scale
-        images.append(image)
-        variances.append(noise.astype(np.float32) ** 2)
-        depth = scale / (frame.member.noise_adu * frame.fwhm_px)
-        members.append(frame.member.model_copy(update={"flux_scale": scale, "depth_score": depth}))
-    combined = np.full(shape, np.nan, dtype=np.float32)
-    combined_noise = np.full(shape, np.nan, dtype=np.float32)
-    for top in range(0, shape[0], COMBINE_ROWS):  # row blocks bound the memory of large frames
-        rows = slice(top, top + COMBINE_ROWS)
-        combined[rows], combined_noise[rows] = _combine_block(
-            np.array([i[rows] for i in images]), np.array([v[rows] for v in variances])
+    members = []
+    with tempfile.TemporaryDirectory(prefix=".combine-", dir=spill_dir) as scratch:
+        images, variances = Path(scratch) / "images.f32", Path(scratch) / "variances.f32"
+        with images.open("wb") as image_out, variances.open("wb") as variance_out:
+            for slot, source in enumerate(ranked):
+                frame = anchor if slot == 0 else source.prepare()
+                aligned = _aligned(anchor, frame)
+                if aligned is None:
+                    continue
+                image, noise, scale = aligned
+                image.astype(np.float32, copy=False).tofile(image_out)
+                np.square(noise, dtype=np.float32).tofile(variance_out)
+                depth = scale / (frame.member.noise_adu * frame.fwhm_px)
+                members.append(
+                    frame.member.model_copy(update={"flux_scale": scale, "depth_score": depth})
+                )
+                del frame, aligned, image, noise
+        combined = np.full(shape, np.nan, dtype=np.float32)
+        combined_noise = np.full(shape, np.nan, dtype=np.float32)
+        for top in range(0, shape[0], COMBINE_ROWS):  # row blocks bound the memory
+            rows = slice(top, min(top + COMBINE_ROWS, shape[0]))
+            combined[rows], combined_noise[rows] = _combine_block(
+                _spilled_rows(images, len(members), shape, rows),
+                _spilled_rows(variances, len(members), shape, rows),
+            )
+    return Combined(combined, combined_noise, members, anchor)
+
+
+def _spilled_rows(path: Path, count: int, shape: tuple[int, ...], rows: slice) -> np.ndarray:
+    """Rows of each of `count` float32 images written one after another to `path`, read
+    with plain file reads (a memory map would count every page it touched as resident)."""
+    height, width = shape
+    assert rows.start is not None and rows.stop is not None
+    block = []
+    for slot in range(count):
+        offset = 4 * width * (slot * height + rows.start)
+        values = np.fromfile(
+            path, dtype=np.float32, count=width * (rows.stop - rows.start), offset=offset
         )
-    return combined, combined_noise, members
+        block.append(values.reshape(-1, width))
+    return np.array(block)
+
+
+def _aligned(
+    anchor: PreparedFrame, frame: PreparedFrame
+) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """A frame's sky image (NaN where bad) and noise on the anchor's grid in the anchor's flux
+    units, with its flux scale; None if it is of another field."""
+    shape = anchor.sky.image.shape
+    if frame is anchor:
+        image = anchor.sky.image.copy()
+        image[anchor.sky.bad] = np.nan
+        return image, anchor.sky.noise, 1.0
+    guess = wcs_transform(anchor.wcs, frame.wcs, shape)
+    if overlap_fraction(guess, shape, frame.sky.image.shape) < SAME_FIELD_OVERLAP:
+        log.warning("reference skips %s: another field", frame.member.file_name)
+        return None
+    alignment = refine_on_stars(guess, anchor.stars.xy, frame.stars.xy, 5.0)
+    scale = _flux_scale(anchor, frame, alignment.transform)
+    masked = np.where(frame.sky.bad, np.float32(np.nan), frame.sky.image)
+    image = resample_onto_new(masked, alignment.transform, shape)
+    image /= np.float32(scale)
+    noise = resample_onto_new(frame.sky.noise, alignment.transform, shape)
+    noise /= np.float32(scale)
+    return image, noise, scale
 
 
 def _combine_block(stack: np.ndarray, variances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -233,23 +300,29 @@ def empirical_psf(image: np.ndarray, stars: StarTable, fwhm_px: float) -> np.nda
 
 
 def build_reference(frames: list[Frame], field_id: str | None = None) -> Reference:
-    """A reference from the given frames of one field (their best `REFERENCE_MEMBERS`)."""
-    prepared, problems = [], []
+    """A reference from the given frames of one field (their best `REFERENCE_MEMBERS`). Each
+    frame is prepared once to rank it and again when it is combined, so only one frame's
+    pixels are in memory at a time."""
+    sources, problems = [], []
     for frame in frames:
         try:
-            prepared.append(prepare_frame(frame))
+            member = prepare_frame(frame).member
         except ReferenceError as exc:
             log.warning("reference skips a frame: %s", exc)
             problems.append(str(exc))
-    if not prepared:
+            continue
+        sources.append(MemberSource(member, partial(prepare_frame, frame)))
+    if not sources:
         raise ReferenceError(f"no usable frame to build a reference from ({'; '.join(problems)})")
-    prepared.sort(key=lambda f: f.member.depth_score, reverse=True)
-    return _reference_from(prepared[:REFERENCE_MEMBERS], field_id)
+    sources.sort(key=lambda f: f.member.depth_score, reverse=True)
+    return _reference_from(sources[:REFERENCE_MEMBERS], field_id)
 
 
-def _reference_from(prepared: list[PreparedFrame], field_id: str | None) -> Reference:
-    anchor = prepared[0]
-    image, noise, members = combine(prepared)
+def _reference_from(
+    sources: list[MemberSource], field_id: str | None, spill_dir: Path | None = None
+) -> Reference:
+    combined = combine(sources, spill_dir)
+    image, noise, anchor = combined.image, combined.noise, combined.anchor
     bad = ~np.isfinite(image)
     sky = SkySubtracted(
         image=np.where(bad, np.float32(0.0), image), noise=np.nan_to_num(noise, nan=1e6), bad=bad
@@ -269,7 +342,7 @@ def _reference_from(prepared: list[PreparedFrame], field_id: str | None) -> Refe
         fwhm_px=fwhm,
         noise_adu=float(np.nanmedian(noise)),
         star_count=len(stars),
-        members=members,
+        members=combined.members,
     )
     return Reference(
         image=image,
@@ -364,8 +437,9 @@ class ReferenceStore:
         """
         candidate = prepare_frame(frame)
         info = self.field_for(candidate.wcs, candidate.sky.image.shape)
+        self.root.mkdir(parents=True, exist_ok=True)
         if info is None:
-            reference = _reference_from([candidate], None)
+            reference = _reference_from([MemberSource.ready(candidate)], None, self.root)
             self.save(reference, [frame])
             return reference.info
         folder = self.root / info.field_id
@@ -374,9 +448,13 @@ class ReferenceStore:
         worst = min(m.depth_score for m in info.members)
         if len(info.members) >= REFERENCE_MEMBERS and candidate.member.depth_score <= worst:
             return None
-        members = [prepare_frame(_member_frame(folder, m)) for m in info.members]
-        ranked = sorted([*members, candidate], key=lambda f: f.member.depth_score, reverse=True)
-        reference = _reference_from(ranked[:REFERENCE_MEMBERS], info.field_id)
+        members = [MemberSource(m, partial(_prepared_member, folder, m)) for m in info.members]
+        ranked = sorted(
+            [*members, MemberSource.ready(candidate)],
+            key=lambda f: f.member.depth_score,
+            reverse=True,
+        )
+        reference = _reference_from(ranked[:REFERENCE_MEMBERS], info.field_id, self.root)
         self.save(reference, [frame])
         return reference.info
 
@@ -385,5 +463,5 @@ def _info_wcs(folder: Path) -> WCS:
     return WCS(fits.getheader(folder / IMAGE_FILE))
 
 
-def _member_frame(folder: Path, member: ReferenceMember) -> Frame:
-    return read_frame(folder / MEMBERS_DIR / f"{member.sha256}.fits")
+def _prepared_member(folder: Path, member: ReferenceMember) -> PreparedFrame:
+    return prepare_frame(read_frame(folder / MEMBERS_DIR / f"{member.sha256}.fits"))

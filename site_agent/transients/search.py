@@ -4,8 +4,9 @@
 cut stamps); it raises `SearchSkipped` with a sentence for the operator when a frame cannot be
 searched (no WCS, no overlap, PSF or depth too different, too few stars, a subtraction that
 floods). `search_transients` adds the real/bogus filter and turns survivors into
-`TransientCandidate` messages, and always returns a `TransientSearch` for the `FrameScore`:
-attempted or not, how many candidates, and why not. It never raises for a bad frame.
+`TransientCandidate` messages, and always returns a `TransientSearch` for the frame's
+`FrameSearched`: attempted or not, how many candidates, and why not. It never raises for a
+bad frame.
 """
 
 import logging
@@ -42,6 +43,7 @@ from site_agent.transients.subtract import DifferenceImage, difference_image
 
 log = logging.getLogger(__name__)
 
+BAD_FRAME_REASON = "frame graded bad: not searched"
 STAMP_MATCH_RADIUS_PX = 1.5
 WCS_MATCH_RADIUS_PX = 8.0
 STAR_RESIDUAL_FWHM = 1.0
@@ -134,13 +136,15 @@ def find_candidates(
     outside = _dilate(~np.isfinite(ref_aligned), kernel_half_width_px(target_fwhm) + 2)
     bad = saturated | outside
     ref_filled = np.where(bad, np.float32(0.0), ref_aligned)
+    del ref_aligned, saturated, outside  # 4096²: 64 + 2 x 16 MB
     stamp_xy = _kernel_stamps(stars, ref_filled, bad, settings)
-    ref_var = ref_noise_adu**2 + np.zeros_like(new.noise)
+    target_variance = np.square(new.noise)
+    target_variance += np.float32(ref_noise_adu**2)
     try:
         solution = fit_kernel(
             ref_filled if convolve_reference else new.image,
             new.image if convolve_reference else ref_filled,
-            new.noise**2 + ref_var if convolve_reference else ref_var + new.noise**2,
+            target_variance,
             stamp_xy,
             source_fwhm_px=min(new_fwhm, ref_fwhm),
             target_fwhm_px=target_fwhm,
@@ -149,6 +153,7 @@ def find_candidates(
         )
     except KernelFitError as exc:
         raise SearchSkipped(str(exc)) from exc
+    del target_variance
     scale = solution.photometric_scale
     new_flux_per_ref = scale if convolve_reference else 1.0 / scale
     low, high = settings.photometric_scale_range
@@ -242,7 +247,7 @@ def search_transients(
     settings = settings or TransientSearchSettings()
     name = frame.identity.file_name
     try:
-        _checked(label != QualityLabel.BAD, "frame graded bad: not searched")
+        _checked(label != QualityLabel.BAD, BAD_FRAME_REASON)
         _checked(frame.wcs is not None, "frame has no WCS: cannot find or align its reference")
         _checked(frame.identity.date_obs is not None, "frame has no DATE-OBS")
         if isinstance(reference, ReferenceStore):

@@ -49,23 +49,34 @@ def difference_image(
     """
     kernel = solution.kernel
     kernel_power = float(np.sum(kernel.astype(np.float64) ** 2))
-    reference = np.where(bad, np.float32(0.0), reference)
+    if np.any(reference[bad]):
+        reference = np.where(bad, np.float32(0.0), reference)
+    # In place where it can be: each full-frame float32 temporary of a 4096² frame is 64 MB.
     if solution.convolved == "reference":
-        model = convolve(reference, kernel)
-        data = new - model - np.float32(solution.background_adu)
-        sky_variance = new_noise**2 + np.float32(kernel_power * reference_noise_adu**2)
         scale = 1.0
+        light = convolve(reference, kernel)
+        data = np.subtract(new, light)
+        data -= np.float32(solution.background_adu)
+        variance = np.square(new_noise)
+        variance += np.float32(kernel_power * reference_noise_adu**2)
     else:
-        model = convolve(np.where(bad, np.float32(0.0), new), kernel)
         scale = solution.photometric_scale
-        data = (model + np.float32(solution.background_adu) - reference) / np.float32(scale)
-        sky_variance = (np.float32(kernel_power) * new_noise**2 + reference_noise_adu**2) / (
-            np.float32(scale**2)
-        )
-    light = np.maximum(model, 0.0) / np.float32(scale)
-    variance = sky_variance + light * np.float32(solution.source_noise_per_adu / scale)
-    variance += (light * np.float32(solution.mismatch_fraction)) ** 2
-    noise = np.sqrt(variance, dtype=np.float32)
+        light = convolve(np.where(bad, np.float32(0.0), new), kernel)
+        data = light + np.float32(solution.background_adu)
+        data -= reference
+        data /= np.float32(scale)
+        variance = np.square(new_noise)
+        variance *= np.float32(kernel_power)
+        variance += np.float32(reference_noise_adu**2)
+        variance /= np.float32(scale**2)
+    np.maximum(light, 0.0, out=light)
+    light /= np.float32(scale)  # the matched model's light, in new-frame units
+    variance += light * np.float32(solution.source_noise_per_adu / scale)
+    light *= np.float32(solution.mismatch_fraction)
+    np.square(light, out=light)
+    variance += light
+    del light
+    noise = np.sqrt(variance, out=variance)
     data[bad] = 0.0
     data -= sep.Background(data, mask=bad, bw=64, bh=64).back(dtype=np.float32)
     data[bad] = 0.0

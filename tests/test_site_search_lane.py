@@ -1,0 +1,162 @@
+"""The site's transient search runs after the frame's score is out: on a real nats-server, a
+frame's score comes first, then its candidates, then its `FrameSearched`; a search cut off by
+a stop is done after the restart; the backlog on disk is bounded."""
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fleetbus.client import connect
+from protos import (
+    FleetMessage,
+    FrameScore,
+    FrameSearched,
+    ModelRef,
+    TransientCandidate,
+    decode_subject_message,
+)
+from protos.subjects import SITE_ROOT
+from site_agent.agent import SiteAgent
+from site_agent.fits_reader import read_frame
+from site_agent.scoring import score_frame
+from site_agent.search_backlog import PendingSearch, SearchBacklog
+from site_agent.settings import SiteAgentSettings
+from site_agent.transients.references import ReferenceStore
+from tests.site_agents import site_settings, wait_until
+from training.simulator import SimCamera
+from training.simulator.fitsio import write_frame
+from training.simulator.pairs import SimulatedPair, simulate_pair
+
+
+class AlwaysGood:
+    """A quality model that grades every frame good, so the test decides what is searched."""
+
+    ref = ModelRef(name="quality", version="always-good")
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        return np.tile(np.array([1.0, 0.0, 0.0], dtype=np.float32), (len(batch), 1))
+
+
+@pytest.fixture(scope="module")
+def field() -> SimulatedPair:
+    return simulate_pair(
+        SimCamera(width_px=512, height_px=512, pixel_scale_arcsec=0.8),
+        n_transients=3,
+        snr_range=(40.0, 60.0),
+        rng=np.random.default_rng(1),
+    )
+
+
+class SiteTraffic:
+    """Every message the agent publishes, in the order its site server saw them."""
+
+    def __init__(self) -> None:
+        self.messages: list[FleetMessage] = []
+
+    async def on_message(self, msg) -> None:
+        self.messages.append(decode_subject_message(msg.subject, msg.data))
+
+    def searched(self, file_name: str) -> FrameSearched | None:
+        return next(
+            (
+                m
+                for m in self.messages
+                if isinstance(m, FrameSearched) and m.frame.file_name == file_name
+            ),
+            None,
+        )
+
+
+async def _run_agent(settings: SiteAgentSettings, traffic: SiteTraffic, until) -> None:
+    """Run an agent (always-good model) and record its traffic until `until()` holds."""
+    agent = SiteAgent(settings, predictor=AlwaysGood())
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    await asyncio.wait_for(agent.wait_ready(), 60)
+    assert agent.nats_url is not None
+    nc = await connect(agent.nats_url, name="test-traffic")
+    await nc.subscribe(f"{SITE_ROOT}.{settings.site_id}.>", cb=traffic.on_message)
+    try:
+        assert await wait_until(until, timeout_s=120), "the agent did not get there in time"
+    finally:
+        await nc.close()
+        stop.set()
+        await asyncio.wait_for(task, 60)
+
+
+@pytest.mark.slow
+async def test_candidates_and_search_outcome_follow_the_score(tmp_path, field):
+    settings = site_settings(tmp_path, "north", None)
+    traffic = SiteTraffic()
+    references = ReferenceStore(settings.reference_dir)
+
+    async def night() -> None:
+        write_frame(field.reference, settings.watch_dir / "ref.fits")
+        await wait_until(lambda: references.infos(), timeout_s=60)
+        write_frame(field.new, settings.watch_dir / "new.fits")
+
+    writer = asyncio.create_task(night())
+    await _run_agent(settings, traffic, lambda: traffic.searched("new.fits") is not None)
+    await writer
+
+    first = traffic.searched("ref.fits")
+    assert first is not None and not first.search.attempted
+    assert "no reference" in (first.search.skipped_reason or "")
+
+    about_new = [
+        (i, m)
+        for i, m in enumerate(traffic.messages)
+        if (isinstance(m, FrameScore | FrameSearched) and m.frame.file_name == "new.fits")
+        or (isinstance(m, TransientCandidate) and m.frame_file_name == "new.fits")
+    ]
+    kinds = [m.KIND for _, m in about_new]
+    assert kinds[0] == "frame-score" and kinds[-1] == "frame-searched"
+    assert set(kinds[1:-1]) == {"transient-candidate"}
+    searched = about_new[-1][1]
+    assert isinstance(searched, FrameSearched) and searched.search.attempted
+    assert searched.score_message_id == about_new[0][1].message_id
+    candidates = [m for _, m in about_new[1:-1]]
+    assert searched.search.candidates == len(candidates)
+    found = np.array([[c.x_px, c.y_px] for c in candidates])
+    for transient in field.transients:
+        assert np.hypot(*(found - [transient.x_px, transient.y_px]).T).min() < 2.0
+
+
+@pytest.mark.slow
+async def test_a_search_left_in_the_backlog_is_done_after_a_restart(tmp_path, field):
+    settings = site_settings(tmp_path, "north", None)
+    # The agent scored this frame and stopped before searching it: its score is out, its
+    # search is in the backlog on disk.
+    path = write_frame(field.new, tmp_path / "archive" / "scored-before.fits")
+    score = score_frame(read_frame(path), AlwaysGood(), site_id="north")
+    with SearchBacklog(settings.search_backlog_path, limit=4) as backlog:
+        backlog.add(PendingSearch(path=path, score=score))
+
+    traffic = SiteTraffic()
+    await _run_agent(settings, traffic, lambda: traffic.searched(path.name) is not None)
+
+    searched = traffic.searched(path.name)
+    assert searched is not None and searched.score_message_id == score.message_id
+    assert "no reference" in (searched.search.skipped_reason or "")
+    with SearchBacklog(settings.search_backlog_path, limit=4) as backlog:
+        assert len(backlog) == 0
+
+
+def test_the_backlog_is_bounded_and_survives_reopening(tmp_path: Path, field):
+    path = write_frame(field.new, tmp_path / "f.fits")
+    score = score_frame(read_frame(path), AlwaysGood(), site_id="north")
+    scores = [score.model_copy(update={"message_id": f"frame-score:{i:032x}"}) for i in range(4)]
+    db = tmp_path / "backlog.sqlite3"
+    with SearchBacklog(db, limit=3) as backlog:
+        pushed_out = [backlog.add(PendingSearch(path=path, score=s)) for s in scores]
+        assert pushed_out[:3] == [[], [], []]
+        assert [p.score.message_id for p in pushed_out[3]] == [scores[0].message_id]
+        backlog.add(PendingSearch(path=path, score=scores[3]))  # again: no second entry
+    with SearchBacklog(db, limit=3) as backlog:
+        assert len(backlog) == 4  # pushed out, but kept until reported
+        oldest = backlog.oldest()
+        assert oldest is not None and oldest.score.message_id == scores[0].message_id
+        backlog.done(oldest)
+        assert len(backlog) == 3

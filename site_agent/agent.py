@@ -280,7 +280,7 @@ class SiteAgent:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 if searcher is not None:  # a search cut off is redone after the restart
-                    searcher.worker.shutdown(wait=False, cancel_futures=True)
+                    searcher.worker.stop()
                 self.metrics.stop_serving()
 
     async def _intake(self, state: ProcessedFrames) -> None:

@@ -11,12 +11,13 @@ shallower member. Searching comes first, so a frame is never searched against it
 """
 
 import asyncio
+import contextlib
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -54,6 +55,50 @@ def _lower_priority() -> None:
         log.info("transient search runs at normal priority: %r", exc)
 
 
+class PixelWorker:
+    """One daemon thread, at lower priority, running pixel jobs in order. A daemon, so that
+    stopping the agent never waits for a search of many seconds: a search cut off is redone
+    from the backlog after the restart."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[
+            tuple[Callable[[], object], asyncio.AbstractEventLoop, asyncio.Future[object]] | None
+        ] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name="transients", daemon=True).start()
+
+    async def run(self, job: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[object] = loop.create_future()
+        self._jobs.put((job, loop, done))
+        return await done  # type: ignore[return-value]
+
+    def stop(self) -> None:
+        """Let the thread end after the job in hand (jobs still queued are dropped)."""
+        while not self._jobs.empty():
+            self._jobs.get_nowait()
+        self._jobs.put(None)
+
+    def _serve(self) -> None:
+        _lower_priority()
+        while (item := self._jobs.get()) is not None:
+            job, loop, done = item
+            try:
+                outcome: tuple[object, BaseException | None] = (job(), None)
+            except BaseException as exc:  # handed to the awaiting coroutine
+                outcome = (None, exc)
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(_settle, done, *outcome)
+
+
+def _settle(done: asyncio.Future[object], result: object, error: BaseException | None) -> None:
+    if done.done():  # the awaiting coroutine was cancelled
+        return
+    if error is not None:
+        done.set_exception(error)
+    else:
+        done.set_result(result)
+
+
 @dataclass
 class TransientSearcher:
     """What a site searches its frames with: its references, real/bogus model and limits.
@@ -68,15 +113,11 @@ class TransientSearcher:
     model: RealBogusModel
     settings: TransientSearchSettings
     pixels: threading.Lock = field(default_factory=threading.Lock)
-    worker: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(
-            1, thread_name_prefix="transients", initializer=_lower_priority
-        )
-    )
+    worker: "PixelWorker" = field(default_factory=lambda: PixelWorker())
 
     async def run_in_worker(self, job: Callable[[], T]) -> T:
         """Run a pixel job on the transient worker thread."""
-        return await asyncio.get_running_loop().run_in_executor(self.worker, job)
+        return await self.worker.run(job)
 
     def search(self, frame: Frame, label: QualityLabel) -> SearchOutcome:
         """Search one frame against its field's reference."""

@@ -10,6 +10,7 @@ from rich.console import Console
 from fleetbus.client import connect
 from fleetbus.hub import DEFAULT_LEAF_PORT, hub_server_config, join_sites_to_hub
 from fleetbus.logs import configure_logging
+from site_agent.allocator import return_large_buffers
 from site_agent.settings import SiteAgentSettings
 from site_agent.site_nats import DEFAULT_CLIENT_PORT, DEFAULT_MONITOR_PORT, site_server_config
 from skyfleet.cli import reference_cmd
@@ -92,6 +93,7 @@ def run(
         log_format=log_format,
     )
     configure_logging(settings.log_level, settings.log_format)
+    return_large_buffers()  # before any thread starts: see site_agent/allocator.py
     asyncio.run(_run_agent(settings))
 
 

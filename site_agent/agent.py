@@ -220,7 +220,9 @@ class SiteAgent:
             self.metrics_port = self.metrics.serve(settings.metrics_port, settings.metrics_host)
         with (
             ProcessedFrames(settings.state_path) as state,
-            SearchBacklog(settings.search_backlog_path, settings.search_backlog) as backlog,
+            contextlib.closing(
+                SearchBacklog(settings.search_backlog_path, settings.search_backlog)
+            ) as backlog,
         ):
             keeper = ReferenceKeeper(searcher) if searcher else None
             lane = (

@@ -8,8 +8,6 @@ the score, no pixels: the search reads the frame again). The backlog is bounded:
 
 import sqlite3
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from pydantic import BaseModel, ConfigDict
 
@@ -35,7 +33,7 @@ class PendingSearch(BaseModel):
 
 
 class SearchBacklog:
-    """Scored frames in the order they were scored; use as a context manager."""
+    """Scored frames in the order they were scored; `close()` when done (`contextlib.closing`)."""
 
     def __init__(self, db_path: Path, limit: int) -> None:
         self.limit = limit
@@ -44,15 +42,7 @@ class SearchBacklog:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(_SCHEMA)
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
         self._db.close()
 
     def __len__(self) -> int:

@@ -103,16 +103,14 @@ def _settle(done: asyncio.Future[object], result: object, error: BaseException |
 class TransientSearcher:
     """What a site searches its frames with: its references, real/bogus model and limits.
 
-    `pixels` is held while a frame is searched or a reference built, so that the two large
-    pixel jobs never run at once (memory stays that of one of them). `worker` is the one thread
-    both run on in the agent, at a lower CPU priority than scoring: on a small edge computer a
-    search must never slow the next frame's score."""
+    `worker` is the one thread searches and reference builds run on in the agent, one after
+    the other (memory stays that of one of them), at a lower CPU priority than scoring: on a
+    small edge computer a search must never slow the next frame's score."""
 
     site_id: str
     references: ReferenceStore
     model: RealBogusModel
     settings: TransientSearchSettings
-    pixels: threading.Lock = field(default_factory=threading.Lock)
     worker: "PixelWorker" = field(default_factory=lambda: PixelWorker())
 
     async def run_in_worker(self, job: Callable[[], T]) -> T:
@@ -121,15 +119,14 @@ class TransientSearcher:
 
     def search(self, frame: Frame, label: QualityLabel) -> SearchOutcome:
         """Search one frame against its field's reference."""
-        with self.pixels:
-            return search_transients(
-                frame,
-                self.references,
-                site_id=self.site_id,
-                model=self.model,
-                settings=self.settings,
-                label=label,
-            )
+        return search_transients(
+            frame,
+            self.references,
+            site_id=self.site_id,
+            model=self.model,
+            settings=self.settings,
+            label=label,
+        )
 
     @classmethod
     def load(cls, site_id: str, reference_dir: Path, model_dir: Path) -> Self:
@@ -167,8 +164,7 @@ class ReferenceKeeper:
 
     def _offer_file(self, path: Path) -> None:
         try:
-            with self.searcher.pixels:
-                info = self.searcher.references.offer(read_frame(path))
+            info = self.searcher.references.offer(read_frame(path))
         except FrameError as exc:
             log.info("reference offer skipped file=%s reason=%s", path.name, exc)
             return

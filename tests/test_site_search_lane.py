@@ -3,6 +3,7 @@ frame's score comes first, then its candidates, then its `FrameSearched`; a sear
 a stop is done after the restart; the backlog on disk is bounded."""
 
 import asyncio
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -131,7 +132,7 @@ async def test_a_search_left_in_the_backlog_is_done_after_a_restart(tmp_path, fi
     # search is in the backlog on disk.
     path = write_frame(field.new, tmp_path / "archive" / "scored-before.fits")
     score = score_frame(read_frame(path), AlwaysGood(), site_id="north")
-    with SearchBacklog(settings.search_backlog_path, limit=4) as backlog:
+    with closing(SearchBacklog(settings.search_backlog_path, limit=4)) as backlog:
         backlog.add(PendingSearch(path=path, score=score))
 
     traffic = SiteTraffic()
@@ -140,7 +141,7 @@ async def test_a_search_left_in_the_backlog_is_done_after_a_restart(tmp_path, fi
     searched = traffic.searched(path.name)
     assert searched is not None and searched.score_message_id == score.message_id
     assert "no reference" in (searched.search.skipped_reason or "")
-    with SearchBacklog(settings.search_backlog_path, limit=4) as backlog:
+    with closing(SearchBacklog(settings.search_backlog_path, limit=4)) as backlog:
         assert len(backlog) == 0
 
 
@@ -149,12 +150,12 @@ def test_the_backlog_is_bounded_and_survives_reopening(tmp_path: Path, field):
     score = score_frame(read_frame(path), AlwaysGood(), site_id="north")
     scores = [score.model_copy(update={"message_id": f"frame-score:{i:032x}"}) for i in range(4)]
     db = tmp_path / "backlog.sqlite3"
-    with SearchBacklog(db, limit=3) as backlog:
+    with closing(SearchBacklog(db, limit=3)) as backlog:
         pushed_out = [backlog.add(PendingSearch(path=path, score=s)) for s in scores]
         assert pushed_out[:3] == [[], [], []]
         assert [p.score.message_id for p in pushed_out[3]] == [scores[0].message_id]
         backlog.add(PendingSearch(path=path, score=scores[3]))  # again: no second entry
-    with SearchBacklog(db, limit=3) as backlog:
+    with closing(SearchBacklog(db, limit=3)) as backlog:
         assert len(backlog) == 4  # pushed out, but kept until reported
         oldest = backlog.oldest()
         assert oldest is not None and oldest.score.message_id == scores[0].message_id

@@ -21,9 +21,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 
+import numpy as np
 from astropy.io import fits
 from rich.console import Console
 from rich.table import Table
@@ -33,10 +36,12 @@ from fleetbus.server import EmbeddedNats
 from protos import FrameScore, FrameSearched, QualityLabel, decode_subject_message
 from protos.subjects import subject_for_kind
 from site_agent.site_nats import site_server_config
-from training.simulator import SimCamera
+from training.simulator import SimCamera, SimulatedFrame, simulate_frame
 from training.simulator.dataset import simulate_labelled_frame
 
 SITE = "bench"
+NIGHT = datetime(2026, 11, 24, 3, tzinfo=UTC)
+CADENCE = timedelta(seconds=10)
 SIDES_PX = (2048, 4096)
 LATENCY_FRAMES = 12
 BATCH_FRAMES = 8
@@ -45,21 +50,37 @@ SOAK_BATCHES = 10
 SOAK_BATCH_FRAMES = 30
 
 
-def _variants(side: int, folder: Path, count: int, first: int = 0) -> list[Path]:
-    """`count` distinct frames (one pixel differs) from one simulated exposure."""
-    frame = simulate_labelled_frame(
+@cache
+def _field(side: int) -> SimulatedFrame:
+    """The one field the bench observes with a `side`² camera: pointing, stars and a good night."""
+    return simulate_labelled_frame(
         QualityLabel.GOOD,
         SimCamera(width_px=side, height_px=side),
         seed=side,
         index=0,
-        date_obs=datetime(2026, 11, 24, 3, tzinfo=UTC),
+        date_obs=NIGHT,
     )
+
+
+def _exposures(side: int, folder: Path, count: int, first: int = 0) -> list[Path]:
+    """`count` exposures of the field, on a steady night (its conditions) with fresh photons,
+    cosmic rays and noise each: a search against a reference built from the frames before is a
+    real subtraction, not one of a frame from itself."""
+    field = _field(side)
     paths = []
     for index in range(first, first + count):
-        data = frame.data.copy()
-        data[0, 0] = index
+        frame = simulate_frame(
+            field.truth.conditions,
+            field.truth.camera,
+            date_obs=NIGHT + index * CADENCE,
+            site_name=field.truth.site_name,
+            rng=np.random.default_rng([side, index]),
+            ra_deg=field.truth.ra_deg,
+            dec_deg=field.truth.dec_deg,
+            stars=field.stars,
+        )
         path = folder / f"{side}-{index:03d}.fits"
-        fits.PrimaryHDU(data=data, header=frame.header).writeto(path)
+        fits.PrimaryHDU(data=frame.data, header=frame.header).writeto(path)
         paths.append(path)
     return paths
 
@@ -132,7 +153,7 @@ async def _soak(root: Path, watch_dir: Path, seen: ScoreWatch, pid: int) -> list
     for batch in range(SOAK_BATCHES):
         folder = root / f"soak-{batch}"
         folder.mkdir()
-        paths = _variants(SOAK_SIDE_PX, folder, SOAK_BATCH_FRAMES, first=batch * SOAK_BATCH_FRAMES)
+        paths = _exposures(SOAK_SIDE_PX, folder, SOAK_BATCH_FRAMES, first=batch * SOAK_BATCH_FRAMES)
         for path in paths:
             path.rename(watch_dir / path.name)
         await seen.wait_for({p.name for p in paths})
@@ -146,7 +167,7 @@ async def _run(
     """One agent: with `search`, transient search on (every frame is of one field, so from the
     second frame on each is searched against the reference the agent built)."""
     server = EmbeddedNats(site_server_config(SITE, root / "nats", hub_leaf_url=None)).start()
-    staged = {side: _variants(side, root, LATENCY_FRAMES + BATCH_FRAMES) for side in SIDES_PX}
+    staged = {side: _exposures(side, root, LATENCY_FRAMES + BATCH_FRAMES) for side in SIDES_PX}
     watch_dir = root / "incoming"
     watch_dir.mkdir()
     agent = subprocess.Popen(
@@ -177,16 +198,18 @@ async def _run(
         seen = ScoreWatch()
         await nc.subscribe(subject_for_kind("frame-score", SITE), cb=seen.on_message)
         await nc.subscribe(subject_for_kind("frame-searched", SITE), cb=seen.on_message)
-        warmup = _variants(256, root, 1)[0]
+        warmup = _exposures(256, root, 1)[0]
         await asyncio.sleep(1.0)
         warmup.rename(watch_dir / warmup.name)
         await seen.wait_for({warmup.name}, timeout_s=120)
         results = [await _measure(side, watch_dir, staged[side], seen) for side in SIDES_PX]
         if search:  # the searches lag behind the scores: memory counts once they are all done
             await seen.wait_for_searches(len(seen.seen_at))
-        memory = _rss_mib(agent.pid)
+        rss_now_mib = _rss_mib(agent.pid)[0]
         searches = list(seen.searches)
         soak_rss_mib = await _soak(root, watch_dir, seen, agent.pid) if soak else []
+        # the peak of the whole run: a reference rebuild may still run after the last search
+        memory = (rss_now_mib, _rss_mib(agent.pid)[1])
     finally:
         agent.terminate()
         agent.wait(timeout=60)
@@ -208,7 +231,11 @@ def _search_summary(searches: list[FrameSearched]) -> str:
         f"{len(times)} of {side}² (median {statistics.median(times):.1f} s)"
         for side, times in sorted(by_size.items())
     )
-    return f"frames searched: {sizes}; {len(searches) - len(done)} not searched"
+    reasons = Counter(s.search.skipped_reason for s in searches if not s.search.attempted)
+    why = "; ".join(f"{count} x {reason}" for reason, count in reasons.most_common())
+    return f"frames searched: {sizes}; {len(searches) - len(done)} not searched" + (
+        f" ({why})" if why else ""
+    )
 
 
 def main() -> None:

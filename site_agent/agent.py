@@ -66,6 +66,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 30.0
+EXIT_DEADLINE_S = 3 * SHUTDOWN_GRACE_S + 30.0
+"""After a stop is asked for, the process ends by this time whatever is still running (the
+frame in hand, the other tasks and the bus each get a grace period first)."""
 
 
 class AgentStatus(BaseModel):
@@ -280,7 +283,10 @@ class SiteAgent:
                 await self._finish(worker)
                 for task in tasks:
                     task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                _, stuck = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
+                if stuck:  # the process exits anyway: see EXIT_DEADLINE_S
+                    names = sorted(task.get_name() for task in stuck)
+                    log.error("tasks did not stop site=%s tasks=%s", settings.site_id, names)
                 if searcher is not None:  # a search cut off is redone after the restart
                     searcher.worker.stop()
                 self.metrics.stop_serving()

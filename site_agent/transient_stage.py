@@ -118,7 +118,8 @@ class TransientSearcher:
         return await self.worker.run(job)
 
     def search(self, frame: Frame, label: QualityLabel) -> SearchOutcome:
-        """Search one frame against its field's reference."""
+        """Search one frame against its field's reference. The frame is read for its search
+        alone: its pixels are consumed (they become its sky-subtracted image)."""
         return search_transients(
             frame,
             self.references,
@@ -126,6 +127,7 @@ class TransientSearcher:
             model=self.model,
             settings=self.settings,
             label=label,
+            consume_frame=True,
         )
 
     @classmethod
@@ -218,11 +220,21 @@ class SearchLane:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            started = time.perf_counter()
-            outcome = await self.searcher.run_in_worker(partial(self._search, pending))
-            await self._publish(pending, outcome, 1000 * (time.perf_counter() - started))
+            await self._search_and_publish(pending)
             if self.keeper is not None and pending.score.label is QualityLabel.GOOD:
                 self.keeper.offer(pending.path)
+
+    async def _search_and_publish(self, pending: PendingSearch) -> None:
+        """One search and its messages. Its outcome (which holds the difference image) is let go
+        here, before the next search starts, so two searches' pixels are never held at once."""
+        started = time.perf_counter()
+        try:
+            outcome = await self.searcher.run_in_worker(partial(self._search, pending))
+        except Exception as exc:  # a fault in one search must not stop the lane
+            log.exception("transient search failed file=%s", pending.path.name)
+            reason = f"transient search failed: {type(exc).__name__}: {exc}"[:256]
+            outcome = SearchOutcome(_skipped(reason), [])
+        await self._publish(pending, outcome, 1000 * (time.perf_counter() - started))
 
     def _search(self, pending: PendingSearch) -> SearchOutcome:
         score = pending.score

@@ -24,6 +24,7 @@ from site_agent.fits_reader import read_frame
 from site_agent.scoring import score_frame
 from site_agent.search_backlog import PendingSearch, SearchBacklog
 from site_agent.settings import SiteAgentSettings
+from site_agent.transient_stage import TransientSearcher
 from site_agent.transients.references import ReferenceStore
 from tests.site_agents import site_settings, wait_until
 from training.simulator import SimCamera
@@ -143,6 +144,37 @@ async def test_a_search_left_in_the_backlog_is_done_after_a_restart(tmp_path, fi
     assert "no reference" in (searched.search.skipped_reason or "")
     with closing(SearchBacklog(settings.search_backlog_path, limit=4)) as backlog:
         assert len(backlog) == 0
+
+
+@pytest.mark.slow
+async def test_a_search_that_fails_is_reported_and_the_next_frame_is_searched(
+    tmp_path, field, monkeypatch
+):
+    settings = site_settings(tmp_path, "north", None)
+    real_search = TransientSearcher.search
+
+    def search(self, frame, label):
+        if frame.identity.file_name == "poison.fits":
+            raise MemoryError("no room for this frame's pixels")
+        return real_search(self, frame, label)
+
+    monkeypatch.setattr(TransientSearcher, "search", search)
+    write_frame(field.new, settings.watch_dir / "poison.fits")
+    traffic = SiteTraffic()
+
+    async def after_poison() -> None:
+        await wait_until(lambda: traffic.searched("poison.fits") is not None, timeout_s=60)
+        write_frame(field.reference, settings.watch_dir / "later.fits")
+
+    writer = asyncio.create_task(after_poison())
+    await _run_agent(settings, traffic, lambda: traffic.searched("later.fits") is not None)
+    await writer
+
+    poisoned = traffic.searched("poison.fits")
+    assert poisoned is not None and not poisoned.search.attempted
+    assert "MemoryError: no room" in (poisoned.search.skipped_reason or "")
+    later = traffic.searched("later.fits")  # against the reference the good poison.fits made
+    assert later is not None and later.search.attempted
 
 
 def test_the_backlog_is_bounded_and_survives_reopening(tmp_path: Path, field):

@@ -11,8 +11,9 @@ from site_agent.transients.align import (
     wcs_transform,
 )
 from site_agent.transients.cutouts import cutout, decode, encode, encode_triplet
-from site_agent.transients.psf_match import convolve, fit_kernel
-from site_agent.transients.sources import extract_whole_frame
+from site_agent.transients.psf_match import KernelSolution, convolve, fit_kernel
+from site_agent.transients.sources import extract_whole_frame, subtract_background
+from site_agent.transients.subtract import difference_image
 
 
 def _star_field(rng, shape=(200, 200), count=60, sigma=1.2):
@@ -93,3 +94,56 @@ def test_a_frame_too_big_for_seps_pixel_stack_is_extracted_and_the_limit_restore
     objects = extract_whole_frame(image, thresh=1.0, err=1.0, minarea=5)
     assert len(objects) == 1 and objects["npix"][0] >= 1_000_000
     assert sep.get_extract_pixstack() == default  # small extractions stay fast
+
+
+def test_a_transient_on_the_sharper_new_frame_does_not_raise_its_own_noise():
+    """The new frame is convolved when it is the sharper one: its transients must not count as
+    star light in the noise map (they did, and lost half their S/N at S/N 5)."""
+    rng = np.random.default_rng(5)
+    shape, sigma_new, sigma_ref, new_noise, ref_noise = (128, 128), 1.2, 2.0, 5.0, 1.0
+    u = np.arange(-10, 11)
+    sigma_kernel = np.sqrt(sigma_ref**2 - sigma_new**2)
+    kernel = np.exp(-(u[:, None] ** 2 + u[None, :] ** 2) / (2 * sigma_kernel**2))
+    new = np.zeros(shape, dtype=np.float32)
+    new[64, 64] = 3000.0
+    new = ndimage.gaussian_filter(new, sigma_new) + rng.normal(0, new_noise, shape)
+    reference = rng.normal(0, ref_noise, shape).astype(np.float32)  # the transient is new
+    solution = KernelSolution(
+        kernel=(kernel / kernel.sum()).astype(np.float32),
+        background_adu=0.0,
+        convolved="new",
+        stamps_used=20,
+        residual_chi2=1.0,
+        source_noise_per_adu=1 / 1.5,  # photons of a gain of 1.5 e-/ADU
+        mismatch_fraction=0.05,
+    )
+    difference = difference_image(
+        new.astype(np.float32),
+        np.full(shape, new_noise, dtype=np.float32),
+        reference,
+        ref_noise,
+        solution,
+        np.zeros(shape, dtype=bool),
+        psf_fwhm_px=2.3548 * sigma_ref,
+    )
+    around = difference.noise[60:69, 60:69]
+    assert around.max() < 1.15 * np.median(difference.noise)
+
+
+def test_masked_convolution_and_in_place_sky_subtraction_match_their_copying_forms():
+    rng = np.random.default_rng(5)
+    stars, _ = _star_field(rng, shape=(700, 700))
+    image = stars + rng.normal(100.0, 5.0, stars.shape).astype(np.float32)
+    image[10:20, 10:20] = np.nan
+    mask = rng.random(image.shape) < 0.01
+    kernel = np.outer(np.hanning(7), np.hanning(7)).astype(np.float32)
+    masked = convolve(np.nan_to_num(image), kernel, zero_where=mask)  # bands of 512 rows
+    copied = convolve(np.where(mask, np.float32(0.0), np.nan_to_num(image)), kernel)
+    assert np.allclose(masked, copied, atol=1e-3)
+    kept = image.copy()
+    copy = subtract_background(kept, saturation_adu=2e4)
+    assert np.array_equal(kept, image, equal_nan=True)  # the input is left alone
+    in_place = subtract_background(kept, saturation_adu=2e4, overwrite=True)
+    assert np.shares_memory(in_place.image, kept)
+    assert np.array_equal(in_place.image, copy.image) and np.array_equal(in_place.bad, copy.bad)
+    assert in_place.bad[15, 15] and in_place.image[15, 15] == 0.0

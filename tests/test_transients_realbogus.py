@@ -2,19 +2,26 @@
 Ray Train fit produces a model the site can load."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from site_agent.transients.realbogus import (
     DEFAULT_MODEL_DIR,
+    SCORE_BATCH,
     RealBogusLoadError,
     RealBogusModel,
     write_realbogus_model,
 )
+from training.realbogus.__main__ import next_version
 from training.realbogus.dataset import Triplets, simulate_triplets
 from training.realbogus.evaluate import evaluate_on_ztf, roc_auc
-from training.realbogus.train import RealBogusTrainingSettings, fit_realbogus_on_ray
+from training.realbogus.train import (
+    RealBogusTrainingSettings,
+    fit_realbogus_on_ray,
+    initial_network,
+)
 
 
 def test_shipped_model_separates_held_out_injections_from_artefacts():
@@ -22,6 +29,15 @@ def test_shipped_model_separates_held_out_injections_from_artefacts():
     assert held_out.labels.sum() > 5 and (held_out.labels == 0).sum() > 5
     scores = RealBogusModel.load().score(held_out.stamps)
     assert roc_auc(scores, held_out.labels == 1) > 0.9
+
+
+def test_many_detections_score_as_they_would_one_by_one():
+    stamps = simulate_triplets(2, seed=7, size_px=512).stamps
+    many = np.concatenate([stamps] * (SCORE_BATCH // len(stamps) + 2))  # over one batch
+    model = RealBogusModel.load()
+    scores = model.score(many)
+    assert len(scores) == len(many) > SCORE_BATCH
+    assert np.allclose(scores[-len(stamps) :], model.score(stamps), atol=1e-6)
 
 
 def test_shipped_model_ranks_real_ztf_alerts_like_ztf_does():
@@ -37,6 +53,19 @@ def test_a_model_whose_file_was_changed_is_refused(tmp_path):
         stream.write(b"tampered")
     with pytest.raises(RealBogusLoadError, match="sha256"):
         RealBogusModel.load(copy)
+
+
+def test_fine_tuning_starts_from_the_shipped_weights_and_exports_a_new_version(tmp_path):
+    stamps = simulate_triplets(1, seed=11, size_px=512).stamps[:16]
+    network = initial_network(DEFAULT_MODEL_DIR).eval()
+    scratch = tmp_path / "models"
+    loaded = RealBogusModel.load(write_realbogus_model(network, scratch / "1", "1"))
+    assert np.allclose(loaded.score(stamps), RealBogusModel.load().score(stamps), atol=1e-6)
+    assert next_version(scratch) == 2
+    settings = RealBogusTrainingSettings(
+        data_dir=tmp_path, run_dir=tmp_path, initial_model=Path("site_agent/models/realbogus")
+    )
+    assert settings.initial_model is not None and settings.initial_model.is_absolute()
 
 
 def test_roc_auc_is_rank_based_and_needs_both_classes():

@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from astropy.io import fits
 from typer.testing import CliRunner
 
 from site_agent.fits_reader import read_frame
@@ -45,11 +46,16 @@ def test_reference_combines_frames_and_keeps_noise_psf_and_stars(field_frames):
 def test_store_round_trip_and_footprint_lookup(field_frames, tmp_path):
     frames, _ = field_frames
     store = ReferenceStore(tmp_path)
-    store.save(build_reference(frames[:2]), frames[:2])
+    built = build_reference(frames[:2])
+    store.save(built, frames[:2])
     [info] = store.infos()
     loaded = store.load(info.field_id)
     assert loaded.info == info
-    assert np.allclose(loaded.image, build_reference(frames[:2]).image, equal_nan=True)
+    assert np.allclose(loaded.image, built.image, equal_nan=True)
+    assert np.array_equal(loaded.stars.xy, built.stars.xy)  # read back, not searched again
+    assert loaded.noise is None  # a search needs only the noise's median
+    with fits.open(tmp_path / info.field_id / "reference.fits") as hdul:
+        assert np.allclose(hdul["NOISE"].data, built.noise, equal_nan=True)
     assert store.field_for(frames[1].wcs, frames[1].data.shape) == info
     assert store.field_for(frames[2].wcs, frames[2].data.shape) is None
 

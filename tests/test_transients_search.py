@@ -11,7 +11,7 @@ from protos import TransientCandidate
 from site_agent.transients.config import TransientSearchSettings
 from site_agent.transients.cutouts import decode
 from site_agent.transients.search import find_candidates, search_transients
-from training.realbogus.dataset import SearchPair, simulate_search_pair
+from training.realbogus.dataset import SearchPair, ideal_difference_snr, simulate_search_pair
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +25,33 @@ def pair() -> SearchPair:
         artefacts=False,
         pixel_scale_arcsec=0.8,
     )
+
+
+def _gaussian_psf(sigma: float, half: int = 10) -> np.ndarray:
+    u = np.arange(-half, half + 1)
+    psf = np.exp(-(u[:, None] ** 2 + u[None, :] ** 2) / (2 * sigma**2))
+    return psf / psf.sum()
+
+
+def test_ideal_difference_snr_is_the_new_frames_own_without_reference_noise():
+    sharp, blurred = _gaussian_psf(1.5), _gaussian_psf(2.5)
+    flux, variance = np.array([100.0, 400.0]), np.array([1.0, 4.0])
+    own = flux / np.sqrt(variance / np.sum(sharp**2))  # flux / sqrt(var x noise-equivalent area)
+    no_reference_noise = ideal_difference_snr(flux, variance, np.zeros(2), sharp, blurred)
+    assert np.allclose(no_reference_noise, own, rtol=1e-6)
+    equal = ideal_difference_snr(flux, variance, variance, sharp, sharp)
+    assert np.allclose(equal, own / np.sqrt(2.0), rtol=1e-6)  # an equally deep reference
+    assert np.all(ideal_difference_snr(flux, variance, variance, sharp, blurred) < equal)
+
+
+def test_found_transients_have_the_difference_snr_the_pair_promises(pair):
+    injected = np.array([t.snr for t in pair.transients])
+    assert np.all((pair.difference_snr < injected) & (pair.difference_snr > 0.5 * injected))
+    detections = find_candidates(pair.new, pair.reference, TransientSearchSettings())
+    m = detections.measurements
+    for transient, promised in zip(pair.transients, pair.difference_snr, strict=True):
+        nearest = np.argmin(np.hypot(m.x - transient.x_px, m.y - transient.y_px))
+        assert 0.75 * promised < m.snr[nearest] < 1.25 * promised
 
 
 def _with(frame, **changes):

@@ -26,7 +26,7 @@ STAMP_HALF_PX_PER_FWHM = 2.0
 CLIP_ROUNDS = 2
 CLIP_MADS = 4.0
 RIDGE = 1e-6
-CONVOLVE_BAND_ROWS = 1024
+CONVOLVE_BAND_ROWS = 512
 
 
 class KernelFitError(ValueError):
@@ -194,12 +194,15 @@ def _residual_noise_model(
     return float(solution[0]), float(np.sqrt(solution[1]))
 
 
-def convolve(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+def convolve(
+    image: np.ndarray, kernel: np.ndarray, zero_where: np.ndarray | None = None
+) -> np.ndarray:
     """`image` convolved with `kernel` (same shape, float32, zero outside the image), by FFT on
     every core over bands of `CONVOLVE_BAND_ROWS` rows, each read with the kernel's height of
     rows from its neighbours. As fast as one FFT over the whole frame (and 2.3x faster than
     scipy's overlap-add on a 4096² frame with a 21² kernel), with the memory of one band: one
-    FFT over a 4096² frame held ~350 MB of spectra at once."""
+    FFT over a 4096² frame held ~350 MB of spectra at once. Pixels where `zero_where` is true
+    count as zero (masked band by band, not in a copy of the image)."""
     margin = kernel.shape[0] // 2
     height = image.shape[0]
     out = np.empty(image.shape, dtype=np.float32)
@@ -207,6 +210,9 @@ def convolve(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
         for top in range(0, height, CONVOLVE_BAND_ROWS):
             bottom = min(top + CONVOLVE_BAND_ROWS, height)
             low, high = max(top - margin, 0), min(bottom + margin, height)
-            band = signal.fftconvolve(image[low:high], kernel, mode="same")
-            out[top:bottom] = band[top - low : bottom - low]
+            band = image[low:high]
+            if zero_where is not None:
+                band = np.where(zero_where[low:high], np.float32(0.0), band)
+            convolved = signal.fftconvolve(band, kernel, mode="same")
+            out[top:bottom] = convolved[top - low : bottom - low]
     return out

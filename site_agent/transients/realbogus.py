@@ -25,6 +25,9 @@ NORMALISATION_VERSION = "rb-asinh-1"
 INPUT_SHAPE = (3, CUTOUT_SIDE_PX, CUTOUT_SIDE_PX)
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "realbogus"
 CLASS_NAMES = ("bogus", "real")
+SCORE_BATCH = 256
+"""Triplets scored at a time: the network's activations for the few thousand detections a
+4096² frame may hold would take hundreds of MB at once."""
 
 
 class RealBogusManifest(BaseModel):
@@ -111,10 +114,13 @@ class RealBogusModel:
         """Probability of being real for each raw triplet `[N, 3, 31, 31]`."""
         if len(stamps) == 0:
             return np.zeros(0)
-        inputs = torch.from_numpy(normalise_triplets(stamps))
+        scores = []
         with torch.inference_mode():
-            logits = self.module(inputs)
-        return torch.softmax(logits.double(), dim=1)[:, 1].numpy()
+            for start in range(0, len(stamps), SCORE_BATCH):
+                inputs = torch.from_numpy(normalise_triplets(stamps[start : start + SCORE_BATCH]))
+                logits = self.module(inputs)
+                scores.append(torch.softmax(logits.double(), dim=1)[:, 1].numpy())
+        return np.concatenate(scores)
 
 
 def _version_dir(model_dir: Path) -> Path:

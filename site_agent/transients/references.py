@@ -5,10 +5,13 @@ of it. A reference is built from the field's best frames (`REFERENCE_MEMBERS` at
 point-source depth): each is sky-subtracted, aligned onto the best one's grid (WCS, refined on
 stars), scaled to its flux by the stars they share, and combined by an inverse-variance mean with
 per-pixel clipping. It keeps its noise map, its star catalogue, its FWHM and an empirical PSF
-stamp. On disk, `<root>/<field_id>/` holds `reference.fits` (image with WCS, NOISE, PSF),
-`reference.json` (`ReferenceInfo`) and `members/` (the sky-subtracted frames it was made of, so
-a better frame can trigger a rebuild). Building holds one member's pixels at a time: the
-aligned members wait in a scratch file beside the references and are combined in row blocks.
+stamp. On disk, `<root>/<field_id>/` holds `reference.fits` (image with WCS, NOISE, PSF and the
+STARS table), `reference.json` (`ReferenceInfo`) and `members/` (the frames it was made of, so
+a better frame can trigger a rebuild). A search loads the image, PSF and stars only: the noise
+map (64 MB on a 4096² frame) is for people and for the star catalogue, which is saved with it,
+and a search needs only its median (`ReferenceInfo.noise_adu`). Building holds one member's
+pixels at a time: the aligned members wait in a scratch file beside the references and are
+combined in row blocks.
 """
 
 import logging
@@ -55,6 +58,7 @@ SAME_FIELD_OVERLAP = 0.8
 STAR_SNR = 15.0
 CLIP_SIGMA = 4.0
 PSF_STAMP_STARS = 25
+STAR_COLUMNS = tuple(StarTable.__dataclass_fields__)
 INFO_FILE = "reference.json"
 IMAGE_FILE = "reference.fits"
 MEMBERS_DIR = "members"
@@ -104,10 +108,13 @@ class ReferenceInfo(BaseModel):
 
 @dataclass(frozen=True)
 class Reference:
-    """A reference in memory: sky-subtracted image (NaN where unusable), noise, WCS and stars."""
+    """A reference in memory: sky-subtracted image (NaN where unusable), WCS, stars and PSF.
+
+    `noise` is the noise map as built (1 sigma, ADU); a reference loaded from disk for a search
+    leaves it there (None)."""
 
     image: np.ndarray
-    noise: np.ndarray
+    noise: np.ndarray | None
     wcs: WCS
     stars: StarTable
     psf: np.ndarray
@@ -152,7 +159,7 @@ def prepare_frame(frame: Frame) -> PreparedFrame:
     return PreparedFrame(sky=sky, wcs=frame.wcs, stars=stars, fwhm_px=fwhm, member=member)
 
 
-def _flux_scale(anchor: PreparedFrame, other: PreparedFrame, transform: PixelTransform) -> float:
+def _flux_scale(anchor: "AnchorGrid", other: PreparedFrame, transform: PixelTransform) -> float:
     """Median ratio other / anchor of the fluxes of the stars both hold (1 if none match)."""
     mapped = transform.inverse().apply(other.stars.xy)
     distance, index = cKDTree(anchor.stars.xy).query(mapped, distance_upper_bound=2.0)
@@ -176,13 +183,24 @@ class MemberSource:
 
 
 @dataclass(frozen=True)
+class AnchorGrid:
+    """What a reference's frames are aligned to: the deepest frame's grid, stars and seeing
+    (not its pixels, which go once they are combined)."""
+
+    wcs: WCS
+    shape: tuple[int, int]
+    stars: StarTable
+    fwhm_px: float
+
+
+@dataclass(frozen=True)
 class Combined:
-    """A combined reference image, its noise, its members and the anchor it is aligned to."""
+    """A combined reference image, its noise, its members and the grid it is aligned to."""
 
     image: np.ndarray
     noise: np.ndarray
     members: list[ReferenceMember]
-    anchor: PreparedFrame
+    anchor: AnchorGrid
 
 
 def combine(sources: list[MemberSource], spill_dir: Path | None = None) -> Combined:
@@ -193,15 +211,18 @@ def combine(sources: list[MemberSource], spill_dir: Path | None = None) -> Combi
     The image is NaN where no frame has good data.
     """
     ranked = sorted(sources, key=lambda f: f.member.depth_score, reverse=True)
-    anchor = ranked[0].prepare()
-    shape = anchor.sky.image.shape
+    first: PreparedFrame | None = ranked[0].prepare()
+    assert first is not None
+    anchor = AnchorGrid(first.wcs, first.sky.image.shape, first.stars, first.fwhm_px)
+    shape = anchor.shape
     members = []
     with tempfile.TemporaryDirectory(prefix=".combine-", dir=spill_dir) as scratch:
         images, variances = Path(scratch) / "images.f32", Path(scratch) / "variances.f32"
         with images.open("wb") as image_out, variances.open("wb") as variance_out:
             for slot, source in enumerate(ranked):
-                frame = anchor if slot == 0 else source.prepare()
-                aligned = _aligned(anchor, frame)
+                frame = first if first is not None else source.prepare()
+                aligned = _aligned(anchor, frame, is_anchor=slot == 0)
+                first = None
                 if aligned is None:
                     continue
                 image, noise, scale = aligned
@@ -239,15 +260,15 @@ def _spilled_rows(path: Path, count: int, shape: tuple[int, ...], rows: slice) -
 
 
 def _aligned(
-    anchor: PreparedFrame, frame: PreparedFrame
+    anchor: AnchorGrid, frame: PreparedFrame, *, is_anchor: bool
 ) -> tuple[np.ndarray, np.ndarray, float] | None:
     """A frame's sky image (NaN where bad) and noise on the anchor's grid in the anchor's flux
     units, with its flux scale; None if it is of another field."""
-    shape = anchor.sky.image.shape
-    if frame is anchor:
-        image = anchor.sky.image.copy()
-        image[anchor.sky.bad] = np.nan
-        return image, anchor.sky.noise, 1.0
+    shape = anchor.shape
+    if is_anchor:
+        image = frame.sky.image.copy()
+        image[frame.sky.bad] = np.nan
+        return image, frame.sky.noise, 1.0
     guess = wcs_transform(anchor.wcs, frame.wcs, shape)
     if overlap_fraction(guess, shape, frame.sky.image.shape) < SAME_FIELD_OVERLAP:
         log.warning("reference skips %s: another field", frame.member.file_name)
@@ -281,7 +302,8 @@ def _combine_block(stack: np.ndarray, variances: np.ndarray) -> tuple[np.ndarray
 
 
 def empirical_psf(image: np.ndarray, stars: StarTable, fwhm_px: float) -> np.ndarray:
-    """The median of flux-normalised stamps of bright, round, unsaturated stars."""
+    """The median of flux-normalised stamps of bright, round, unsaturated stars (NaN pixels
+    ignored)."""
     side = 2 * int(np.ceil(2.5 * fwhm_px)) + 1
     usable = stars.select((stars.ellipticity < 0.3) & (stars.snr > 30))
     stamps = [
@@ -323,11 +345,7 @@ def _reference_from(
 ) -> Reference:
     combined = combine(sources, spill_dir)
     image, noise, anchor = combined.image, combined.noise, combined.anchor
-    bad = ~np.isfinite(image)
-    sky = SkySubtracted(
-        image=np.where(bad, np.float32(0.0), image), noise=np.nan_to_num(noise, nan=1e6), bad=bad
-    )
-    stars = find_stars(sky, min_snr=STAR_SNR)
+    stars = _stars_of(image, noise)
     fwhm = psf_fwhm_px(stars) or anchor.fwhm_px
     height, width = image.shape
     centre = anchor.wcs.pixel_to_world_values((width - 1) / 2.0, (height - 1) / 2.0)
@@ -349,9 +367,20 @@ def _reference_from(
         noise=noise,
         wcs=anchor.wcs,
         stars=stars,
-        psf=empirical_psf(sky.image, stars, fwhm),
+        psf=empirical_psf(image, stars, fwhm),
         info=info,
     )
+
+
+def _stars_of(image: np.ndarray, noise: np.ndarray) -> StarTable:
+    """The reference's star catalogue. Its NaN (unusable) pixels are filled for the search and
+    put back after it: no full-frame copies of a reference that may be 4096² in size."""
+    bad, unknown_noise = ~np.isfinite(image), ~np.isfinite(noise)
+    image[bad], noise[unknown_noise] = 0.0, 1e6
+    try:
+        return find_stars(SkySubtracted(image, noise, bad), min_snr=STAR_SNR)
+    finally:
+        image[bad], noise[unknown_noise] = np.nan, np.nan
 
 
 class ReferenceStore:
@@ -378,11 +407,18 @@ class ReferenceStore:
         (partial / MEMBERS_DIR).mkdir(parents=True)
         header = reference.wcs.to_header()
         header["BUNIT"] = ("adu", "sky-subtracted, anchor frame flux units")
+        if reference.noise is None:
+            raise ReferenceError("a reference loaded without its noise map cannot be saved")
+        stars = {name: getattr(reference.stars, name) for name in STAR_COLUMNS}
         fits.HDUList(
             [
                 fits.PrimaryHDU(reference.image, header=header),
                 fits.ImageHDU(reference.noise, header=header, name="NOISE"),
                 fits.ImageHDU(reference.psf, name="PSF"),
+                fits.BinTableHDU.from_columns(
+                    [fits.Column(name, "D", array=values) for name, values in stars.items()],
+                    name="STARS",
+                ),
             ]
         ).writeto(partial / IMAGE_FILE)
         kept = {m.sha256 for m in reference.info.members}
@@ -400,19 +436,19 @@ class ReferenceStore:
         return folder
 
     def load(self, field_id: str) -> Reference:
-        """The stored reference of a field."""
+        """The stored reference of a field, for searching (without its noise map)."""
         folder = self.root / field_id
         info = ReferenceInfo.model_validate_json((folder / INFO_FILE).read_text())
         with fits.open(folder / IMAGE_FILE) as hdul:
             image = np.asarray(hdul[0].data, dtype=np.float32)
-            noise = np.asarray(hdul["NOISE"].data, dtype=np.float32)
             psf = np.asarray(hdul["PSF"].data, dtype=np.float32)
             wcs = WCS(hdul[0].header)
-        bad = ~np.isfinite(image)
-        sky = SkySubtracted(
-            np.where(bad, np.float32(0.0), image), np.nan_to_num(noise, nan=1e6), bad
-        )
-        return Reference(image, noise, wcs, find_stars(sky, min_snr=STAR_SNR), psf, info)
+            if "STARS" in hdul:
+                table = hdul["STARS"].data
+                stars = StarTable(*(np.asarray(table[name], dtype=float) for name in STAR_COLUMNS))
+            else:  # saved before the star table was: find the stars again
+                stars = _stars_of(image, np.asarray(hdul["NOISE"].data, dtype=np.float32))
+        return Reference(image, None, wcs, stars, psf, info)
 
     def field_for(self, wcs: WCS, shape: tuple[int, int]) -> ReferenceInfo | None:
         """The stored reference covering most of a frame (at least half of it), if any."""
@@ -448,9 +484,12 @@ class ReferenceStore:
         worst = min(m.depth_score for m in info.members)
         if len(info.members) >= REFERENCE_MEMBERS and candidate.member.depth_score <= worst:
             return None
+        # prepared again when its turn comes, so its pixels are not held through the rebuild
+        offered = MemberSource(candidate.member, partial(prepare_frame, frame))
+        del candidate
         members = [MemberSource(m, partial(_prepared_member, folder, m)) for m in info.members]
         ranked = sorted(
-            [*members, MemberSource.ready(candidate)],
+            [*members, offered],
             key=lambda f: f.member.depth_score,
             reverse=True,
         )

@@ -95,9 +95,11 @@ def _dilate(mask: np.ndarray, radius_px: int) -> np.ndarray:
 
 
 def find_candidates(
-    frame: Frame, reference: Reference, settings: TransientSearchSettings
+    frame: Frame, reference: Reference, settings: TransientSearchSettings, *, consume: bool = False
 ) -> Detections:
-    """Difference a frame against a reference and measure what stands out; see the module."""
+    """Difference a frame against a reference and measure what stands out; see the module.
+    With `consume`, the frame's pixels become its sky-subtracted image (one 64 MB copy of a
+    4096² frame less)."""
     _checked(frame.wcs is not None, "frame has no WCS: cannot align it with the reference")
     shape = frame.data.shape
     ref_shape = reference.image.shape
@@ -111,7 +113,7 @@ def find_candidates(
         f"WCS overlaps the reference {reference.info.field_id} on {overlap:.0%} of the frame "
         f"(need {settings.min_overlap_fraction:.0%})",
     )
-    new = subtract_background(frame.data, frame.saturation_adu)
+    new = subtract_background(frame.data, frame.saturation_adu, overwrite=consume)
     stars = find_stars(new, min_snr=settings.star_sigma)
     new_fwhm = psf_fwhm_px(stars)
     _checked(new_fwhm is not None, f"only {len(stars)} stars in the frame: cannot measure its PSF")
@@ -135,8 +137,9 @@ def find_candidates(
     saturated = _dilate(new.bad, settings.saturation_margin_px + int(np.ceil(target_fwhm)))
     outside = _dilate(~np.isfinite(ref_aligned), kernel_half_width_px(target_fwhm) + 2)
     bad = saturated | outside
-    ref_filled = np.where(bad, np.float32(0.0), ref_aligned)
-    del ref_aligned, saturated, outside  # 4096²: 64 + 2 x 16 MB
+    ref_filled = ref_aligned  # a fresh array: filled in place (64 MB on a 4096² frame)
+    ref_filled[bad] = 0.0
+    del ref_aligned, saturated, outside
     stamp_xy = _kernel_stamps(stars, ref_filled, bad, settings)
     target_variance = np.square(new.noise)
     target_variance += np.float32(ref_noise_adu**2)
@@ -172,6 +175,8 @@ def find_candidates(
     difference = difference_image(
         new.image, new.noise, ref_filled, ref_noise_adu, solution, bad, target_fwhm
     )
+    new_image = new.image
+    del new  # its noise map (64 MB on a 4096² frame) is in the difference's noise now
     objects = detect_peaks(difference, settings.detection_sigma)
     limit = max(settings.flood_floor, settings.max_detections_per_mpx * frame.data.size / 1e6)
     _checked(
@@ -184,7 +189,7 @@ def find_candidates(
     measured = measured.select((measured.snr >= settings.min_snr) & (measured.flux > 0))
     stamps = np.array(
         [
-            triplet(new.image, ref_filled, difference.data, x, y)
+            triplet(new_image, ref_filled, difference.data, x, y)
             for x, y in zip(measured.x, measured.y, strict=True)
         ]
     ).reshape(-1, 3, CUTOUT_SIDE_PX, CUTOUT_SIDE_PX)
@@ -237,12 +242,15 @@ def search_transients(
     model: RealBogusModel | None,
     settings: TransientSearchSettings | None = None,
     label: QualityLabel | None = None,
+    consume_frame: bool = False,
 ) -> SearchOutcome:
     """Search one frame; never raises for a frame (see `SearchOutcome`): a frame that cannot be
     searched, or an unexpected error in the pixel path, gives `attempted=False` and the reason.
 
     `reference` is the field's reference, or the site's store to look it up in. Without a
     `model` every detection passes real/bogus with score 1 (for tests of the pixel path only).
+    With `consume_frame` the frame's pixels are overwritten by its sky-subtracted image: for a
+    caller that read the frame for this search alone and wants the memory of a copy back.
     """
     settings = settings or TransientSearchSettings()
     name = frame.identity.file_name
@@ -257,7 +265,7 @@ def search_transients(
             reference = reference.load(info.field_id)
         _checked(reference is not None, "no reference for this frame's field")
         assert reference is not None
-        detections = find_candidates(frame, reference, settings)
+        detections = find_candidates(frame, reference, settings, consume=consume_frame)
     except SearchSkipped as exc:
         log.info("transient search skipped frame=%s reason=%r", name, exc.reason)
         return SearchOutcome(TransientSearch(attempted=False, skipped_reason=exc.reason), [])

@@ -79,15 +79,24 @@ class StarTable:
         return np.column_stack([self.x, self.y])
 
 
-def subtract_background(image: np.ndarray, saturation_adu: float | None = None) -> SkySubtracted:
-    """Remove a smooth sky (sep, 64 px boxes); NaN and saturated pixels are flagged bad."""
-    data = np.ascontiguousarray(image, dtype=np.float32)
-    bad = ~np.isfinite(data)
+def subtract_background(
+    image: np.ndarray, saturation_adu: float | None = None, *, overwrite: bool = False
+) -> SkySubtracted:
+    """Remove a smooth sky (sep, 64 px boxes); NaN and saturated pixels are flagged bad (and
+    zero in the result). With `overwrite`, a native float32 `image` itself becomes the result:
+    no copy of a frame that may be 64 MB."""
+    sky = (
+        np.ascontiguousarray(image, dtype=np.float32)
+        if overwrite
+        else np.array(image, dtype=np.float32, order="C")
+    )
+    bad = ~np.isfinite(sky)
     if saturation_adu is not None:
-        bad |= data >= saturation_adu
-    filled = np.where(bad, np.float32(np.nanmedian(data[::8, ::8])), data) if bad.any() else data
-    background = sep.Background(filled, mask=bad, bw=BACKGROUND_BOX_PX, bh=BACKGROUND_BOX_PX)
-    sky = filled - background.back(dtype=np.float32)
+        bad |= sky >= saturation_adu
+    if bad.any():
+        sky[bad] = np.float32(np.nanmedian(sky[::8, ::8]))
+    background = sep.Background(sky, mask=bad, bw=BACKGROUND_BOX_PX, bh=BACKGROUND_BOX_PX)
+    background.subfrom(sky)
     sky[bad] = 0.0
     return SkySubtracted(image=sky, noise=background.rms(dtype=np.float32), bad=bad)
 

@@ -24,7 +24,11 @@ def detect(
         DEFAULT_REALBOGUS_DIR, "--model", help="Real/bogus model folder (version or repository)."
     ),
     threshold: float | None = typer.Option(
-        None, "--threshold", min=0.0, max=1.0, help="Real/bogus score to publish (default 0.7)."
+        None,
+        "--threshold",
+        min=0.0,
+        max=1.0,
+        help="Real/bogus score to publish (default: the site's, 0.9).",
     ),
     site_id: str = typer.Option("local", "--site-id", help="Site name put on the messages."),
 ) -> None:

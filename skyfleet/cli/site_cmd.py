@@ -1,7 +1,10 @@
 """`skyfleet site ...`: the site agent and its operator tools."""
 
 import asyncio
+import logging
+import os
 import signal
+import threading
 from pathlib import Path
 
 import typer
@@ -20,6 +23,25 @@ app.add_typer(reference_cmd.app, name="reference")
 console = Console(stderr=True)
 
 
+def _stopping(stop: asyncio.Event) -> None:
+    """Ask the agent to stop, and make sure the process ends even if a part of it hangs."""
+    from site_agent.agent import EXIT_DEADLINE_S
+
+    if not stop.is_set():
+        stop.set()
+        deadline = threading.Timer(EXIT_DEADLINE_S, _exit_now, args=(EXIT_DEADLINE_S,))
+        deadline.daemon = True
+        deadline.start()
+
+
+def _exit_now(deadline_s: float) -> None:
+    logging.getLogger(__name__).critical(
+        "site agent still running %.0f s after stop: exiting", deadline_s
+    )
+    logging.shutdown()
+    os._exit(1)
+
+
 async def _run_agent(settings: SiteAgentSettings) -> None:
     # torch loads here, not for every CLI command
     from site_agent.agent import SiteAgent
@@ -28,7 +50,7 @@ async def _run_agent(settings: SiteAgentSettings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, _stopping, stop)
     try:
         await SiteAgent(settings).run(stop)
     except ModelLoadError as exc:

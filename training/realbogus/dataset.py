@@ -2,10 +2,12 @@
 
 Each pair (`simulate_search_pair`) is a new frame with injected transients and artefacts and a
 reference combined from 1-3 earlier epochs of the same field, with a random pixel scale so the
-PSF spans 1.5-7 px. `find_candidates` (the site's code) runs on it with a low threshold; a
-detection within `MATCH_RADIUS_FWHM` FWHM of an injected transient is real, every other one is
-bogus (dipoles of bright stars, cosmic rays, hot pixels, trails, edges, noise). Splits are by
-pair, so no field is in two splits. Arrays are cached as `.npz` files.
+PSF spans 1.5-7 px. Each transient's S/N is known twice: on the new frame alone (`snr`, as
+injected) and in the best difference that frame and its reference allow (`difference_snr`).
+`find_candidates` (the site's code) runs on it with a low threshold; a detection within
+`MATCH_RADIUS_FWHM` FWHM of an injected transient is real, every other one is bogus (dipoles of
+bright stars, cosmic rays, hot pixels, trails, edges, noise). Splits are by pair, so no field is
+in two splits. Arrays are cached as `.npz` files.
 """
 
 import hashlib
@@ -24,7 +26,7 @@ from site_agent.transients.search import SearchSkipped, find_candidates
 from training.realbogus.artefacts import add_cosmic_rays, add_hot_pixels, add_satellite_trail
 from training.simulator.camera import SimCamera
 from training.simulator.conditions import sample_conditions
-from training.simulator.frame import SimulatedFrame, simulate_frame
+from training.simulator.frame import SimulatedFrame, frame_psf, simulate_frame
 from training.simulator.pairs import simulate_pair
 from training.simulator.truth import InjectedTransient
 
@@ -37,11 +39,14 @@ TRAINING_SEARCH = TransientSearchSettings(
 
 @dataclass(frozen=True)
 class SearchPair:
-    """A new frame, the reference to search it against, and the truth of its transients."""
+    """A new frame, the reference to search it against, and the truth of its transients:
+    `difference_snr[i]` is transient i's S/N in the best possible difference image
+    (`ideal_difference_snr`), at most its `snr` on the new frame alone."""
 
     new: Frame
     reference: Reference
     transients: list[InjectedTransient]
+    difference_snr: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -127,9 +132,8 @@ def simulate_search_pair(
                 stars=pair.reference.stars,
             )
         )
-    reference = build_reference(
-        [frame_from_simulated(e, f"ref-{i}.fits") for i, e in enumerate(epochs)]
-    )
+    named = {f"ref-{i}.fits": epoch for i, epoch in enumerate(epochs)}
+    reference = build_reference([frame_from_simulated(e, name) for name, e in named.items()])
     data = pair.new.data.astype(np.float32)
     if artefacts:
         noise = float(np.sqrt(pair.new.truth.sky_e_per_px) / camera.gain_e_per_adu)
@@ -138,7 +142,89 @@ def simulate_search_pair(
         if rng.random() < 0.3:
             fwhm_px = pair.new.truth.conditions.seeing_fwhm_arcsec / scale
             add_satellite_trail(data, rng, noise, fwhm_px)
-    return SearchPair(frame_from_simulated(pair.new, "new.fits", data), reference, pair.transients)
+    return SearchPair(
+        frame_from_simulated(pair.new, "new.fits", data),
+        reference,
+        pair.transients,
+        transient_difference_snr(pair.transients, pair.new, named, reference),
+    )
+
+
+def ideal_difference_snr(
+    flux: np.ndarray,
+    new_variance: np.ndarray,
+    reference_variance: np.ndarray,
+    new_psf: np.ndarray,
+    reference_psf: np.ndarray,
+) -> np.ndarray:
+    """S/N of point sources of `flux` in the proper difference image of Zackay, Ofek & Gal-Yam
+    (2016), the most any subtraction of the two images keeps: summed over spatial frequencies,
+    `S/N^2 = flux^2 / N * sum |Pn|^2 |Pr|^2 / (var_r |Pn|^2 + var_n |Pr|^2)` for PSFs `Pn`, `Pr`
+    (odd square stamps summing to one) and white-noise variances per pixel `var_n`, `var_r`
+    (one per source, in the units of `flux` squared). Without reference noise it is the new
+    frame's own PSF-photometry S/N, `flux / sqrt(var_n * noise-equivalent area)`."""
+    side = 2 * max(new_psf.shape[0], reference_psf.shape[0]) + 1
+    power_new = np.abs(np.fft.fft2(_centred(new_psf, side))) ** 2
+    power_ref = np.abs(np.fft.fft2(_centred(reference_psf, side))) ** 2
+    information = [
+        np.sum(power_new * power_ref / (var_r * power_new + var_n * power_ref)) / side**2
+        for var_n, var_r in zip(
+            np.atleast_1d(new_variance), np.atleast_1d(reference_variance), strict=True
+        )
+    ]
+    return np.asarray(flux) * np.sqrt(information)
+
+
+def _centred(stamp: np.ndarray, side: int) -> np.ndarray:
+    """An odd square `stamp` zero-padded to `side` x `side` around the same centre."""
+    padded = np.zeros((side, side))
+    start = (side - stamp.shape[0]) // 2
+    padded[start : start + stamp.shape[0], start : start + stamp.shape[1]] = stamp
+    return padded
+
+
+def transient_difference_snr(
+    transients: list[InjectedTransient],
+    new: SimulatedFrame,
+    epochs: dict[str, SimulatedFrame],
+    reference: Reference,
+) -> np.ndarray:
+    """Each transient's `ideal_difference_snr` against `reference`, built from `epochs` (by the
+    file name each was given; the reference's first member is the one it is scaled to).
+
+    In the new frame's electrons: its true PSF, and the white-noise variance that gives each
+    transient its injected S/N (sky, dark and read noise and its own photons). The reference's
+    empirical PSF and its noise map at the transient, brought to the new frame's electrons by
+    the true throughput (airmass, mean transmission) of the new frame and of the epoch the
+    reference is scaled to, as a subtraction does with the stars both images hold.
+    """
+    if not transients:
+        return np.zeros(0)
+    camera = new.truth.camera
+    psf = frame_psf(new.truth.conditions, camera)
+    flux = np.array([t.flux_e for t in transients])
+    snr = np.array([t.snr for t in transients])
+    new_variance = flux**2 / (snr**2 * psf.noise_equivalent_area_px())
+    anchor = epochs[reference.info.members[0].file_name]
+
+    def throughput(frame: SimulatedFrame) -> float:
+        return float(camera.source_electrons(0.0, frame.truth.airmass))
+
+    e_per_reference_adu = (
+        camera.gain_e_per_adu
+        * (throughput(new) * new.truth.mean_transmission)
+        / (throughput(anchor) * anchor.truth.mean_transmission)
+    )
+    height, width = reference.image.shape
+    column = np.clip(np.rint([t.ref_x_px for t in transients]).astype(int), 0, width - 1)
+    row = np.clip(np.rint([t.ref_y_px for t in transients]).astype(int), 0, height - 1)
+    noise_adu = (
+        reference.noise[row, column]
+        if reference.noise is not None
+        else np.full(len(transients), reference.info.noise_adu)
+    )
+    reference_variance = (noise_adu.astype(np.float64) * e_per_reference_adu) ** 2
+    return ideal_difference_snr(flux, new_variance, reference_variance, psf.core, reference.psf)
 
 
 def label_detections(

@@ -4,9 +4,11 @@ The epoch loop, optimiser, schedule, checkpointed state, Ray session and `TorchT
 are those of `training.train_quality` (imported, not copied): a two-class problem runs through
 the same cross-entropy loop. What is specific here is the data (labelled triplets split by
 simulated pair, reals also laid over stars as hosted transients, classes balanced by
-oversampling, flips and quarter turns as augmentation) and the model (`RealBogusNet`).
+oversampling, flips and quarter turns as augmentation) and the model (`RealBogusNet`), fresh or
+(`initial_model`) starting from a shipped version's weights to fine-tune it.
 """
 
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -14,11 +16,11 @@ import numpy as np
 import ray.train
 import ray.train.torch
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 from torch.utils.data import DataLoader
 
-from site_agent.transients.realbogus import normalise_triplets
+from site_agent.transients.realbogus import RealBogusModel, normalise_triplets
 from training.config import QualityTrainingSettings
 from training.evaluate import EpochMetrics
 from training.ray_fit import (
@@ -49,6 +51,17 @@ class RealBogusTrainingSettings(QualityTrainingSettings):
         default=1.5, ge=0.0, le=4.0, description="Hosted copies per real (laid over stars)."
     )
     model_name: str = Field(default="realbogus", pattern=r"^[a-z][a-z0-9_-]{0,63}$")
+    initial_model: Path | None = Field(
+        default=None,
+        description="A model folder (or version folder) whose weights the fit starts from, to "
+        "fine-tune it; a freshly initialised network when unset.",
+    )
+
+    @field_validator("initial_model")
+    @classmethod
+    def _absolute(cls, path: Path | None) -> Path | None:
+        """Ray workers run in a directory of their own: a relative path is resolved here."""
+        return path.resolve() if path is not None else None
 
     @property
     def triplets_path(self) -> Path:
@@ -120,11 +133,19 @@ def make_triplet_loaders(
     )
 
 
+def initial_network(model_dir: Path | None) -> RealBogusNet:
+    """A fresh network, or one holding the weights of the verified model in `model_dir`."""
+    network = RealBogusNet()
+    if model_dir is not None:
+        network.load_state_dict(RealBogusModel.load(model_dir).module.state_dict())
+    return network
+
+
 def train_func(config: dict[str, Any]) -> dict[str, Any]:
     """The Ray Train worker function: resume from a checkpoint if any, train, report each epoch."""
     settings = RealBogusTrainingSettings.model_validate(config)
     rank = ray.train.get_context().get_world_rank()
-    state = worker_state(settings, RealBogusNet)
+    state = worker_state(settings, partial(initial_network, settings.initial_model))
     train_loader, val_loader = make_triplet_loaders(settings, rank)
     loaders = (
         ray.train.torch.prepare_data_loader(train_loader),

@@ -4,7 +4,9 @@ The reference is taken a number of sidereal days before the new frame, so the fi
 the same altitude. Both see the same stars; the new frame is pointed a few pixels away, has
 slightly different seeing, clouds and noise, and holds the transients. A transient's S/N is that
 of PSF photometry on the new frame alone: flux / sqrt(flux + noise-equivalent area x (sky + dark
-+ read noise^2)); a difference with an equally deep reference lowers it by about sqrt(2).
++ read noise^2)); a difference with an equally deep reference lowers it by about sqrt(2) (the S/N
+in the best difference with the reference a search actually uses is
+`training.realbogus.dataset.SearchPair.difference_snr`).
 Transients keep clear of stars brighter than a tenth of their own flux and of each other, so
 each one is a clean, unambiguous truth.
 """

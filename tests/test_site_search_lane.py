@@ -3,6 +3,7 @@ frame's score comes first, then its candidates, then its `FrameSearched`; a sear
 a stop is done after the restart; the backlog on disk is bounded."""
 
 import asyncio
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from site_agent.settings import SiteAgentSettings
 from site_agent.transient_stage import TransientSearcher
 from site_agent.transients.references import ReferenceStore
 from tests.site_agents import site_settings, wait_until
-from training.simulator import SimCamera
+from training.simulator import SimCamera, SimulatedFrame
 from training.simulator.fitsio import write_frame
 from training.simulator.pairs import SimulatedPair, simulate_pair
 
@@ -88,20 +89,39 @@ async def _run_agent(settings: SiteAgentSettings, traffic: SiteTraffic, until) -
         await asyncio.wait_for(task, 60)
 
 
+async def _two_frames(
+    settings: SiteAgentSettings,
+    traffic: SiteTraffic,
+    first: tuple[SimulatedFrame, str],
+    second: tuple[SimulatedFrame, str],
+    *,
+    then_when: Callable[[], bool],
+) -> None:
+    """Run an agent: `first` lands in its folder, `second` once `then_when()` holds; until
+    `second` has its `FrameSearched`."""
+
+    async def night() -> None:
+        write_frame(first[0], settings.watch_dir / first[1])
+        await wait_until(then_when, timeout_s=60)
+        write_frame(second[0], settings.watch_dir / second[1])
+
+    writer = asyncio.create_task(night())
+    await _run_agent(settings, traffic, lambda: traffic.searched(second[1]) is not None)
+    await writer
+
+
 @pytest.mark.slow
 async def test_candidates_and_search_outcome_follow_the_score(tmp_path, field):
     settings = site_settings(tmp_path, "north", None)
     traffic = SiteTraffic()
     references = ReferenceStore(settings.reference_dir)
-
-    async def night() -> None:
-        write_frame(field.reference, settings.watch_dir / "ref.fits")
-        await wait_until(lambda: references.infos(), timeout_s=60)
-        write_frame(field.new, settings.watch_dir / "new.fits")
-
-    writer = asyncio.create_task(night())
-    await _run_agent(settings, traffic, lambda: traffic.searched("new.fits") is not None)
-    await writer
+    await _two_frames(
+        settings,
+        traffic,
+        (field.reference, "ref.fits"),
+        (field.new, "new.fits"),
+        then_when=lambda: bool(references.infos()),
+    )
 
     first = traffic.searched("ref.fits")
     assert first is not None and not first.search.attempted
@@ -159,16 +179,14 @@ async def test_a_search_that_fails_is_reported_and_the_next_frame_is_searched(
         return real_search(self, frame, label)
 
     monkeypatch.setattr(TransientSearcher, "search", search)
-    write_frame(field.new, settings.watch_dir / "poison.fits")
     traffic = SiteTraffic()
-
-    async def after_poison() -> None:
-        await wait_until(lambda: traffic.searched("poison.fits") is not None, timeout_s=60)
-        write_frame(field.reference, settings.watch_dir / "later.fits")
-
-    writer = asyncio.create_task(after_poison())
-    await _run_agent(settings, traffic, lambda: traffic.searched("later.fits") is not None)
-    await writer
+    await _two_frames(
+        settings,
+        traffic,
+        (field.new, "poison.fits"),
+        (field.reference, "later.fits"),
+        then_when=lambda: traffic.searched("poison.fits") is not None,
+    )
 
     poisoned = traffic.searched("poison.fits")
     assert poisoned is not None and not poisoned.search.attempted

@@ -12,6 +12,7 @@ from site_agent.transients.align import (
 )
 from site_agent.transients.cutouts import cutout, decode, encode, encode_triplet
 from site_agent.transients.psf_match import KernelSolution, convolve, fit_kernel
+from site_agent.transients.search import _dilate
 from site_agent.transients.sources import extract_whole_frame, subtract_background
 from site_agent.transients.subtract import difference_image
 
@@ -147,3 +148,15 @@ def test_masked_convolution_and_in_place_sky_subtraction_match_their_copying_for
     assert np.shares_memory(in_place.image, kept)
     assert np.array_equal(in_place.image, copy.image) and np.array_equal(in_place.bad, copy.bad)
     assert in_place.bad[15, 15] and in_place.image[15, 15] == 0.0
+
+
+def test_mask_growth_row_by_row_equals_the_two_dimensional_filter():
+    rng = np.random.default_rng(9)
+    sparse = np.zeros((600, 500), dtype=bool)
+    sparse[rng.integers(0, 600, 12), rng.integers(0, 500, 12)] = True
+    sparse[0, 499] = True  # a corner: the window is clipped there
+    edges = np.zeros_like(sparse)
+    edges[:, :4] = True
+    for mask in (sparse, edges, rng.random(sparse.shape) < 0.01):
+        expected = ndimage.maximum_filter(mask.view(np.uint8), size=2 * 7 + 1).view(bool)
+        assert np.array_equal(_dilate(mask, 7), expected)

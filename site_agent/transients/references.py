@@ -14,6 +14,7 @@ pixels at a time: the aligned members wait in a scratch file beside the referenc
 combined in row blocks.
 """
 
+import itertools
 import logging
 import shutil
 import tempfile
@@ -159,7 +160,18 @@ def prepare_frame(frame: Frame) -> PreparedFrame:
     return PreparedFrame(sky=sky, wcs=frame.wcs, stars=stars, fwhm_px=fwhm, member=member)
 
 
-def _flux_scale(anchor: "AnchorGrid", other: PreparedFrame, transform: PixelTransform) -> float:
+@dataclass(frozen=True)
+class AnchorGrid:
+    """What a reference's frames are aligned to: the deepest frame's grid, stars and seeing
+    (not its pixels, which go once they are combined)."""
+
+    wcs: WCS
+    shape: tuple[int, int]
+    stars: StarTable
+    fwhm_px: float
+
+
+def _flux_scale(anchor: AnchorGrid, other: PreparedFrame, transform: PixelTransform) -> float:
     """Median ratio other / anchor of the fluxes of the stars both hold (1 if none match)."""
     mapped = transform.inverse().apply(other.stars.xy)
     distance, index = cKDTree(anchor.stars.xy).query(mapped, distance_upper_bound=2.0)
@@ -183,17 +195,6 @@ class MemberSource:
 
 
 @dataclass(frozen=True)
-class AnchorGrid:
-    """What a reference's frames are aligned to: the deepest frame's grid, stars and seeing
-    (not its pixels, which go once they are combined)."""
-
-    wcs: WCS
-    shape: tuple[int, int]
-    stars: StarTable
-    fwhm_px: float
-
-
-@dataclass(frozen=True)
 class Combined:
     """A combined reference image, its noise, its members and the grid it is aligned to."""
 
@@ -211,19 +212,20 @@ def combine(sources: list[MemberSource], spill_dir: Path | None = None) -> Combi
     The image is NaN where no frame has good data.
     """
     ranked = sorted(sources, key=lambda f: f.member.depth_score, reverse=True)
-    first: PreparedFrame | None = ranked[0].prepare()
-    assert first is not None
+    first = ranked[0].prepare()
     anchor = AnchorGrid(first.wcs, first.sky.image.shape, first.stars, first.fwhm_px)
     shape = anchor.shape
+    # one frame's pixels at a time: the first is let go once the second is asked for
+    prepared = itertools.chain(iter([first]), (source.prepare() for source in ranked[1:]))
+    del first
     members = []
     with tempfile.TemporaryDirectory(prefix=".combine-", dir=spill_dir) as scratch:
         images, variances = Path(scratch) / "images.f32", Path(scratch) / "variances.f32"
         with images.open("wb") as image_out, variances.open("wb") as variance_out:
-            for slot, source in enumerate(ranked):
-                frame = first if first is not None else source.prepare()
+            for slot, frame in enumerate(prepared):
                 aligned = _aligned(anchor, frame, is_anchor=slot == 0)
-                first = None
                 if aligned is None:
+                    del frame  # before the next one is prepared
                     continue
                 image, noise, scale = aligned
                 image.astype(np.float32, copy=False).tofile(image_out)

@@ -47,11 +47,11 @@ BAD_FRAME_REASON = "frame graded bad: not searched"
 STAMP_MATCH_RADIUS_PX = 1.5
 WCS_MATCH_RADIUS_PX = 8.0
 STAR_RESIDUAL_FWHM = 1.0
+"""A detection within this many FWHM of a reference star counts as a residual of that star."""
 STAMP_CLEAR_PX = 6
 """A kernel star has no masked pixel within this many pixels (a box) of its centre."""
 SPARSE_MASK_ROWS = 0.25
 """A mask on at most this fraction of the rows is dilated row by row, column by column."""
-"""A detection within this many FWHM of a reference star counts as a residual of that star."""
 
 
 class SearchSkipped(Exception):

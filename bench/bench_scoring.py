@@ -4,7 +4,8 @@ Three paths, each timed per frame over several rounds, with two torch threads:
   (a) the seed's `RealTimeQualityChecker.assess_file`, re-implemented here only, as the seed
       wrote it (fits.open, hdul[0].data, scipy.ndimage.zoom, percentile clip, its CNN);
   (b) ours: `read_frame` + `preprocess_frame` + `QualityModel.predict`;
-  (c) the full `score_frame` verdict with image metrics and reasons, reading included.
+  (c) the full `score_frame` verdict with image metrics, photometry against the fields' catalogues
+      and reasons, reading included.
 Goals: (b) at least 8x faster than (a); (c) median at most 0.5 s; peak RSS while scoring at most
 1 GB. Both are measured in fresh processes with `OMP_WAIT_POLICY=PASSIVE`, as a site agent
 should run; the peak RSS is the process's VmHWM.
@@ -32,8 +33,9 @@ from rich.table import Table
 from scipy.ndimage import zoom
 from torch import nn
 
-from protos import QualityLabel
+from protos import FrameScore, QualityLabel
 from site_agent.fits_reader import read_frame
+from site_agent.photometry import PhotometricCalibration
 from site_agent.preprocess import preprocess_frame
 from site_agent.quality_model import ModelLoadError, QualityModel, write_model
 from site_agent.scoring import score_frame
@@ -118,7 +120,8 @@ class SeedChecker:
 
 
 def write_frames(folder: Path) -> list[Path]:
-    """One 4096x4096 uint16 frame per quality label, from the simulator."""
+    """One 4096x4096 uint16 frame per quality label, from the simulator, with the catalogues
+    of their fields and the camera's calibration (`folder/photometry.json`)."""
     from training.simulator import (
         DEFAULT_NIGHT,
         DEFAULT_SITE_NAME,
@@ -126,6 +129,11 @@ def write_frames(folder: Path) -> list[Path]:
         sample_conditions,
         simulate_frame,
         write_frame,
+    )
+    from training.simulator.catalogue import (
+        CATALOGUE_DIR_NAME,
+        write_calibration,
+        write_field_catalogue,
     )
 
     camera = SimCamera(width_px=FRAME_SIDE_PX, height_px=FRAME_SIDE_PX)
@@ -140,7 +148,13 @@ def write_frames(folder: Path) -> list[Path]:
             rng=rng,
         )
         paths.append(write_frame(frame, folder / f"{label.value}.fits"))
+        write_field_catalogue(frame, folder / CATALOGUE_DIR_NAME, rng)
+    write_calibration(camera, calibration_path(folder), CATALOGUE_DIR_NAME)
     return paths
+
+
+def calibration_path(folder: Path) -> Path:
+    return folder / "photometry.json"
 
 
 def quality_model_dir(folder: Path) -> tuple[Path, str]:
@@ -166,12 +180,17 @@ def timed_ms(run: Callable[[Path], object], paths: list[Path]) -> list[float]:
     return times
 
 
-def time_the_three_paths(model_dir: str, *paths: str) -> dict[str, list[float]]:
-    """Child process: milliseconds per frame of the seed's path, ours, and the full score."""
+def time_the_three_paths(model_dir: str, calibration: str, *paths: str) -> dict[str, list[float]]:
+    """Child process: milliseconds per frame of the seed's path, ours, and the full score
+    (metrics and photometry included)."""
     torch.set_num_threads(TORCH_THREADS)
     model = QualityModel.load(Path(model_dir))
+    photometry = PhotometricCalibration.load(Path(calibration))
     seed = SeedChecker()
     frames = [Path(path) for path in paths]
+
+    def full(path: Path) -> FrameScore:
+        return score_frame(read_frame(path), model, site_id="b", photometry=photometry)
 
     def ours(path: Path) -> np.ndarray:
         return model.predict(preprocess_frame(read_frame(path).data)[np.newaxis])
@@ -179,17 +198,18 @@ def time_the_three_paths(model_dir: str, *paths: str) -> dict[str, list[float]]:
     return {
         "seed": timed_ms(seed.assess_file, frames),
         "ours": timed_ms(ours, frames),
-        "full": timed_ms(lambda path: score_frame(read_frame(path), model, site_id="b"), frames),
+        "full": timed_ms(full, frames),
     }
 
 
-def peak_rss_while_scoring(model_dir: str, *paths: str) -> dict[str, float]:
+def peak_rss_while_scoring(model_dir: str, calibration: str, *paths: str) -> dict[str, float]:
     """Child process: peak RSS (MB) after loading the model, and after scoring every frame."""
     torch.set_num_threads(TORCH_THREADS)
     model = QualityModel.load(Path(model_dir))
+    photometry = PhotometricCalibration.load(Path(calibration))
     ready_mb = peak_rss_mb()
     for path in paths:
-        score_frame(read_frame(Path(path)), model, site_id="bench")
+        score_frame(read_frame(Path(path)), model, site_id="bench", photometry=photometry)
     return {"ready_mb": ready_mb, "peak_mb": peak_rss_mb()}
 
 
@@ -228,8 +248,9 @@ def main() -> None:
         paths = write_frames(Path(folder))
         model_dir, model_name = quality_model_dir(Path(folder) / "model")
         console.print("timing the three paths ...")
-        times = in_fresh_process(time_the_three_paths, model_dir, *paths)
-        rss = in_fresh_process(peak_rss_while_scoring, model_dir, *paths)
+        calibration = calibration_path(Path(folder))
+        times = in_fresh_process(time_the_three_paths, model_dir, calibration, *paths)
+        rss = in_fresh_process(peak_rss_while_scoring, model_dir, calibration, *paths)
     seed_ms, ours_ms, full_ms = (np.array(times[key]) for key in ("seed", "ours", "full"))
     ready_mb, peak_mb = rss["ready_mb"], rss["peak_mb"]
 

@@ -75,7 +75,18 @@ class ImageMetrics(ContractModel):
     source_count: int = Field(ge=0)
     saturated_fraction: float = Field(ge=0.0, le=1.0, description="Fraction of saturated pixels.")
     transparency: float | None = Field(
-        default=None, ge=0.0, description="Measured / expected source counts (1 = clear sky)."
+        default=None,
+        ge=0.0,
+        description="Measured / expected starlight of catalogue stars (1 = photometric sky).",
+    )
+    transparency_error: float | None = Field(
+        default=None, ge=0.0, description="1-sigma error of the transparency."
+    )
+    zero_point_mag: float | None = Field(
+        default=None, description="Magnitude giving 1 e-/s in this exposure, from the stars."
+    )
+    sky_brightness_mag_arcsec2: float | None = Field(
+        default=None, description="Sky surface brightness from the calibrated background."
     )
 
 

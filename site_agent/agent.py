@@ -44,6 +44,7 @@ from site_agent.commands import CommandReceiver
 from site_agent.followups import CloseFollowUp, FollowUpQueue, ReportFollowUp
 from site_agent.heartbeat import build_heartbeat, disk_free_bytes
 from site_agent.ingest import FolderWatch
+from site_agent.photometry import PhotometricCalibration
 from site_agent.pipeline import FramePipeline, FrameWork, site_pipeline
 from site_agent.publisher import SitePublisher
 from site_agent.quality_model import QualityModel
@@ -119,6 +120,11 @@ class SiteAgent:
         self, settings: SiteAgentSettings, *, predictor: QualityPredictor | None = None
     ) -> None:
         self.settings = settings
+        self.photometry = (
+            PhotometricCalibration.load(settings.photometry_file)
+            if settings.photometry_file is not None
+            else None
+        )
         self.metrics = AgentMetrics(settings.site_id)
         self.nats_url: str | None = settings.nats_url
         self.metrics_port: int | None = None
@@ -244,6 +250,7 @@ class SiteAgent:
                 on_settled=self._count,
                 pixel_scale_arcsec=settings.pixel_scale_arcsec,
                 saturation_adu=settings.saturation_adu,
+                photometry=self.photometry,
                 before_publishing=[ReportFollowUp(settings.site_id, queue)],
                 after_settling=[
                     CloseFollowUp(queue),

@@ -1,8 +1,9 @@
 """Physical image metrics of a frame, measured with sep (Source Extractor as a library).
 
 `measure_image_metrics` returns the `ImageMetrics` that go on the wire: sky background level and
-noise, median stellar FWHM and ellipticity, source count, saturated fraction and, when the
-expected source density is known, transparency. It is a pure function of the pixels.
+noise, median stellar FWHM and ellipticity, source count and saturated fraction. It is a pure
+function of the pixels (transparency and sky brightness need the site's calibration and a star
+catalogue: `site_agent.photometry`).
 
 To stay within the site's time budget (a 4096x4096 frame scored in well under 0.5 s on two
 cores, model included), a large frame is measured on a representative subset:
@@ -56,7 +57,6 @@ STAR_MIN_COUNT = 3
 SHAPE_ISOPHOTE_OF_PEAK = 0.1
 STAMP_RADIUS_PER_A = 4.0
 STAMP_MAX_RADIUS_PX = 25
-ARCSEC2_PER_ARCMIN2 = 3600.0
 
 
 @dataclass(frozen=True)
@@ -74,11 +74,10 @@ def measure_image_metrics(
     *,
     pixel_scale_arcsec: float | None,
     saturation_adu: float | None,
-    expected_sources_per_arcmin2: float | None = None,
 ) -> ImageMetrics:
-    """Background, PSF, source count, saturation and transparency of one frame.
+    """Background, PSF, source count and saturation of one frame.
 
-    Without a pixel scale the FWHM and transparency are unknown (None); without a saturation
+    Without a pixel scale the FWHM is unknown (None); without a saturation
     level no pixel counts as saturated.
     """
     background_adu, background_rms_adu = global_background(data)
@@ -102,9 +101,6 @@ def measure_image_metrics(
         ellipticity=float(np.clip(np.median(ellipticity), 0.0, 1.0)) if has_psf else None,
         source_count=source_count,
         saturated_fraction=saturated_fraction(data, saturation_adu),
-        transparency=transparency(
-            detections, measured_px, pixel_scale_arcsec, expected_sources_per_arcmin2
-        ),
     )
 
 
@@ -269,26 +265,3 @@ def saturated_fraction(data: np.ndarray, saturation_adu: float | None) -> float:
     if saturation_adu is None:
         return 0.0
     return float(np.count_nonzero(data >= saturation_adu)) / data.size
-
-
-def transparency(
-    detections: int,
-    measured_px: int,
-    pixel_scale_arcsec: float | None,
-    expected_sources_per_arcmin2: float | None,
-) -> float | None:
-    """Detected / expected source density, when both the scale and the expectation are known."""
-    if not (pixel_scale_arcsec and expected_sources_per_arcmin2 and measured_px):
-        return None
-    area_arcmin2 = measured_px * pixel_scale_arcsec**2 / ARCSEC2_PER_ARCMIN2
-    return detections / area_arcmin2 / expected_sources_per_arcmin2
-
-
-def sky_brightness_mag_arcsec2(
-    background_adu: float, *, zero_point_mag: float, exptime_s: float, pixel_scale_arcsec: float
-) -> float | None:
-    """Sky surface brightness from the background level, given a zero point (mag for 1 ADU/s)."""
-    flux_per_arcsec2 = background_adu / exptime_s / pixel_scale_arcsec**2
-    if not flux_per_arcsec2 > 0:
-        return None
-    return zero_point_mag - 2.5 * math.log10(flux_per_arcsec2)

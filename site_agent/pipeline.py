@@ -23,6 +23,7 @@ from protos import (
     RejectReason,
 )
 from site_agent.fits_reader import Frame, FrameError, read_frame
+from site_agent.photometry import PhotometricCalibration
 from site_agent.publisher import SitePublisher
 from site_agent.quarantine import move_to_quarantine, quarantine_target
 from site_agent.scoring import QualityPredictor, rejection, score_frame
@@ -81,13 +82,14 @@ class ReadFrame:
 
 @dataclass
 class ScoreFrame:
-    """Preprocess, run the quality model and measure the image."""
+    """Preprocess, run the quality model, measure the image and (calibrated) its photometry."""
 
     site_id: str
     predictor: QualityPredictor
     rejecter: Rejecter
     pixel_scale_arcsec: float | None = None
     saturation_adu: float | None = None
+    photometry: PhotometricCalibration | None = None
 
     async def run(self, work: FrameWork) -> None:
         if work.frame is None:
@@ -100,6 +102,7 @@ class ScoreFrame:
                 site_id=self.site_id,
                 pixel_scale_arcsec=self.pixel_scale_arcsec,
                 saturation_adu=self.saturation_adu,
+                photometry=self.photometry,
             )
         except Exception as exc:  # one frame's failure must never stop the agent
             log.exception("scoring failed site=%s file=%s", self.site_id, work.path)
@@ -209,6 +212,7 @@ def site_pipeline(
     on_settled: Callable[[FleetMessage], None],
     pixel_scale_arcsec: float | None = None,
     saturation_adu: float | None = None,
+    photometry: PhotometricCalibration | None = None,
     before_publishing: list[Stage] | None = None,
     after_settling: list[Stage] | None = None,
 ) -> FramePipeline:
@@ -218,7 +222,9 @@ def site_pipeline(
     return FramePipeline(
         [
             ReadFrame(rejecter),
-            ScoreFrame(site_id, predictor, rejecter, pixel_scale_arcsec, saturation_adu),
+            ScoreFrame(
+                site_id, predictor, rejecter, pixel_scale_arcsec, saturation_adu, photometry
+            ),
             *(before_publishing or []),
             PublishMessage(publisher),
             SettleFile(state, metrics, on_settled),

@@ -2,16 +2,16 @@
 
 `explain_quality` grades each measured criterion with `QualityThresholds` (the one table, in
 `site_agent.quality_thresholds`) and returns one `QualityReason` for every criterion that is not
-good: seeing (FWHM), trailing (ellipticity), transparency, saturation and, when a zero point
-made it known, sky brightness. A medium value is reported against the good limit, a bad one
-against the bad limit, each with a sentence an observer can act on.
+good: seeing (FWHM), trailing (ellipticity), saturation and, when the site's photometry measured
+them, transparency and sky brightness. A medium value is reported against the good limit, a bad
+one against the bad limit, each with a sentence an observer can act on.
 """
 
 from dataclasses import dataclass
 
 from protos import ImageMetrics, QualityLabel, QualityReason
 from protos.frames import Reason
-from site_agent.quality_thresholds import Limit, QualityThresholds
+from site_agent.quality_thresholds import Limit, QualityThresholds, favourable_bound
 
 # Units left out of the sentences: "ellipticity 0.4 exceeds the 0.25 limit" reads better.
 DIMENSIONLESS_UNITS = frozenset({"1-b/a", "ratio", "fraction", "count"})
@@ -25,19 +25,26 @@ class _Criterion:
     quantity: str
     value: float | None
     limit: Limit
+    error: float | None = None
+    """1-sigma error of the value, given to it: judged at its most favourable bound."""
 
 
 def explain_quality(
     metrics: ImageMetrics,
     *,
     thresholds: QualityThresholds = QualityThresholds(),
-    sky_brightness_mag_arcsec2: float | None = None,
 ) -> list[QualityReason]:
     """One reason per criterion whose measured value is worse than good, in a fixed order."""
     criteria = [
         _Criterion("seeing", "seeing", metrics.fwhm_arcsec, thresholds.seeing),
         _Criterion("trailing", "star ellipticity", metrics.ellipticity, thresholds.ellipticity),
-        _Criterion("transparency", "transparency", metrics.transparency, thresholds.transparency),
+        _Criterion(
+            "transparency",
+            "transparency",
+            metrics.transparency,
+            thresholds.transparency,
+            metrics.transparency_error,
+        ),
         _Criterion(
             "saturation",
             "saturated fraction",
@@ -45,7 +52,10 @@ def explain_quality(
             thresholds.saturated_fraction,
         ),
         _Criterion(
-            "background", "sky brightness", sky_brightness_mag_arcsec2, thresholds.sky_brightness
+            "background",
+            "sky brightness",
+            metrics.sky_brightness_mag_arcsec2,
+            thresholds.sky_brightness,
         ),
     ]
     return [reason for criterion in criteria if (reason := _reason(criterion)) is not None]
@@ -54,7 +64,9 @@ def explain_quality(
 def _reason(criterion: _Criterion) -> QualityReason | None:
     if criterion.value is None:
         return None
-    grade = criterion.limit.grade(criterion.value)
+    grade = criterion.limit.grade(
+        favourable_bound(criterion.value, criterion.error, criterion.limit)
+    )
     if grade == QualityLabel.GOOD:
         return None
     limit = criterion.limit
@@ -68,13 +80,14 @@ def _reason(criterion: _Criterion) -> QualityReason | None:
     else:
         verb = "is below"
     unit = "" if limit.unit in DIMENSIONLESS_UNITS else f" {limit.unit}"
+    error = f" ± {criterion.error:.2g}" if criterion.error is not None else ""
     return QualityReason(
         reason=criterion.reason,
         value=criterion.value,
         threshold=threshold,
         unit=limit.unit,
         message=(
-            f"{criterion.quantity} {criterion.value:.3g}{unit} {verb} "
+            f"{criterion.quantity} {criterion.value:.3g}{error}{unit} {verb} "
             f"the {threshold:g}{unit} limit for {frames} frames"
         ),
     )

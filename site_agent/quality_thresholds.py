@@ -78,6 +78,14 @@ class QualityThresholds(BaseModel):
     )
 
 
+def favourable_bound(value: float, error: float | None, limit: Limit) -> float:
+    """A measured value moved by its 1-sigma error towards the good side of `limit`: a frame is
+    graded worse only on evidence, not on noise."""
+    if error is None:
+        return value
+    return value - error if limit.direction == "lower_is_better" else value + error
+
+
 def worst(grades: list[QualityLabel]) -> QualityLabel:
     """The worst of several grades (good < medium < bad)."""
     order = [QualityLabel.GOOD, QualityLabel.MEDIUM, QualityLabel.BAD]

@@ -1,12 +1,14 @@
 """Scoring frames: the quality verdict on one frame, and on a batch of files that never stops.
 
 `score_frame` runs the site's quality path on a frame already read: the one preprocessing, the
-model, the image metrics and the physical reasons, and returns the `FrameScore` message.
+model, the image metrics, the photometry (with the site's calibration) that floors the model's
+verdict, and the physical reasons, and returns the `FrameScore` message.
 `score_files` reads and scores files one after another and turns every unreadable or invalid
 file into a `FrameRejected` message instead of an exception, so one bad file never stops a
 batch.
 """
 
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -18,15 +20,19 @@ from protos import (
     ClassProbabilities,
     FrameRejected,
     FrameScore,
+    ImageMetrics,
     ModelRef,
-    QualityLabel,
     stable_message_id,
 )
 from site_agent.fits_reader import Frame, FrameError, read_frame
 from site_agent.metrics import measure_image_metrics
+from site_agent.photometry import PhotometricCalibration, measure_photometry
 from site_agent.preprocess import preprocess_frame
 from site_agent.quality_reasons import explain_quality
 from site_agent.quality_thresholds import QualityThresholds
+from site_agent.verdict import CLASS_ORDER, floored_probabilities, photometric_floor
+
+log = logging.getLogger(__name__)
 
 # Used when neither the caller nor the header (SATURATE, integer BITPIX) gives a level.
 DEFAULT_SATURATION_ADU = 65535.0
@@ -56,27 +62,33 @@ def score_frame(
     site_id: str,
     pixel_scale_arcsec: float | None = None,
     saturation_adu: float | None = None,
-    expected_sources_per_arcmin2: float | None = None,
+    photometry: PhotometricCalibration | None = None,
     thresholds: QualityThresholds = QualityThresholds(),
 ) -> FrameScore:
     """The quality verdict on one frame, with its metrics and reasons.
 
     The pixel scale defaults to the frame's WCS and the saturation level to its header
     (SATURATE, or the largest value its integer BITPIX holds), then to 65535 ADU.
-    `processing_ms` covers preprocessing, the model and the metrics, not reading the file.
+    `processing_ms` covers preprocessing, the model, the metrics and the photometry, not reading
+    the file.
     """
     started = time.perf_counter()
     probabilities = model.predict(preprocess_frame(frame.data)[np.newaxis])[0]
-    metrics = measure_image_metrics(
-        frame.data,
-        pixel_scale_arcsec=pixel_scale_arcsec or frame.pixel_scale_arcsec,
-        saturation_adu=saturation_adu or frame.saturation_adu or DEFAULT_SATURATION_ADU,
-        expected_sources_per_arcmin2=expected_sources_per_arcmin2,
+    scale = pixel_scale_arcsec or frame.pixel_scale_arcsec
+    saturation = saturation_adu or frame.saturation_adu or DEFAULT_SATURATION_ADU
+    metrics = measure_image_metrics(frame.data, pixel_scale_arcsec=scale, saturation_adu=saturation)
+    if photometry is not None:
+        metrics = with_photometry(metrics, frame, photometry, scale, saturation)
+    floor = photometric_floor(
+        metrics.transparency,
+        metrics.transparency_error,
+        metrics.sky_brightness_mag_arcsec2,
+        thresholds,
     )
-    labels = list(QualityLabel)
-    label = labels[int(np.argmax(probabilities))]
+    probabilities = floored_probabilities(probabilities, floor)
+    label = CLASS_ORDER[int(np.argmax(probabilities))]
     class_probabilities = ClassProbabilities(
-        **{name.value: float(p) for name, p in zip(labels, probabilities, strict=True)}
+        **{name.value: float(p) for name, p in zip(CLASS_ORDER, probabilities, strict=True)}
     )
     return FrameScore(
         message_id=stable_message_id("frame-score", site_id, frame.identity.sha256),
@@ -92,6 +104,35 @@ def score_frame(
     )
 
 
+def with_photometry(
+    metrics: ImageMetrics,
+    frame: Frame,
+    calibration: PhotometricCalibration,
+    pixel_scale_arcsec: float | None,
+    saturation_adu: float,
+) -> ImageMetrics:
+    """The metrics with the frame's transparency, zero point and sky brightness added."""
+    measured = measure_photometry(
+        frame.data,
+        frame.header,
+        frame.wcs,
+        background_adu=metrics.background_adu,
+        pixel_scale_arcsec=pixel_scale_arcsec,
+        saturation_adu=saturation_adu,
+        calibration=calibration,
+    )
+    if measured.note:
+        log.info("photometry incomplete file=%s: %s", frame.path.name, measured.note)
+    return metrics.model_copy(
+        update={
+            "transparency": measured.transparency,
+            "transparency_error": measured.transparency_error,
+            "zero_point_mag": measured.zero_point_mag,
+            "sky_brightness_mag_arcsec2": measured.sky_brightness_mag_arcsec2,
+        }
+    )
+
+
 def score_files(
     paths: Iterable[Path],
     model: QualityPredictor,
@@ -99,7 +140,7 @@ def score_files(
     site_id: str,
     pixel_scale_arcsec: float | None = None,
     saturation_adu: float | None = None,
-    expected_sources_per_arcmin2: float | None = None,
+    photometry: PhotometricCalibration | None = None,
     thresholds: QualityThresholds = QualityThresholds(),
 ) -> Iterator[FileResult]:
     """Read and score each file in turn; a file that cannot be read yields `FrameRejected`."""
@@ -115,7 +156,7 @@ def score_files(
             site_id=site_id,
             pixel_scale_arcsec=pixel_scale_arcsec,
             saturation_adu=saturation_adu,
-            expected_sources_per_arcmin2=expected_sources_per_arcmin2,
+            photometry=photometry,
             thresholds=thresholds,
         )
         yield FileResult(Path(path), score)

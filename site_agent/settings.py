@@ -70,6 +70,11 @@ class SiteAgentSettings(ServiceSettings):
         "oldest is reported not searched.",
     )
     realbogus_model_dir: Path = DEFAULT_REALBOGUS_DIR
+    photometry_file: Path | None = Field(
+        default=None,
+        description="The camera's photometric calibration (JSON or TOML, see "
+        "site_agent.photometry): with it, frames get transparency and sky brightness.",
+    )
     location: SiteLocation | None = Field(
         default=None, description="Where the telescope is; with `camera`, sent as SiteConfig."
     )

@@ -27,7 +27,13 @@ from fleetbus.hub import hub_server_config, join_sites_to_hub, keep_sources_flow
 from fleetbus.server import EmbeddedNats
 from site_agent.agent import SiteAgent
 from site_agent.followups import FollowUpQueue
-from skyfleet.demo_sites import DEMO_FIELDS, DEMO_SITES, NightSimulator, demo_site_settings
+from skyfleet.demo_sites import (
+    DEMO_FIELDS,
+    DEMO_SITES,
+    NightSimulator,
+    demo_site_settings,
+    write_site_photometry,
+)
 from training.simulator import SimCamera
 
 log = logging.getLogger(__name__)
@@ -130,6 +136,7 @@ class DemoFleet:
                     location=site.location,
                     camera=self.camera,
                 )
+                catalogue_dir = write_site_photometry(settings, self.camera)
                 agent = SiteAgent(settings)
                 self.agents[site.site_id] = agent
                 tasks.append(asyncio.create_task(agent.run(stop_sites), name=site.site_id))
@@ -144,6 +151,7 @@ class DemoFleet:
                     fields=DEMO_FIELDS,
                     followups=FollowUpQueue(settings.followup_dir),
                     survey_frames=self.options.frames_per_site,
+                    catalogue_dir=catalogue_dir,
                 )
             await asyncio.gather(*(agent.wait_ready() for agent in self.agents.values()))
             self._started = time.monotonic()

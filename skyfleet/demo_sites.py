@@ -20,11 +20,18 @@ from pathlib import Path
 import numpy as np
 
 from protos import CameraConfig, FollowUpRequest, QualityLabel, SiteLocation
+from site_agent.catalogue import catalogue_file_name
 from site_agent.followups import FOLLOWUP_KEYWORD, FollowUpQueue
 from site_agent.settings import SiteAgentSettings
 from training.simulator import SimCamera
+from training.simulator.catalogue import (
+    CALIBRATION_FILE_NAME,
+    CATALOGUE_DIR_NAME,
+    write_calibration,
+    write_field_catalogue,
+)
 from training.simulator.conditions import sample_conditions
-from training.simulator.dataset import simulate_labelled_frame
+from training.simulator.dataset import CATALOGUE_STREAM, simulate_labelled_frame
 from training.simulator.fitsio import write_frame
 from training.simulator.frame import FAINTEST_STAR_E, SimulatedFrame, simulate_frame
 from training.simulator.pairs import inject_transients
@@ -159,9 +166,11 @@ class NightSimulator:
         fields: tuple[DemoField, ...] = (),
         followups: FollowUpQueue | None = None,
         survey_frames: int | None = None,
+        catalogue_dir: Path | None = None,
     ) -> None:
         self.site_id = site_id
         self.folder = folder
+        self.catalogue_dir = catalogue_dir
         self.camera = camera or SimCamera(width_px=512, height_px=512)
         self.cadence_s = cadence_s
         self.frames_written = 0
@@ -200,10 +209,20 @@ class NightSimulator:
                 date_obs=date_obs,
                 site_name=self.site_id,
             )
+        self._write_catalogue(frame, index)
         path = write_frame(frame, self.folder / f"{self.site_id}-{index:05d}.fits")
         self.frames_written += 1
         self.survey_written += request is None
         return path, frame.truth.label
+
+    def _write_catalogue(self, frame: SimulatedFrame, index: int) -> None:
+        """The site's catalogue of the frame's field, written the first time it is observed."""
+        if self.catalogue_dir is None:
+            return
+        name = catalogue_file_name(str(frame.header["OBJECT"]))
+        if not (self.catalogue_dir / name).is_file():
+            rng = np.random.default_rng([self._seed, index, CATALOGUE_STREAM])
+            write_field_catalogue(frame, self.catalogue_dir, rng)
 
     def _next_followup(self) -> FollowUpRequest | None:
         if self._followups is None:
@@ -282,7 +301,8 @@ def demo_site_settings(
     camera: SimCamera | None = None,
 ) -> SiteAgentSettings:
     """Settings of a demo site's agent: folders under `root/site_id`, an embedded leaf server,
-    and (given a location and camera) the description it sends to the fleet."""
+    and (given a location and camera) the description it sends to the fleet and its
+    photometric calibration file (`write_site_photometry` writes it)."""
     return SiteAgentSettings(
         site_id=site_id,
         watch_dir=root / site_id / "incoming",
@@ -294,4 +314,13 @@ def demo_site_settings(
         camera=demo_camera_config(camera) if camera is not None else None,
         pixel_scale_arcsec=camera.pixel_scale_arcsec if camera is not None else None,
         saturation_adu=float(camera.saturation_adu) if camera is not None else None,
+        photometry_file=root / site_id / CALIBRATION_FILE_NAME if camera is not None else None,
     )
+
+
+def write_site_photometry(settings: SiteAgentSettings, camera: SimCamera) -> Path:
+    """Write the demo site's calibration (its catalogues beside it); returns the catalogue
+    folder the site's telescope fills with the fields it observes."""
+    assert settings.photometry_file is not None
+    write_calibration(camera, settings.photometry_file, CATALOGUE_DIR_NAME)
+    return settings.photometry_file.parent / CATALOGUE_DIR_NAME

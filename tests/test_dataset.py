@@ -9,6 +9,7 @@ import pytest
 
 from site_agent.fits_reader import read_frame
 from site_agent.preprocess import INPUT_SHAPE, PANEL_PX, asinh_stretch, preprocess_frame
+from site_agent.verdict import CLASS_ORDER, image_grade
 from training.dataset import (
     SPLIT_NAMES,
     LabelledArrays,
@@ -22,6 +23,7 @@ from training.dataset import (
 from training.quality_net import CLASS_NAMES
 from training.simulator.camera import SimCamera
 from training.simulator.dataset import write_labelled_set
+from training.simulator.fitsio import read_truth
 
 
 def _labels(per_class: tuple[int, ...]) -> np.ndarray:
@@ -76,6 +78,22 @@ def test_dataset_caches_each_split_with_preprocessed_frames_and_labels(labelled_
         np.testing.assert_array_equal(arrays.images[0], preprocess_frame(read_frame(first).data))
         seen.extend(arrays.files.tolist())
     assert len(seen) == len(set(seen)) == 12
+
+
+def test_the_model_learns_what_the_frame_shows_and_photometry_floors_the_verdict(
+    labelled_folder, tmp_path
+):
+    build_dataset(labelled_folder, tmp_path, seed=0)
+    for split in SPLIT_NAMES:
+        arrays = load_split(tmp_path, split)
+        for file, label, target, floor in zip(
+            arrays.files, arrays.labels, arrays.targets, arrays.floors, strict=True
+        ):
+            grades = read_truth(labelled_folder / str(file)).grades
+            assert target == CLASS_ORDER.index(image_grade(grades)) <= label
+            # Sky brightness is measured to a few hundredths of a magnitude, so the floor holds
+            # at least its grade (transparency, measured on few stars here, may add to it).
+            assert floor >= CLASS_ORDER.index(grades["sky_brightness"])
 
 
 def test_unreadable_frame_is_reported_and_skipped(labelled_folder, tmp_path):
@@ -145,14 +163,20 @@ def test_augmentation_costs_sources_a_few_percent_of_signal_to_noise_at_most():
 
 def test_training_set_is_augmented_and_keeps_labels_while_evaluation_set_is_not():
     images = np.stack([_frame_with_trail_in_panel(p) for p in range(3)])
-    arrays = LabelledArrays(images=images, labels=np.array([0, 1, 2]), files=np.array(["a"] * 3))
+    arrays = LabelledArrays(
+        images=images,
+        labels=np.array([2, 2, 2]),
+        targets=np.array([0, 1, 2]),
+        floors=np.array([2, 2, 2]),
+        files=np.array(["a"] * 3),
+    )
     augmented, plain = (
         QualityTensorDataset(arrays, augment=True),
         QualityTensorDataset(arrays, augment=False),
     )
     for index in range(3):
-        image, label = augmented[index]
-        assert label == index == plain[index][1]
+        image, target = augmented[index]
+        assert target == index == plain[index][1]
         assert tuple(image.shape) == INPUT_SHAPE
         assert not np.array_equal(image.numpy(), images[index])
         np.testing.assert_array_equal(plain[index][0].numpy(), images[index])

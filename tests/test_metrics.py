@@ -5,12 +5,7 @@ import numpy as np
 import pytest
 
 from site_agent.fits_reader import read_frame
-from site_agent.metrics import (
-    measure_image_metrics,
-    measure_tile,
-    measured_tiles,
-    sky_brightness_mag_arcsec2,
-)
+from site_agent.metrics import measure_image_metrics, measure_tile, measured_tiles
 from tests.conftest import REAL_DATA
 
 REAL_FRAMES = sorted(REAL_DATA.glob("*/*.fits"))
@@ -107,38 +102,10 @@ def test_saturated_pixels_are_counted_and_saturated_stars_do_not_bias_the_fwhm()
     assert metrics.fwhm_arcsec == pytest.approx(4.0, rel=0.06)
 
 
-def test_transparency_compares_the_detected_with_the_expected_density():
-    image = star_field(stars=400, seed=3)
-    area_arcmin2 = image.size * 0.5**2 / 3600.0
-    true_density = 400 / area_arcmin2
-
-    clear = measure_image_metrics(
-        image,
-        pixel_scale_arcsec=0.5,
-        saturation_adu=65535.0,
-        expected_sources_per_arcmin2=true_density,
-    )
-    half = measure_image_metrics(
-        image,
-        pixel_scale_arcsec=0.5,
-        saturation_adu=65535.0,
-        expected_sources_per_arcmin2=2 * true_density,
-    )
-
-    assert clear.transparency == pytest.approx(1.0, abs=0.1)
-    assert half.transparency == pytest.approx(0.5, abs=0.05)
-
-
-def test_without_pixel_scale_or_expectation_fwhm_and_transparency_are_unknown():
-    metrics = measure_image_metrics(
-        star_field(),
-        pixel_scale_arcsec=None,
-        saturation_adu=None,
-        expected_sources_per_arcmin2=50.0,
-    )
+def test_without_pixel_scale_the_fwhm_is_unknown():
+    metrics = measure_image_metrics(star_field(), pixel_scale_arcsec=None, saturation_adu=None)
 
     assert metrics.fwhm_arcsec is None
-    assert metrics.transparency is None
     assert metrics.ellipticity is not None
     assert metrics.saturated_fraction == 0.0
 
@@ -190,15 +157,6 @@ def test_sampled_metrics_of_a_large_frame_agree_with_the_whole_frame():
     assert sampled.ellipticity == pytest.approx(np.median(whole.ellipticity), abs=0.02)
     # A measured fraction f of the frame holds a Poisson count: k / f has sigma sqrt(N / f).
     assert abs(sampled.source_count - whole.detections) < 3 * np.sqrt(whole.detections / (1 / 8))
-
-
-def test_sky_brightness_follows_from_the_zero_point():
-    # 400 ADU in 4 s on 1 arcsec2 pixels is 100 ADU/s/arcsec2: 2.5 * log10(100) = 5 mag.
-    brightness = sky_brightness_mag_arcsec2(
-        400.0, zero_point_mag=25.0, exptime_s=4.0, pixel_scale_arcsec=1.0
-    )
-
-    assert brightness == pytest.approx(20.0)
 
 
 @pytest.mark.filterwarnings("ignore::astropy.utils.exceptions.AstropyUserWarning")

@@ -7,7 +7,7 @@ import torch
 
 from protos import QualityLabel
 from site_agent.preprocess import INPUT_SHAPE
-from training.quality_net import CLASS_NAMES, QualityNet, count_parameters
+from training.quality_net import CLASS_NAMES, PanelSymmetricNet, QualityNet, count_parameters
 
 
 def test_classes_are_the_contract_labels_in_order():
@@ -53,3 +53,31 @@ def test_one_training_step_lowers_the_loss_on_a_batch():
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
+
+
+def _turn_panels(images: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
+    """Each 64x64 mosaic panel rotated (and flipped) in place, as a turned camera would see."""
+    panels = [
+        [images[:, :, r * 64 : (r + 1) * 64, c * 64 : (c + 1) * 64] for c in range(2)]
+        for r in range(2)
+    ]
+    turned = [[torch.rot90(p, turns, dims=[2, 3]) for p in row] for row in panels]
+    if flip:
+        turned = [[torch.flip(p, dims=[3]) for p in row] for row in turned]
+    return torch.cat([torch.cat(row, dim=3) for row in turned], dim=2)
+
+
+def test_the_served_net_gives_a_turned_camera_the_same_probabilities():
+    torch.manual_seed(3)
+    plain = QualityNet().eval()
+    served = PanelSymmetricNet(plain).eval()
+    frames = torch.randn(4, *INPUT_SHAPE)
+    turned = _turn_panels(frames, turns=1, flip=True)
+
+    with torch.no_grad():
+        probabilities = torch.exp(served(frames))
+        torch.testing.assert_close(probabilities.sum(dim=1), torch.ones(4))
+        torch.testing.assert_close(torch.exp(served(turned)), probabilities, atol=1e-5, rtol=0)
+        assert not torch.allclose(
+            torch.softmax(plain(turned), dim=1), torch.softmax(plain(frames), dim=1), atol=1e-3
+        )

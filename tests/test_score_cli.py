@@ -131,3 +131,38 @@ def test_installed_command_exits_non_zero_when_a_file_fails(model_dir, broken_fi
     assert completed.returncode == 1
     assert "half-written.fits" in completed.stderr and "truncated" in completed.stderr
     assert RAW_CCD.name in completed.stdout
+
+
+def test_a_calibration_adds_transparency_and_sky_brightness_to_the_table(model_dir, tmp_path):
+    from tests.test_photometry import CAMERA, observe
+    from training.simulator import ObservingConditions
+    from training.simulator.catalogue import CATALOGUE_DIR_NAME, write_calibration
+
+    frame = observe(tmp_path, ObservingConditions(seeing_fwhm_arcsec=1.8, transparency=0.6))
+    calibration = write_calibration(CAMERA, tmp_path / "photometry.json", CATALOGUE_DIR_NAME)
+
+    result = runner.invoke(
+        app,
+        ["score", "--model", str(model_dir), "--photometry", str(calibration), str(frame)],
+        env=WIDE,
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "transp." in result.stdout and "mag/″²" in result.stdout
+    (reason,) = [line for line in result.stdout.splitlines() if line.startswith(frame.name)]
+    measured = float(reason.split()[2])
+    assert measured == pytest.approx(0.6, rel=0.08)
+    assert reason.endswith("is below the 0.8 limit for good frames")
+
+
+def test_an_unusable_calibration_is_named_and_nothing_is_scored(model_dir, tmp_path):
+    calibration = tmp_path / "photometry.json"
+    calibration.write_text('{"zero_point_mag": 99}')
+
+    result = runner.invoke(
+        app, ["score", "--model", str(model_dir), "--photometry", str(calibration), str(STREAK)]
+    )
+
+    assert result.exit_code == 2
+    assert "photometry.json: not a usable photometric calibration" in result.stderr
+    assert result.stdout == ""

@@ -218,7 +218,7 @@ def metrics(**changes) -> ImageMetrics:
 
 
 def test_a_good_frame_has_no_reasons():
-    assert explain_quality(metrics(), sky_brightness_mag_arcsec2=21.0) == []
+    assert explain_quality(metrics(sky_brightness_mag_arcsec2=21.0)) == []
 
 
 def test_medium_seeing_is_judged_against_the_good_limit():
@@ -235,8 +235,12 @@ def test_medium_seeing_is_judged_against_the_good_limit():
 
 def test_bad_values_are_judged_against_the_bad_limit():
     reasons = explain_quality(
-        metrics(ellipticity=0.6, transparency=0.3, saturated_fraction=0.02),
-        sky_brightness_mag_arcsec2=17.0,
+        metrics(
+            ellipticity=0.6,
+            transparency=0.3,
+            saturated_fraction=0.02,
+            sky_brightness_mag_arcsec2=17.0,
+        )
     )
 
     assert [(r.reason, r.threshold) for r in reasons] == [
@@ -309,3 +313,12 @@ def test_every_real_frame_is_scored(model):
     for result in results:
         assert isinstance(result.outcome, FrameScore), result.outcome
         assert result.outcome.frame.file_name == result.path.name
+
+
+def test_an_uncertain_transparency_is_graded_at_its_favourable_bound():
+    certain = explain_quality(metrics(transparency=0.75, transparency_error=0.01))
+    uncertain = explain_quality(metrics(transparency=0.75, transparency_error=0.1))
+
+    assert [(r.reason, r.threshold) for r in certain] == [("transparency", 0.8)]
+    assert certain[0].message == "transparency 0.75 ± 0.01 is below the 0.8 limit for good frames"
+    assert uncertain == []

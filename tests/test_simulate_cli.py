@@ -31,7 +31,9 @@ def test_one_label_writes_only_that_folder(tmp_path):
     args = ["simulate", "--out", str(tmp_path), "--count", "1", "--label", "bad", *SMALL_FRAME]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert [p.name for p in tmp_path.iterdir()] == ["bad"]
+    # One label folder, beside the fields' catalogues and the camera's calibration.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "catalogues", "photometry.json"]
+    assert len(list((tmp_path / "catalogues").glob("*.fits"))) == 1
 
 
 def test_same_seed_writes_the_same_pixels(tmp_path):

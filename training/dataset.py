@@ -4,7 +4,12 @@ A data set starts as a folder of FITS frames in `good/`, `medium/`, `bad/` (simu
 labelled by hand). `build_dataset` reads each frame once with the site's `read_frame`,
 preprocesses it with the site's `preprocess_frame` (the one frame->tensor definition, so training
 and serving cannot drift), splits the frames 70/15/15 stratified by class with a fixed seed, and
-caches each split as one `.npz` (images, labels, file names) beside a `dataset.json` summary.
+caches each split as one `.npz` beside a `dataset.json` summary: images, labels, file names,
+the model's targets and the photometric floors. The model learns what a frame shows: a
+simulated frame's target is the grade of the criteria other than transparency and sky
+brightness (from its truth); those two are measured by the site's photometry when the folder
+has a `photometry.json` calibration, and floor the verdict (`site_agent.verdict`). A frame
+without truth keeps its folder's label as target.
 Unreadable frames are reported and skipped. `augment_mosaic` is the on-the-fly augmentation of
 the training split; it respects the mosaic layout of the preprocessed tensor.
 """
@@ -13,6 +18,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -21,6 +27,8 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from site_agent.fits_reader import FrameError, read_frame
+from site_agent.metrics import global_background
+from site_agent.photometry import PhotometricCalibration, measure_photometry
 from site_agent.preprocess import (
     PANEL_PX,
     PREPROCESS_VERSION,
@@ -29,12 +37,19 @@ from site_agent.preprocess import (
     asinh_stretch,
     preprocess_frame,
 )
+from site_agent.quality_thresholds import QualityThresholds
+from site_agent.verdict import CLASS_ORDER, image_grade, photometric_floor
 from training.quality_net import CLASS_NAMES
+from training.simulator.fitsio import read_truth, truth_path
 
 SPLIT_NAMES: tuple[str, str, str] = ("train", "val", "test")
 SPLIT_FRACTIONS: tuple[float, float, float] = (0.70, 0.15, 0.15)
 FITS_SUFFIXES: tuple[str, ...] = (".fits", ".fit", ".fts", ".fits.gz", ".fits.fz")
 SUMMARY_FILE = "dataset.json"
+CALIBRATION_FILE = "photometry.json"
+"""A data set's photometric calibration (with its catalogue folder), when it has one."""
+TARGETS_VERSION = "image-criteria-2"
+"""What the model learns: bump when the definition of targets or floors changes."""
 
 Progress = Callable[[int, int], None]
 """Called with (frames done, frames in all) while a data set is built."""
@@ -69,11 +84,23 @@ class DatasetSummary(BaseModel):
 
 @dataclass(frozen=True)
 class LabelledArrays:
-    """One cached split: images [N, 1, 128, 128] float32, labels [N] int64, files [N] str."""
+    """One cached split: images [N, 1, 128, 128] float32, and per frame (int64 class indices)
+    its label, the model's target and the photometric floor of the verdict, and its file."""
 
     images: np.ndarray
     labels: np.ndarray
+    targets: np.ndarray
+    floors: np.ndarray
     files: np.ndarray
+
+
+@dataclass(frozen=True)
+class FrameInput:
+    """What one frame gives the data set: model input, the model's target, photometric floor."""
+
+    image: np.ndarray
+    target: int | None
+    floor: int
 
 
 def list_labelled_frames(data_dir: Path) -> tuple[list[Path], np.ndarray]:
@@ -114,8 +141,11 @@ def stratified_split(
 
 
 def _fingerprint(data_dir: Path, paths: Sequence[Path], seed: int) -> str:
-    """Changes when a file is added, removed or rewritten, or the seed or preprocessing change."""
-    digest = hashlib.sha256(f"{PREPROCESS_VERSION}|{seed}".encode())
+    """Changes when a file is added, removed or rewritten, or the seed, preprocessing, targets
+    or the photometric calibration change."""
+    calibration = data_dir / CALIBRATION_FILE
+    stamp = calibration.read_text() if calibration.is_file() else ""
+    digest = hashlib.sha256(f"{PREPROCESS_VERSION}|{TARGETS_VERSION}|{seed}|{stamp}".encode())
     for path in paths:
         stat = path.stat()
         digest.update(f"|{path.relative_to(data_dir)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
@@ -136,12 +166,43 @@ def _cached_summary(cache_dir: Path, fingerprint: str) -> DatasetSummary | None:
     return summary if complete and summary.fingerprint == fingerprint else None
 
 
-def _model_input(path: Path) -> np.ndarray | str:
-    """A frame's model input, or why it cannot be read."""
+def _frame_input(path: Path, calibration: PhotometricCalibration | None) -> FrameInput | str:
+    """A frame's model input, target and photometric floor, or why it cannot be read.
+
+    A simulated frame (truth beside it) teaches the model the grade of the criteria it can see;
+    a frame without truth, its folder's label (None here). With a calibration, the floor is what
+    the site's photometry grades it, as `site_agent.scoring` does."""
     try:
-        return preprocess_frame(read_frame(path).data)
+        frame = read_frame(path)
     except FrameError as exc:
         return str(exc)
+    target = None
+    if truth_path(path).is_file():
+        target = CLASS_ORDER.index(image_grade(read_truth(path).grades))
+    floor = 0
+    if calibration is not None:
+        measured = measure_photometry(
+            frame.data,
+            frame.header,
+            frame.wcs,
+            background_adu=global_background(frame.data)[0],
+            pixel_scale_arcsec=frame.pixel_scale_arcsec,
+            saturation_adu=frame.saturation_adu or float(np.nanmax(frame.data)) + 1.0,
+            calibration=calibration,
+        )
+        grade = photometric_floor(
+            measured.transparency,
+            measured.transparency_error,
+            measured.sky_brightness_mag_arcsec2,
+            QualityThresholds(),
+        )
+        floor = CLASS_ORDER.index(grade)
+    return FrameInput(image=preprocess_frame(frame.data), target=target, floor=floor)
+
+
+def _calibration_of(data_dir: Path) -> PhotometricCalibration | None:
+    path = data_dir / CALIBRATION_FILE
+    return PhotometricCalibration.load(path) if path.is_file() else None
 
 
 def build_dataset(
@@ -159,24 +220,34 @@ def build_dataset(
     cached = _cached_summary(cache_dir, fingerprint)
     if cached is not None:
         return cached
-    images: list[np.ndarray] = []
+    calibration = _calibration_of(data_dir)
+    read = partial(_frame_input, calibration=calibration)
+    frames: list[FrameInput] = []
     kept: list[int] = []
     skipped: list[SkippedFrame] = []
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        inputs = map(_model_input, paths)
+        inputs = map(read, paths)
         if jobs > 1:
-            inputs = pool.map(_model_input, paths, chunksize=16)
-        for done, (path, image) in enumerate(zip(paths, inputs, strict=True), start=1):
-            if isinstance(image, str):
-                skipped.append(SkippedFrame(path=str(path.relative_to(data_dir)), reason=image))
+            inputs = pool.map(read, paths, chunksize=16)
+        for done, (path, frame) in enumerate(zip(paths, inputs, strict=True), start=1):
+            if isinstance(frame, str):
+                skipped.append(SkippedFrame(path=str(path.relative_to(data_dir)), reason=frame))
             else:
-                images.append(image)
+                frames.append(frame)
                 kept.append(done - 1)
             if progress is not None:
                 progress(done, len(paths))
     kept_labels = labels[kept]
+    targets = np.array(
+        [
+            label if frame.target is None else frame.target
+            for frame, label in zip(frames, kept_labels, strict=True)
+        ],
+        dtype=np.int64,
+    )
+    floors = np.array([f.floor for f in frames], dtype=np.int64)
     kept_files = np.array([str(paths[i].relative_to(data_dir)) for i in kept])
-    stacked = np.stack(images).astype(np.float32)
+    stacked = np.stack([f.image for f in frames]).astype(np.float32)
     cache_dir.mkdir(parents=True, exist_ok=True)
     split_counts: dict[str, dict[str, int]] = {}
     for split, indices in stratified_split(kept_labels, seed).items():
@@ -184,6 +255,8 @@ def build_dataset(
             _split_path(cache_dir, split),
             images=stacked[indices],
             labels=kept_labels[indices],
+            targets=targets[indices],
+            floors=floors[indices],
             files=kept_files[indices],
         )
         counts = np.bincount(kept_labels[indices], minlength=len(CLASS_NAMES))
@@ -206,7 +279,11 @@ def load_split(cache_dir: Path, split: str) -> LabelledArrays:
     """One cached split, fully in memory."""
     with np.load(_split_path(cache_dir, split)) as arrays:
         return LabelledArrays(
-            images=arrays["images"], labels=arrays["labels"], files=arrays["files"]
+            images=arrays["images"],
+            labels=arrays["labels"],
+            targets=arrays["targets"],
+            floors=arrays["floors"],
+            files=arrays["files"],
         )
 
 
@@ -274,7 +351,7 @@ class QualityTensorDataset(torch.utils.data.Dataset):
 
     def __init__(self, arrays: LabelledArrays, augment: bool, seed: int = 0) -> None:
         self.images = arrays.images
-        self.labels = arrays.labels
+        self.labels = arrays.targets
         self.augment = augment
         self.rng = np.random.default_rng(seed)
 

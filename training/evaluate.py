@@ -269,10 +269,11 @@ class ModelCard(BaseModel):
         return f"""# Model card: {self.model_name} v{self.model_version}
 
 ## Model
-Frame-quality classifier (`training.quality_net.QualityNet`): input float32 `[N, 1, 128, 128]`
-from `site_agent.preprocess.preprocess_frame` (version `{self.preprocess_version}`), output
-logits over `{", ".join(self.data.class_names)}`. {self.parameters:,} parameters,
-TorchScript file {self.model_size_bytes / 1e6:.2f} MB.
+Frame-quality classifier (`training.quality_net.QualityNet`, served as `PanelSymmetricNet`: the
+mean of its probabilities over the eight rotations and flips of each mosaic panel): input
+float32 `[N, 1, 128, 128]` from `site_agent.preprocess.preprocess_frame` (version
+`{self.preprocess_version}`), output log-probabilities over `{", ".join(self.data.class_names)}`.
+{self.parameters:,} parameters, TorchScript file {self.model_size_bytes / 1e6:.2f} MB.
 
 ## Data
 Source: `{self.data.source_dir}` ({self.data.frames} frames read, {len(self.data.skipped)}
@@ -288,6 +289,9 @@ split with seed {self.data.seed}.
 (validation accuracy {self.validation_accuracy:.1%}). Hyperparameters: {hyper}.
 Reproduce with:{command}
 ## Test-split metrics (never trained on)
+Scored as a site scores: the model (averaged over the eight rotations and flips of its input)
+floored by the photometry of each frame where the data set has a calibration and catalogues
+(`site_agent/verdict.py`), against the frames' labels.
 Accuracy {self.test.accuracy:.2%} on {self.test.frames} frames; expected calibration error
 {self.test.expected_calibration_error:.4f} ({self.test.calibration_bins} bins).
 
@@ -303,9 +307,10 @@ Confusion matrix (rows true, columns predicted): `{self.test.confusion_matrix}`.
   artefacts the simulator does not model may be scored differently. Check on labelled real
   frames before trusting the verdicts, and retrain when the thresholds change.
 - One frame does not show how much light clouds took or how bright the sky is: the
-  preprocessing measures every frame in units of its own background noise, so a dimmed or
-  noisier star field looks like a naturally sparser one. Frames whose only fault is
-  transparency or sky brightness are recognised little better than by chance (table above);
-  the site's metrics, which know a zero point and the expected source density, must judge them.
+  preprocessing measures every frame in units of its own background noise. The model is
+  trained on the criteria a picture shows (seeing, trailing, focus, satellite trails,
+  saturation); transparency and sky brightness come from the site's photometry, which needs
+  the camera's calibration and a catalogue of the field. Without them a frame whose only fault
+  is transparency or sky brightness is graded good.
 - The model sees only the preprocessed mosaic; the site's measured metrics explain its verdict.
 """

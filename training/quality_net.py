@@ -12,8 +12,14 @@ BatchNorm, ReLU, 2x2 max pooling), with two changes:
   average- and max-pooled separately, which keeps *which view* a feature came from (the reduced
   full frame or a native-resolution star crop) and drops *where* in the view it was.
 The result has ~58 k parameters (0.3 MB as TorchScript) and is TorchScript-able.
+
+`PanelSymmetricNet` is what sites run: the trained net applied to the eight rotations and flips
+of every panel (each turned in place, as the training augmentation does) and its class
+probabilities averaged. The sky has no preferred orientation, so the eight views are equally
+valid; averaging them removes the net's residual orientation bias (test-time augmentation).
 """
 
+import math
 from itertools import pairwise
 
 import torch
@@ -71,6 +77,31 @@ class QualityNet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(images))
+
+
+class PanelSymmetricNet(nn.Module):
+    """`net` averaged over the 8 dihedral views of every mosaic panel: log-probabilities out."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.panels_per_side = MOSAIC_PANELS_PER_SIDE
+        self.panel_px = PANEL_PX
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        count, side, panel = images.shape[0], self.panels_per_side, self.panel_px
+        panels = images.reshape(count, 1, side, panel, side, panel).permute(0, 1, 2, 4, 3, 5)
+        views: list[torch.Tensor] = []
+        for turns in range(4):
+            turned = torch.rot90(panels, turns, dims=[4, 5])
+            views.append(turned)
+            views.append(torch.flip(turned, dims=[5]))
+        batch = torch.cat(
+            [view.permute(0, 1, 2, 4, 3, 5).reshape(images.shape) for view in views], dim=0
+        )
+        log_probabilities = torch.log_softmax(self.net(batch), dim=1)
+        stacked = log_probabilities.reshape(len(views), count, log_probabilities.shape[1])
+        return torch.logsumexp(stacked, dim=0) - math.log(len(views))
 
 
 def count_parameters(model: nn.Module) -> int:

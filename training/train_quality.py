@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from protos import QualityLabel
+from site_agent.verdict import CLASS_ORDER, floored_probabilities
 from training.config import QualityTrainingSettings
 from training.dataset import (
     LabelledArrays,
@@ -40,7 +41,7 @@ from training.evaluate import (
     recall_by_cause,
 )
 from training.export import ExportedModel, export_to_repository
-from training.quality_net import CLASS_NAMES, QualityNet, count_parameters
+from training.quality_net import CLASS_NAMES, PanelSymmetricNet, QualityNet, count_parameters
 from training.simulator.dataset import write_mixed_set
 from training.simulator.fitsio import read_truth, truth_path
 
@@ -285,6 +286,16 @@ def _simulate_if_missing(settings: QualityTrainingSettings, progress: RunProgres
     )
 
 
+def verdict_probabilities(model_probabilities: np.ndarray, floors: np.ndarray) -> np.ndarray:
+    """The site's verdict on each frame: the model's probabilities floored by photometry."""
+    return np.stack(
+        [
+            floored_probabilities(row, CLASS_ORDER[floor])
+            for row, floor in zip(model_probabilities, floors, strict=True)
+        ]
+    )
+
+
 def _recall_by_simulated_cause(
     data_dir: Path, split: LabelledArrays, probabilities: np.ndarray
 ) -> list[CauseRecall]:
@@ -326,11 +337,20 @@ def run_quality_training(
     else:
         fit = train_locally(settings, on_epoch)
     test = load_split(settings.dataset_dir, "test")
-    probabilities = predict_probabilities(fit.model, test.images)
+    served = PanelSymmetricNet(fit.model).eval()  # what sites run: see training/quality_net.py
+    model_probabilities = predict_probabilities(served, test.images)
+    probabilities = verdict_probabilities(model_probabilities, test.floors)
     evaluation = evaluate_predictions(test.labels, probabilities, CLASS_NAMES)
-    tell("evaluate", 1, 1, f"test accuracy {evaluation.accuracy:.1%}")
+    model_accuracy = float(np.mean(model_probabilities.argmax(axis=1) == test.targets))
+    tell(
+        "evaluate",
+        1,
+        1,
+        f"test accuracy {evaluation.accuracy:.1%} (model alone on its targets "
+        f"{model_accuracy:.1%})",
+    )
     exported = export_to_repository(
-        fit.model,
+        served,
         settings.model_repository_dir,
         settings.model_version,
         verification_batch=test.images[:8],

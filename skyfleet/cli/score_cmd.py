@@ -35,6 +35,12 @@ def score(
     saturation_adu: float | None = typer.Option(
         None, "--saturation", min=1.0, help="Saturation level in ADU (default: from the header)."
     ),
+    photometry_file: Path | None = typer.Option(
+        None,
+        "--photometry",
+        help="The camera's photometric calibration (JSON/TOML): adds transparency from "
+        "catalogue stars and sky brightness, which floor the verdict.",
+    ),
 ) -> None:
     """Score FITS frames: label, confidence, probabilities, image metrics and reasons.
 
@@ -50,12 +56,16 @@ def score(
         raise typer.Exit(code=2)
 
     from protos import FrameRejected  # torch, astropy and sep load here, not for every command
+    from site_agent.photometry import PhotometricCalibration, PhotometryError
     from site_agent.quality_model import ModelLoadError, QualityModel
     from site_agent.scoring import score_files
 
     try:
         model = QualityModel.load(model_dir)
-    except ModelLoadError as exc:
+        photometry = (
+            PhotometricCalibration.load(photometry_file) if photometry_file is not None else None
+        )
+    except (ModelLoadError, PhotometryError) as exc:
         errors.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(code=2) from exc
 
@@ -67,6 +77,7 @@ def score(
         site_id=site_id,
         pixel_scale_arcsec=pixel_scale_arcsec,
         saturation_adu=saturation_adu,
+        photometry=photometry,
     ):
         if isinstance(result.outcome, FrameRejected):
             failed += 1
@@ -83,14 +94,18 @@ def score(
 
 def _print_scores(scores: list["FrameScore"], model_name: str) -> None:
     """A table of verdicts and metrics, one row per frame, then each frame's reasons."""
-    show_transparency = any(item.metrics.transparency is not None for item in scores)
+    show_photometry = any(
+        item.metrics.transparency is not None or item.metrics.sky_brightness_mag_arcsec2
+        for item in scores
+    )
     table = Table(title=f"Frame quality (model {model_name})", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("file", overflow="fold", min_width=12)
     table.add_column("verdict\n[dim]good medium bad[/]")
     for column in ("FWHM″", "ellip.", "sources", "bkg ADU", "sat."):
         table.add_column(column, justify="right")
-    if show_transparency:
+    if show_photometry:
         table.add_column("transp.", justify="right")
+        table.add_column("sky\nmag/″²", justify="right")
     for item in scores:
         metrics, p = item.metrics, item.probabilities
         row = [
@@ -103,8 +118,12 @@ def _print_scores(scores: list["FrameScore"], model_name: str) -> None:
             f"{metrics.background_adu:.0f}±{metrics.background_rms_adu:.1f}",
             f"{metrics.saturated_fraction:.1%}",
         ]
-        if show_transparency:
-            row.append(_optional(metrics.transparency, "{:.2f}"))
+        if show_photometry:
+            transparency = _optional(metrics.transparency, "{:.2f}")
+            if metrics.transparency_error is not None:
+                transparency += f"±{metrics.transparency_error:.2f}"
+            row.append(transparency)
+            row.append(_optional(metrics.sky_brightness_mag_arcsec2, "{:.2f}"))
         table.add_row(*row)
     console.print(table)
     for item in scores:

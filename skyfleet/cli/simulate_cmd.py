@@ -139,6 +139,10 @@ def _write_labelled(
         table.add_row(label.value, str(written[label.value]), str(out / label.value))
     table.add_row("total", str(sum(written.values())), str(out), style="bold")
     console.print(table)
+    console.print(
+        f"Field catalogues in {out / 'catalogues'}, the camera's calibration in "
+        f"{out / 'photometry.json'} (skyfleet score --photometry)."
+    )
 
 
 def _write_pairs(

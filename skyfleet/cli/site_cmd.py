@@ -45,6 +45,7 @@ def _exit_now(deadline_s: float) -> None:
 async def _run_agent(settings: SiteAgentSettings) -> None:
     # torch loads here, not for every CLI command
     from site_agent.agent import SiteAgent
+    from site_agent.photometry import PhotometryError
     from site_agent.quality_model import ModelLoadError
 
     stop = asyncio.Event()
@@ -55,6 +56,9 @@ async def _run_agent(settings: SiteAgentSettings) -> None:
         await SiteAgent(settings).run(stop)
     except ModelLoadError as exc:
         console.print(f"[red]error:[/] cannot load the quality model: {exc}")
+        raise typer.Exit(code=1) from None
+    except PhotometryError as exc:
+        console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(code=1) from None
 
 
@@ -78,6 +82,9 @@ def run(
     ),
     model_dir: Path | None = typer.Option(
         None, "--model-dir", help="Quality model repository folder."
+    ),
+    photometry: Path | None = typer.Option(
+        None, "--photometry", help="Photometric calibration file (transparency, sky brightness)."
     ),
     metrics_port: int | None = typer.Option(
         None, "--metrics-port", help="Serve /metrics on this port."
@@ -107,6 +114,7 @@ def run(
         hub_leaf_url=hub_leaf_url,
         triton_url=triton_url,
         model_dir=model_dir,
+        photometry_file=photometry,
         metrics_port=metrics_port,
         heartbeat_interval_s=heartbeat_interval_s,
         settle_s=settle_s,

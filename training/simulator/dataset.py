@@ -17,6 +17,12 @@ import numpy as np
 from protos import QualityLabel, SiteLocation
 from site_agent.quality_thresholds import QualityThresholds
 from training.simulator.camera import SimCamera
+from training.simulator.catalogue import (
+    CALIBRATION_FILE_NAME,
+    CATALOGUE_DIR_NAME,
+    write_calibration,
+    write_field_catalogue,
+)
 from training.simulator.conditions import sample_conditions
 from training.simulator.fitsio import write_frame
 from training.simulator.frame import SimulatedFrame, simulate_frame
@@ -31,6 +37,9 @@ NIGHT_HOURS = 9.0
 """Length of one simulated observing night; the next starts a day after the first."""
 MAX_ATTEMPTS = 10
 """Draws tried before giving up on a label the camera cannot produce."""
+
+CATALOGUE_STREAM = 1_000_003
+"""Third seed element of the random stream of a frame's catalogue errors."""
 
 MIXED_SHARE_PER_CLASS = 25
 """Frames per label one process writes at a time in a mixed set; fixed, so the set is the same
@@ -96,10 +105,13 @@ def write_labelled_set(
     """Write `per_class` frames of each label into `out_dir/<label>/`; return their paths.
 
     Labels alternate through the night, so no class is tied to a time or a part of the sky.
+    The catalogue of each frame's field goes to `out_dir/catalogues/` and the camera's
+    photometric calibration to `out_dir/photometry.json` (see `training.simulator.catalogue`).
     `progress(path, truth)` is called after each frame is written.
     """
     count = per_class * len(labels)
     paths = []
+    write_calibration(camera, out_dir / CALIBRATION_FILE_NAME, CATALOGUE_DIR_NAME)
     times = exposure_starts(start, count, camera.exptime_s + OVERHEAD_S)
     for index, date_obs in enumerate(times):
         label = labels[index % len(labels)]
@@ -115,6 +127,8 @@ def write_labelled_set(
         )
         name = f"{site_name}-{date_obs:%Y%m%dT%H%M%S}.fits"
         path = write_frame(frame, out_dir / label.value / name)
+        catalogue_rng = np.random.default_rng([seed, index, CATALOGUE_STREAM])
+        write_field_catalogue(frame, out_dir / CATALOGUE_DIR_NAME, catalogue_rng)
         paths.append(path)
         if progress is not None:
             progress(path, frame.truth)

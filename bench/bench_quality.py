@@ -4,10 +4,11 @@
 40) on each of four square cameras (256, 512, 1024 and 2048 px), with seeds the shipped model's
 training set did not use, each with its field's catalogue and the camera's calibration, and
 scores every file with the site's own `score_frame`:
-- the verdict: the shipped model floored by photometry (transparency and sky brightness),
-  against each frame's true label;
-- the model alone (no calibration) against the grade of the criteria a picture shows (seeing,
-  trailing, focus, satellite trails, saturation), which is what it was trained to see.
+- the verdict: the shipped model floored by what the site measures (transparency and sky
+  brightness from photometry, satellite trails counted on the pixels), against each frame's
+  true label;
+- the model alone against the grade of the criteria a picture shows (seeing, trailing, focus,
+  satellite trails, saturation), which is what it was trained to see.
 It prints accuracy and recall per class overall and per camera, and the confusion matrix.
 """
 
@@ -22,6 +23,7 @@ from rich.table import Table
 
 from site_agent.fits_reader import read_frame
 from site_agent.photometry import PhotometricCalibration
+from site_agent.preprocess import preprocess_frame
 from site_agent.quality_model import QualityModel
 from site_agent.scoring import score_frame
 from site_agent.settings import DEFAULT_MODEL_DIR
@@ -65,14 +67,14 @@ def main() -> None:
                 truth = read_truth(path)
                 frame = read_frame(path)
                 verdict = score_frame(frame, model, site_id="bench", photometry=calibration)
-                alone = score_frame(frame, model, site_id="bench")
+                alone = model.predict(preprocess_frame(frame.data)[np.newaxis])[0]
                 rows.append(
                     (
                         truth.camera.width_px,
                         CLASS_ORDER.index(truth.label),
                         CLASS_ORDER.index(verdict.label),
                         CLASS_ORDER.index(image_grade(truth.grades)),
-                        CLASS_ORDER.index(alone.label),
+                        int(np.argmax(alone)),
                     )
                 )
     table_rows = np.array(rows)

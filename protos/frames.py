@@ -74,6 +74,9 @@ class ImageMetrics(ContractModel):
     )
     source_count: int = Field(ge=0)
     saturated_fraction: float = Field(ge=0.0, le=1.0, description="Fraction of saturated pixels.")
+    satellite_trails: int | None = Field(
+        default=None, ge=0, description="Straight trails crossing the frame (Hough transform)."
+    )
     transparency: float | None = Field(
         default=None,
         ge=0.0,

@@ -1,9 +1,10 @@
 """Physical image metrics of a frame, measured with sep (Source Extractor as a library).
 
 `measure_image_metrics` returns the `ImageMetrics` that go on the wire: sky background level and
-noise, median stellar FWHM and ellipticity, source count and saturated fraction. It is a pure
-function of the pixels (transparency and sky brightness need the site's calibration and a star
-catalogue: `site_agent.photometry`).
+noise, median stellar FWHM and ellipticity, source count, saturated fraction and the satellite
+trails crossing the frame (`site_agent.trails`). It is a pure function of the pixels
+(transparency and sky brightness need the site's calibration and a star catalogue:
+`site_agent.photometry`).
 
 To stay within the site's time budget (a 4096x4096 frame scored in well under 0.5 s on two
 cores, model included), a large frame is measured on a representative subset:
@@ -18,7 +19,9 @@ cores, model included), a large frame is measured on a representative subset:
   boxes) and `sep.extract` (1.5 sigma, 5 pixels, the SExtractor defaults). The source count is
   scaled from the measured area to the whole frame, with a Poisson error of sqrt(N / f) for N
   sources and a measured fraction f;
-- saturated fraction: counted exactly over every pixel (one comparison pass).
+- saturated fraction: counted exactly over every pixel (one comparison pass);
+- satellite trails: on the frame block-averaged to at most 192 px a side (frames of 384 px and
+  more).
 
 Stars for the PSF are unflagged (isolated, not truncated) detections with a peak of at least
 `STAR_MIN_PEAK_SIGMA` sigma and below `LINEARITY_FRACTION` of saturation. Each star's FWHM is
@@ -37,6 +40,7 @@ import numpy as np
 import sep
 
 from protos import ImageMetrics
+from site_agent.trails import count_trails
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +105,7 @@ def measure_image_metrics(
         ellipticity=float(np.clip(np.median(ellipticity), 0.0, 1.0)) if has_psf else None,
         source_count=source_count,
         saturated_fraction=saturated_fraction(data, saturation_adu),
+        satellite_trails=count_trails(data, saturation_adu or math.inf),
     )
 
 

@@ -2,9 +2,9 @@
 
 `explain_quality` grades each measured criterion with `QualityThresholds` (the one table, in
 `site_agent.quality_thresholds`) and returns one `QualityReason` for every criterion that is not
-good: seeing (FWHM), trailing (ellipticity), saturation and, when the site's photometry measured
-them, transparency and sky brightness. A medium value is reported against the good limit, a bad
-one against the bad limit, each with a sentence an observer can act on.
+good: seeing (FWHM), trailing (ellipticity), saturation, satellite trails and, when the site's
+photometry measured them, transparency and sky brightness. A medium value is reported against
+the good limit, a bad one against the bad limit, each with a sentence an observer can act on.
 """
 
 from dataclasses import dataclass
@@ -50,6 +50,12 @@ def explain_quality(
             "saturated fraction",
             metrics.saturated_fraction,
             thresholds.saturated_fraction,
+        ),
+        _Criterion(
+            "artefacts",
+            "satellite trails",
+            metrics.satellite_trails,
+            thresholds.satellite_trails,
         ),
         _Criterion(
             "background",

@@ -1,8 +1,8 @@
 """Scoring frames: the quality verdict on one frame, and on a batch of files that never stops.
 
 `score_frame` runs the site's quality path on a frame already read: the one preprocessing, the
-model, the image metrics, the photometry (with the site's calibration) that floors the model's
-verdict, and the physical reasons, and returns the `FrameScore` message.
+model, the image metrics and the photometry (with the site's calibration) whose grades floor the
+model's verdict, and the physical reasons, and returns the `FrameScore` message.
 `score_files` reads and scores files one after another and turns every unreadable or invalid
 file into a `FrameRejected` message instead of an exception, so one bad file never stops a
 batch.
@@ -30,7 +30,7 @@ from site_agent.photometry import PhotometricCalibration, measure_photometry
 from site_agent.preprocess import preprocess_frame
 from site_agent.quality_reasons import explain_quality
 from site_agent.quality_thresholds import QualityThresholds
-from site_agent.verdict import CLASS_ORDER, floored_probabilities, photometric_floor
+from site_agent.verdict import CLASS_ORDER, floored_probabilities, measured_floor
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +79,11 @@ def score_frame(
     metrics = measure_image_metrics(frame.data, pixel_scale_arcsec=scale, saturation_adu=saturation)
     if photometry is not None:
         metrics = with_photometry(metrics, frame, photometry, scale, saturation)
-    floor = photometric_floor(
+    floor = measured_floor(
         metrics.transparency,
         metrics.transparency_error,
         metrics.sky_brightness_mag_arcsec2,
+        metrics.satellite_trails,
         thresholds,
     )
     probabilities = floored_probabilities(probabilities, floor)

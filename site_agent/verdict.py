@@ -1,9 +1,10 @@
-"""The quality verdict: the model's class probabilities, floored by what photometry measured.
+"""The quality verdict: the model's class probabilities, floored by what the site measured.
 
 The CNN sees the frame's shape (seeing, trailing, focus, satellite trails, saturation) but not
 how much starlight came through or how bright the sky was: its input is normalised. Those two
-criteria are measured against the site's calibration (`site_agent.photometry`) and graded with
-the fleet's thresholds; a frame is never better than its measured grades. Given a floor, a
+criteria are measured against the site's calibration (`site_agent.photometry`), and the
+satellite trails are also counted on the pixels (`site_agent.trails`); each is graded with the
+fleet's thresholds and a frame is never better than its measured grades. Given a floor, a
 class better than the floor becomes the floor: the verdict's probabilities move the model's
 belief in the better classes onto the floor class, and the label is the most probable class.
 """
@@ -18,15 +19,18 @@ PHOTOMETRIC_CRITERIA = frozenset({"transparency", "sky_brightness"})
 """Criteria (names in `QualityThresholds`) graded from photometry, not by the model."""
 
 
-def photometric_floor(
+def measured_floor(
     transparency: float | None,
     transparency_error: float | None,
     sky_brightness_mag_arcsec2: float | None,
+    satellite_trails: int | None,
     thresholds: QualityThresholds,
 ) -> QualityLabel:
-    """The worst grade of the measured transparency (at its favourable 1-sigma bound) and sky
-    brightness; good where unknown."""
+    """The worst grade of the measured transparency (at its favourable 1-sigma bound), sky
+    brightness and satellite trails; good where unknown."""
     grades = []
+    if satellite_trails is not None:
+        grades.append(thresholds.satellite_trails.grade(satellite_trails))
     if transparency is not None:
         limit = thresholds.transparency
         grades.append(limit.grade(favourable_bound(transparency, transparency_error, limit)))

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 from site_agent.fits_reader import FrameError, read_frame
 from site_agent.metrics import global_background
-from site_agent.photometry import PhotometricCalibration, measure_photometry
+from site_agent.photometry import PhotometricCalibration, PhotometryResult, measure_photometry
 from site_agent.preprocess import (
     PANEL_PX,
     PREPROCESS_VERSION,
@@ -38,7 +38,9 @@ from site_agent.preprocess import (
     preprocess_frame,
 )
 from site_agent.quality_thresholds import QualityThresholds
-from site_agent.verdict import CLASS_ORDER, image_grade, photometric_floor
+from site_agent.scoring import DEFAULT_SATURATION_ADU
+from site_agent.trails import count_trails
+from site_agent.verdict import CLASS_ORDER, image_grade, measured_floor
 from training.quality_net import CLASS_NAMES
 from training.simulator.fitsio import read_truth, truth_path
 
@@ -48,7 +50,7 @@ FITS_SUFFIXES: tuple[str, ...] = (".fits", ".fit", ".fts", ".fits.gz", ".fits.fz
 SUMMARY_FILE = "dataset.json"
 CALIBRATION_FILE = "photometry.json"
 """A data set's photometric calibration (with its catalogue folder), when it has one."""
-TARGETS_VERSION = "image-criteria-2"
+TARGETS_VERSION = "image-criteria-3"
 """What the model learns: bump when the definition of targets or floors changes."""
 
 Progress = Callable[[int, int], None]
@@ -167,11 +169,12 @@ def _cached_summary(cache_dir: Path, fingerprint: str) -> DatasetSummary | None:
 
 
 def _frame_input(path: Path, calibration: PhotometricCalibration | None) -> FrameInput | str:
-    """A frame's model input, target and photometric floor, or why it cannot be read.
+    """A frame's model input, target and measured floor, or why it cannot be read.
 
     A simulated frame (truth beside it) teaches the model the grade of the criteria it can see;
-    a frame without truth, its folder's label (None here). With a calibration, the floor is what
-    the site's photometry grades it, as `site_agent.scoring` does."""
+    a frame without truth, its folder's label (None here). The floor is what the site measures
+    (satellite trails; with a calibration, transparency and sky brightness), as
+    `site_agent.scoring` does."""
     try:
         frame = read_frame(path)
     except FrameError as exc:
@@ -179,7 +182,8 @@ def _frame_input(path: Path, calibration: PhotometricCalibration | None) -> Fram
     target = None
     if truth_path(path).is_file():
         target = CLASS_ORDER.index(image_grade(read_truth(path).grades))
-    floor = 0
+    saturation = frame.saturation_adu or DEFAULT_SATURATION_ADU
+    measured = PhotometryResult()
     if calibration is not None:
         measured = measure_photometry(
             frame.data,
@@ -187,16 +191,17 @@ def _frame_input(path: Path, calibration: PhotometricCalibration | None) -> Fram
             frame.wcs,
             background_adu=global_background(frame.data)[0],
             pixel_scale_arcsec=frame.pixel_scale_arcsec,
-            saturation_adu=frame.saturation_adu or float(np.nanmax(frame.data)) + 1.0,
+            saturation_adu=saturation,
             calibration=calibration,
         )
-        grade = photometric_floor(
-            measured.transparency,
-            measured.transparency_error,
-            measured.sky_brightness_mag_arcsec2,
-            QualityThresholds(),
-        )
-        floor = CLASS_ORDER.index(grade)
+    grade = measured_floor(
+        measured.transparency,
+        measured.transparency_error,
+        measured.sky_brightness_mag_arcsec2,
+        count_trails(frame.data, saturation),
+        QualityThresholds(),
+    )
+    floor = CLASS_ORDER.index(grade)
     return FrameInput(image=preprocess_frame(frame.data), target=target, floor=floor)
 
 

@@ -163,3 +163,17 @@ def test_a_floor_moves_the_better_classes_onto_it():
     np.testing.assert_allclose(
         floored_probabilities(probabilities, QualityLabel.GOOD), probabilities
     )
+
+
+def test_an_agent_refuses_to_start_with_an_unusable_calibration(tmp_path):
+    from site_agent.agent import SiteAgent
+    from site_agent.settings import SiteAgentSettings
+
+    calibration = tmp_path / "photometry.toml"
+    calibration.write_text("zero_point_mag = 24.2\nbias = 1000\n")  # "bias" is not a field
+    settings = SiteAgentSettings(
+        watch_dir=tmp_path / "incoming", work_dir=tmp_path / "work", photometry_file=calibration
+    )
+
+    with pytest.raises(PhotometryError, match=r"(?s)photometry\.toml.*bias"):
+        SiteAgent(settings)

@@ -287,7 +287,7 @@ def _simulate_if_missing(settings: QualityTrainingSettings, progress: RunProgres
 
 
 def verdict_probabilities(model_probabilities: np.ndarray, floors: np.ndarray) -> np.ndarray:
-    """The site's verdict on each frame: the model's probabilities floored by photometry."""
+    """The site's verdict on each frame: the model's probabilities floored by what it measured."""
     return np.stack(
         [
             floored_probabilities(row, CLASS_ORDER[floor])

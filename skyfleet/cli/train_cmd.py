@@ -18,7 +18,7 @@ app = typer.Typer(help="Train fleet models on Ray Train.", no_args_is_help=True)
 STAGE_NAMES = {
     "simulate": "Simulating frames",
     "dataset": "Preprocessing frames",
-    "train": "Training on Ray",
+    "train": "Training",
     "evaluate": "Evaluating on test split",
     "export": "Exporting model",
 }

@@ -9,6 +9,7 @@ and bias frames would have told the site about the camera.
 """
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,7 @@ def write_calibration(camera: SimCamera, path: Path, catalogue_dir: str) -> Path
     """Write the camera's calibration as JSON, its catalogue folder relative to the file."""
     calibration = camera_calibration(camera, Path(catalogue_dir))
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{id(calibration)}.part")
+    partial = path.with_name(f".{path.name}.{os.getpid()}.part")  # processes share the file
     partial.write_text(json.dumps(calibration.model_dump(mode="json"), indent=2))
     partial.replace(path)
     return path

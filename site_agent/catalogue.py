@@ -14,6 +14,7 @@ the file and the problem, a field without a file has no catalogue (None).
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,8 @@ from astropy.wcs import WCS
 
 CATALOGUE_SUFFIX = ".fits"
 COLUMNS = ("RA", "DEC", "MAG")
+CACHED_CATALOGUES = 32
+"""Field catalogues kept in memory (a few MB each at most)."""
 MAX_STARS = 2_000_000
 """Larger tables are refused: a field extract this big is a mistake, not a catalogue."""
 _UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9_.+-]")
@@ -107,8 +110,21 @@ def read_catalogue(path: Path) -> ReferenceCatalogue:
 
 
 def find_catalogue(directory: Path, object_name: str | None) -> ReferenceCatalogue | None:
-    """The catalogue of field `object_name` in `directory`, or None if the site has none."""
+    """The catalogue of field `object_name` in `directory`, or None if the site has none.
+
+    A field's table is read once while its file is unchanged: a site revisits its fields all
+    night."""
     if not object_name:
         return None
     path = directory / catalogue_file_name(object_name)
-    return read_catalogue(path) if path.is_file() else None
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return _read_unchanged(path, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=CACHED_CATALOGUES)
+def _read_unchanged(path: Path, mtime_ns: int, size: int) -> ReferenceCatalogue:
+    """`read_catalogue`, remembered by the file's modification time and size."""
+    return read_catalogue(path)

@@ -30,6 +30,7 @@ from astropy.wcs import WCS
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from site_agent.catalogue import CatalogueError, find_catalogue
+from site_agent.fits_reader import Frame
 from site_agent.starlight import MIN_STARS, Starlight, starlight_transparency
 
 log = logging.getLogger(__name__)
@@ -94,34 +95,40 @@ class PhotometryResult:
     note: str | None = None
 
 
-def exposure_of(header: fits.Header) -> Exposure | str:
-    """The exposure facts of a header, or what is missing."""
-    numbers: dict[str, float | None] = {}
-    for key in ("EXPTIME", "GAIN", "AIRMASS"):
-        value = header.get(key)
-        try:
-            number = float(value) if value is not None else math.nan
-        except (TypeError, ValueError):
-            number = math.nan
-        numbers[key] = number if math.isfinite(number) and number > 0 else None
-    exptime, gain = numbers["EXPTIME"], numbers["GAIN"]
-    if exptime is None or gain is None:
-        missing = [key for key in ("EXPTIME", "GAIN") if numbers[key] is None]
+def exposure_of(frame: Frame) -> Exposure | str:
+    """The exposure facts of a frame (EXPTIME and FILTER as `read_frame` parsed them, GAIN,
+    AIRMASS and OBJECT from its header), or what is missing."""
+    exptime = frame.identity.exptime_s
+    gain = _positive_number(frame.header, "GAIN")
+    if not exptime or gain is None:
+        missing = [key for key, value in (("EXPTIME", exptime), ("GAIN", gain)) if not value]
         return f"no usable {' or '.join(missing)} in the header"
-    airmass = numbers["AIRMASS"]
+    airmass = _positive_number(frame.header, "AIRMASS")
+    object_name = frame.header.get("OBJECT")
     return Exposure(
         exptime_s=exptime,
         gain_e_per_adu=gain,
         airmass=airmass if airmass is not None and airmass >= 1.0 else None,
-        filter_name=str(header["FILTER"]).strip() if header.get("FILTER") else None,
-        object_name=str(header["OBJECT"]).strip() if header.get("OBJECT") else None,
+        filter_name=frame.identity.filter,
+        object_name=str(object_name).strip() if object_name else None,
     )
 
 
+def _positive_number(header: fits.Header, key: str) -> float | None:
+    try:
+        number = float(header.get(key, math.nan))
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
+
+
+def clear_sky_zero_point(calibration: PhotometricCalibration, airmass: float) -> float:
+    """The magnitude that gives 1 e-/s at this airmass under a clear sky."""
+    return calibration.zero_point_mag - calibration.extinction_mag_per_airmass * (airmass - 1.0)
+
+
 def measure_photometry(
-    data: np.ndarray,
-    header: fits.Header,
-    wcs: WCS | None,
+    frame: Frame,
     *,
     background_adu: float,
     pixel_scale_arcsec: float | None,
@@ -129,7 +136,7 @@ def measure_photometry(
     calibration: PhotometricCalibration,
 ) -> PhotometryResult:
     """Transparency and sky brightness of one raw frame against the site's calibration."""
-    exposure = exposure_of(header)
+    exposure = exposure_of(frame)
     if isinstance(exposure, str):
         return PhotometryResult(note=exposure)
     if calibration.filter_name and exposure.filter_name != calibration.filter_name:
@@ -144,14 +151,12 @@ def measure_photometry(
         if pixel_scale_arcsec
         else None
     )
-    starlight = _catalogue_starlight(data, wcs, exposure, saturation_adu, calibration)
+    starlight = _catalogue_starlight(frame.data, frame.wcs, exposure, saturation_adu, calibration)
     if isinstance(starlight, str):
         return PhotometryResult(sky_brightness_mag_arcsec2=sky, note=starlight)
     assert exposure.airmass is not None  # _catalogue_starlight needs it
-    zero_point = (
-        calibration.zero_point_mag
-        - calibration.extinction_mag_per_airmass * (exposure.airmass - 1.0)
-        + 2.5 * math.log10(max(starlight.transparency, 1e-6))
+    zero_point = clear_sky_zero_point(calibration, exposure.airmass) + 2.5 * math.log10(
+        max(starlight.transparency, 1e-6)
     )
     return PhotometryResult(
         transparency=starlight.transparency,
@@ -204,10 +209,8 @@ def _catalogue_starlight(
         and catalogue.filter_name != exposure.filter_name
     ):
         return f"catalogue filter {catalogue.filter_name!r} is not the frame's"
-    extinction = calibration.extinction_mag_per_airmass * (exposure.airmass - 1.0)
-    expected_e = exposure.exptime_s * 10.0 ** (
-        -0.4 * (catalogue.mag - calibration.zero_point_mag + extinction)
-    )
+    zero_point = clear_sky_zero_point(calibration, exposure.airmass)
+    expected_e = exposure.exptime_s * 10.0 ** (-0.4 * (catalogue.mag - zero_point))
     measured = starlight_transparency(
         data,
         catalogue,

@@ -114,9 +114,7 @@ def with_photometry(
 ) -> ImageMetrics:
     """The metrics with the frame's transparency, zero point and sky brightness added."""
     measured = measure_photometry(
-        frame.data,
-        frame.header,
-        frame.wcs,
+        frame,
         background_adu=metrics.background_adu,
         pixel_scale_arcsec=pixel_scale_arcsec,
         saturation_adu=saturation_adu,

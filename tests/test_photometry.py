@@ -49,9 +49,7 @@ def observe(folder: Path, conditions: ObservingConditions, seed: int = 1) -> Pat
 def measure(path: Path, calibration: PhotometricCalibration):
     frame = read_frame(path)
     return measure_photometry(
-        frame.data,
-        frame.header,
-        frame.wcs,
+        frame,
         background_adu=global_background(frame.data)[0],
         pixel_scale_arcsec=frame.pixel_scale_arcsec,
         saturation_adu=frame.saturation_adu or 65535.0,

@@ -186,9 +186,7 @@ def _frame_input(path: Path, calibration: PhotometricCalibration | None) -> Fram
     measured = PhotometryResult()
     if calibration is not None:
         measured = measure_photometry(
-            frame.data,
-            frame.header,
-            frame.wcs,
+            frame,
             background_adu=global_background(frame.data)[0],
             pixel_scale_arcsec=frame.pixel_scale_arcsec,
             saturation_adu=saturation,

@@ -10,7 +10,8 @@ also counts them on the pixels, and the count floors the verdict like photometry
    in columns that hold saturated pixels (charge bleeds along them in straight lines);
 2. connected groups of lit pixels that are not elongated (axis ratio below
    `MIN_AXIS_RATIO` from their second moments) or short (under `MIN_GROUP_EXTENT_PX`) are
-   stars, galaxies or cosmic rays, and are dropped;
+   stars, galaxies or cosmic rays, and are dropped; of a group as long as a trail only its
+   thin pixels are kept, whatever its shape (crossing trails make one X-shaped group);
 3. the remaining pixels vote for lines (angle in `ANGLE_STEP_DEG` steps, distance in bands of
    three pixels); the strongest line counts when it holds `MIN_LINE_FRACTION` of the binned
    frame's short side, its pixels (within `LINE_HALF_WIDTH_PX`) are removed, and the vote is
@@ -39,6 +40,10 @@ ANGLE_STEP_DEG = 0.5
 MIN_LINE_FRACTION = 0.35
 LINE_HALF_WIDTH_PX = 5.0
 MAX_TRAILS = 8
+THIN_WINDOW_PX = 7
+MAX_THIN_FILL = 0.5
+"""A pixel of a large group is thin (part of a line, not of a blob such as a cloud's edge) when
+under this share of the `THIN_WINDOW_PX` square around it is lit."""
 BACKGROUND_BOX_PX = 32
 SATURATED_FRACTION = 0.8
 """Pixels above this share of the saturation level mark a bleeding column."""
@@ -74,19 +79,25 @@ def _binned(data: np.ndarray, saturation_adu: float) -> tuple[np.ndarray, np.nda
 
 
 def _line_like_pixels(lit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, columns) of the lit pixels that belong to long, thin groups."""
+    """(rows, columns) of the lit pixels that belong to long, thin groups, and the thin pixels
+    of groups as large as a trail (trails that cross make one group shaped like an X, which
+    is not elongated as a whole)."""
     labels, groups = ndimage.label(lit, structure=np.ones((3, 3)))
     keep = np.zeros(groups + 1, dtype=bool)
+    large = np.zeros(groups + 1, dtype=bool)
     for index, window in enumerate(ndimage.find_objects(labels), start=1):
         if window is None:
             continue
         extent = math.hypot(window[0].stop - window[0].start, window[1].stop - window[1].start)
         if extent < MIN_GROUP_EXTENT_PX:
             continue
+        large[index] = extent >= MIN_LINE_FRACTION * min(lit.shape)
         ys, xs = np.nonzero(labels[window] == index)
-        small, large = np.linalg.eigvalsh(np.cov(np.vstack([xs, ys]).astype(float)))
-        keep[index] = large >= MIN_AXIS_RATIO**2 * max(small, 0.25)
-    return np.nonzero(keep[labels])
+        small, big = np.linalg.eigvalsh(np.cov(np.vstack([xs, ys]).astype(float)))
+        keep[index] = big >= MIN_AXIS_RATIO**2 * max(small, 0.25)
+    fill = ndimage.uniform_filter(lit.astype(np.float32), size=THIN_WINDOW_PX)
+    thin = fill < MAX_THIN_FILL
+    return np.nonzero(keep[labels] | (large[labels] & thin))
 
 
 def _count_lines(x: np.ndarray, y: np.ndarray, shape: tuple[int, int]) -> int:

@@ -45,9 +45,11 @@ def image_grade(grades: dict[str, QualityLabel]) -> QualityLabel:
 
 
 def floored_probabilities(probabilities: np.ndarray, floor: QualityLabel) -> np.ndarray:
-    """Probabilities over good/medium/bad once no class better than `floor` is possible."""
+    """Probabilities over good/medium/bad once no class better than `floor` is possible,
+    renormalised (a float32 model's probabilities can sum to one plus a rounding error, which
+    the sum onto the floor class would carry above one)."""
     at = CLASS_ORDER.index(floor)
     floored = np.array(probabilities, dtype=np.float64)
     floored[at] = floored[: at + 1].sum()
     floored[:at] = 0.0
-    return floored
+    return np.clip(floored / floored.sum(), 0.0, 1.0)

@@ -20,6 +20,18 @@ def test_trails_crossing_the_frame_are_counted(tmp_path, trails):
     assert count_trails(frame.data, frame.saturation_adu or 65535.0) == trails
 
 
+def test_two_trails_crossing_in_an_x_count_as_two():
+    rng = np.random.default_rng(8)
+    data = rng.normal(1000.0, 10.0, (1024, 1024)).astype(np.float32)
+    yy, xx = np.mgrid[:1024, :1024]
+    for angle in (20.0, 110.0):  # both through the frame's centre
+        theta = np.deg2rad(angle)
+        distance = (xx - 512) * np.sin(theta) - (yy - 512) * np.cos(theta)
+        data += 200.0 * np.exp(-(distance**2) / 4.5)
+
+    assert count_trails(data, saturation_adu=60000.0) == 2
+
+
 def test_a_bleeding_column_and_a_field_of_stars_are_not_trails():
     rng = np.random.default_rng(4)
     data = rng.normal(1000.0, 10.0, (512, 512)).astype(np.float32)
@@ -47,3 +59,19 @@ def test_frames_too_small_to_count_on_are_left_to_the_model():
     small[128, :] += 300.0  # a bright line right across
 
     assert count_trails(small, saturation_adu=65535.0) is None
+
+
+class SureItIsGood(AlwaysGood):
+    """A model whose float32 probabilities sum to a little over one, as rounding leaves them."""
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        return np.tile(np.array([0.6, 0.3, 0.1], dtype=np.float32), (len(batch), 1))
+
+
+def test_a_verdict_floored_onto_bad_stays_a_valid_probability(tmp_path):
+    path = observe(tmp_path, ObservingConditions(seeing_fwhm_arcsec=1.8, satellite_trails=2))
+
+    score = score_frame(read_frame(path), SureItIsGood(), site_id="la-silla")
+
+    assert score.label == QualityLabel.BAD
+    assert score.probabilities.bad == score.confidence == 1.0

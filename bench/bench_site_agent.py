@@ -78,6 +78,7 @@ def _exposures(side: int, folder: Path, count: int, first: int = 0) -> list[Path
             ra_deg=field.truth.ra_deg,
             dec_deg=field.truth.dec_deg,
             stars=field.stars,
+            galaxies=field.galaxies,
         )
         path = folder / f"{side}-{index:03d}.fits"
         fits.PrimaryHDU(data=frame.data, header=frame.header).writeto(path)

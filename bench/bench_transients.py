@@ -64,7 +64,7 @@ def simulated_completeness(
     settings = TransientSearchSettings(real_bogus_threshold=0.0, max_published=10_000)
     default = TransientSearchSettings().real_bogus_threshold
     thresholds = tuple(sorted({*thresholds, default}))
-    snr, difference_snr, best_score, false_scores = [], [], [], []
+    snr, difference_snr, best_score, false_scores, hosted = [], [], [], [], []
     for _ in range(pairs):
         pair = simulate_search_pair(rng, size_px=1024, n_transients=30, snr_range=(3.0, 40.0))
         outcome = search_transients(
@@ -79,6 +79,7 @@ def simulated_completeness(
         for transient in pair.transients:
             near = np.hypot(x - transient.x_px, y - transient.y_px) <= MATCH_RADIUS_PX
             snr.append(transient.snr)
+            hosted.append(transient.host_offset_arcsec is not None)
             best_score.append(scores[near].max() if near.any() else -1.0)
     score_array = np.array(best_score)
     tables = [
@@ -109,6 +110,10 @@ def simulated_completeness(
         faint = (values >= 4.5) & (values < 5.5)
         summary[f"completeness_{name}_ge_10"] = float((score_array[values >= 10] >= default).mean())
         summary[f"completeness_{name}_4.5_5.5"] = float((score_array[faint] >= default).mean())
+    on_host, bright = np.array(hosted), np.array(snr) >= 10
+    for name, among in (("on_galaxies", on_host), ("hostless", ~on_host)):
+        passed = score_array[bright & among] >= default
+        summary[f"completeness_snr_ge_10_{name}"] = float(passed.mean())
     return tables, summary
 
 

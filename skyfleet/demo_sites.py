@@ -5,8 +5,9 @@ with transients that several sites see, and a telescope that carries out follow-
 The camera is the training simulator; the agent is the real `site_agent.SiteAgent`. The weather
 is a persistent random walk over the three labels (a clear spell, clouds coming in, a bad
 patch), and each frame is drawn under conditions of its label. Each site visits a few fields in
-turn, the same fields (same stars) for every site; a field's transients light up after its
-first visits, once the sites had the good frames to build references from. Before its next
+turn, the same fields (same stars and galaxies) for every site; a field's transients, half of
+them on galaxies, light up after its first visits, once the sites had the good frames to build
+references from. Before its next
 survey frame a site's telescope takes any follow-up the agent has queued
 (`site_agent.followups`), pointed at the target and marked with the request in its header.
 """
@@ -33,7 +34,13 @@ from training.simulator.catalogue import (
 from training.simulator.conditions import sample_conditions
 from training.simulator.dataset import CATALOGUE_STREAM, simulate_labelled_frame
 from training.simulator.fitsio import write_frame
-from training.simulator.frame import FAINTEST_STAR_E, SimulatedFrame, simulate_frame
+from training.simulator.frame import (
+    FAINTEST_GALAXY_E,
+    FAINTEST_STAR_E,
+    SimulatedFrame,
+    simulate_frame,
+)
+from training.simulator.galaxies import GalaxyCatalogue, draw_galaxy_catalogue
 from training.simulator.pairs import inject_transients
 from training.simulator.pointing import DEFAULT_SITE_LOCATION, tan_wcs
 from training.simulator.starfield import StarCatalogue, draw_star_catalogue
@@ -42,7 +49,9 @@ from training.simulator.truth import InjectedTransient
 DEMO_NIGHT_START = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)
 _LABELS = list(QualityLabel)
 FIELD_AIRMASS = 1.2
-"""Airmass the fields' star catalogues are drawn for (their faintest stars)."""
+"""Airmass the fields' star and galaxy catalogues are drawn for (their faintest members)."""
+DEMO_HOSTED_FRACTION = 0.5
+"""Half of the demo's transients lie on galaxies, as supernovae do."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,14 @@ def field_stars(field: DemoField, camera: SimCamera) -> StarCatalogue:
 
 
 @cache
+def field_galaxies(field: DemoField, camera: SimCamera) -> GalaxyCatalogue:
+    """The field's galaxies: the same for every site and visit."""
+    faint = float(camera.source_magnitude(FAINTEST_GALAXY_E, FIELD_AIRMASS))
+    wcs = tan_wcs(camera, field.ra_deg, field.dec_deg)
+    return draw_galaxy_catalogue(np.random.default_rng([field.seed, 3]), wcs, faint_mag=faint)
+
+
+@cache
 def field_transients(field: DemoField, camera: SimCamera) -> tuple[InjectedTransient, ...]:
     """The field's transients: the same sky positions and fluxes for every site and visit."""
     rng = np.random.default_rng([field.seed, 2])
@@ -135,6 +152,8 @@ def field_transients(field: DemoField, camera: SimCamera) -> tuple[InjectedTrans
             wcs,
             field_stars(field, camera),
             FIELD_AIRMASS,
+            galaxies=field_galaxies(field, camera),
+            hosted_fraction=DEMO_HOSTED_FRACTION,
         )
     )
 
@@ -244,6 +263,7 @@ class NightSimulator:
             ra_deg=field.ra_deg + offset[0],
             dec_deg=field.dec_deg + offset[1],
             stars=field_stars(field, self.camera),
+            galaxies=field_galaxies(field, self.camera),
             transients=_lit(field, visit, self.camera),
             object_name=field.name,
             site=self._location,
@@ -268,6 +288,7 @@ class NightSimulator:
             ra_deg=target.ra_deg,
             dec_deg=target.dec_deg,
             stars=field_stars(field, self.camera),
+            galaxies=field_galaxies(field, self.camera),
             transients=field_transients(field, self.camera),
             object_name=target.name[:68],
             site=self._location,

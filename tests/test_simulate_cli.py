@@ -47,7 +47,7 @@ def test_same_seed_writes_the_same_pixels(tmp_path):
 
 def test_pair_writes_reference_and_new_with_the_transients(tmp_path):
     args = ["simulate", "--out", str(tmp_path), "--pair", "--count", "1", "--transients", "3"]
-    result = runner.invoke(app, [*args, *SMALL_FRAME])
+    result = runner.invoke(app, [*args, "--hosted", "1", *SMALL_FRAME])
     assert result.exit_code == 0, result.output
     folder = tmp_path / "pair-000"
     assert fits.getheader(folder / "reference.fits")["SIMNTRAN"] == 0
@@ -55,6 +55,7 @@ def test_pair_writes_reference_and_new_with_the_transients(tmp_path):
     truth = json.loads((folder / "new.truth.json").read_text())
     assert len(truth["transients"]) == 3
     assert {"ra_deg", "dec_deg", "x_px", "y_px", "snr"} <= set(truth["transients"][0])
+    assert all(t["host_offset_arcsec"] is not None for t in truth["transients"])
 
 
 @pytest.mark.parametrize(
@@ -67,6 +68,7 @@ def test_pair_writes_reference_and_new_with_the_transients(tmp_path):
         (["--count", "0"], "--count must be at least 1"),
         (["--pixel-scale", "-1"], "--pixel-scale"),
         (["--site", "La Silla"], "--site"),
+        (["--pair", "--hosted", "1.5"], "--hosted must be a fraction from 0 to 1, got 1.5"),
     ],
 )
 def test_bad_options_fail_with_one_clear_line_and_write_nothing(tmp_path, options, complaint):

@@ -23,6 +23,10 @@ from training.simulator import (
     write_frame,
 )
 from training.simulator.conditions import criterion_value
+from training.simulator.galaxies import GalaxyCatalogue, draw_galaxy_catalogue
+from training.simulator.pairs import inject_transients
+from training.simulator.pointing import tan_wcs
+from training.simulator.truth import InjectedTransient
 
 NIGHT = datetime(2026, 3, 1, 3, 0, tzinfo=UTC)
 FIELD = {"ra_deg": 133.0, "dec_deg": -30.0}  # near the zenith of La Silla that night, b = 9 deg
@@ -276,3 +280,105 @@ def test_new_frame_of_a_pair_is_pointed_a_few_pixels_away():
     offset = pair.new.wcs.world_to_pixel(pair.reference.wcs.pixel_to_world(0, 0))
     assert 0 < np.hypot(*offset) <= 5.0 * np.sqrt(2)
     assert pair.new.header["OBJECT"] == pair.reference.header["OBJECT"]
+
+
+def test_galaxy_counts_follow_the_observed_number_counts():
+    wide = SimCamera(width_px=4096, height_px=4096, pixel_scale_arcsec=2.0)  # 5.2 square degrees
+    wcs = tan_wcs(wide, **FIELD)
+    galaxies = draw_galaxy_catalogue(np.random.default_rng(3), wcs, faint_mag=22.0, margin_px=0)
+    area_deg2 = (4096 * 2.0 / 3600.0) ** 2
+    assert np.sum(galaxies.mag < 20.0) / area_deg2 == pytest.approx(1000.0, rel=0.1)
+    assert len(galaxies) / area_deg2 == pytest.approx(10 ** (3.0 + 0.45 * 2.0), rel=0.05)
+    brighter = galaxies.half_light_arcsec[galaxies.mag < 19.0]
+    fainter = galaxies.half_light_arcsec[galaxies.mag > 21.5]
+    assert np.median(brighter) > 1.5 * np.median(fainter)
+
+
+def test_a_galaxy_is_an_extended_source_holding_its_flux():
+    camera = SMALL.model_copy(update={"cosmic_rays_per_mpx_per_s": 0.0, "hot_pixels_per_mpx": 0.0})
+    centre = simulate(camera=camera).wcs.pixel_to_world(256.0, 190.0)
+    galaxy = GalaxyCatalogue(
+        ra_deg=np.array([centre.ra.deg]),
+        dec_deg=np.array([centre.dec.deg]),
+        mag=np.array([15.5]),
+        half_light_arcsec=np.array([4.0]),
+        sersic_index=np.array([1.0]),
+        axis_ratio=np.array([0.4]),
+        position_angle_deg=np.array([0.0]),
+    )
+    no_stars = StarCatalogue(ra_deg=np.zeros(0), dec_deg=np.zeros(0), mag=np.zeros(0))
+    frame = simulate(camera=camera, stars=no_stars, galaxies=galaxy)
+    sky_adu = camera.bias_adu + frame.truth.sky_e_per_px / camera.gain_e_per_adu
+    pixels = frame.data.astype(np.float64) - sky_adu  # the true sky: a fitted one takes light
+    flux, _, _ = sep.sum_circle(pixels, [256.0], [190.0], 60.0)
+    expected_e = SMALL.source_electrons(15.5, frame.truth.airmass)  # a clear sky
+    assert flux[0] * SMALL.gain_e_per_adu == pytest.approx(expected_e, rel=0.03)
+    shape = sep.extract(pixels, 10.0, err=np.std(pixels[:50, :50]), minarea=20)
+    largest = shape[np.argmax(shape["npix"])]
+    assert largest["a"] > 1.6 * largest["b"]  # a disc at axis ratio 0.4 (the seeing rounds it)
+    assert abs(np.cos(largest["theta"])) > 0.9
+
+
+def test_both_frames_of_a_pair_see_the_same_galaxies_and_hosted_transients_sit_on_them():
+    pair = simulate_pair(
+        SimCamera(width_px=1024, height_px=1024),
+        n_transients=12,
+        snr_range=(20.0, 40.0),
+        rng=np.random.default_rng(5),
+        hosted_fraction=0.5,
+    )
+    assert pair.new.galaxies is pair.reference.galaxies
+    hosted = [t for t in pair.transients if t.host_offset_arcsec is not None]
+    assert 3 <= len(hosted) <= 9
+    galaxies = pair.new.galaxies
+    positions = SkyCoord(galaxies.ra_deg, galaxies.dec_deg, unit="deg")
+    for transient in pair.transients:
+        here = SkyCoord(transient.ra_deg, transient.dec_deg, unit="deg")
+        separation = positions.separation(here).arcsec
+        on_a_host = np.any(separation < 3.0 * galaxies.half_light_arcsec)
+        assert on_a_host or transient.host_offset_arcsec is None
+        if transient.host_offset_arcsec is not None:
+            assert np.min(separation) <= transient.host_offset_arcsec + 1e-6
+
+
+def test_a_transient_on_a_bright_galaxy_needs_more_flux_for_the_same_signal_to_noise():
+    camera = SimCamera(width_px=512, height_px=512)
+    wcs = tan_wcs(camera, **FIELD)
+    centre = wcs.pixel_to_world(256.0, 256.0)
+    galaxy = GalaxyCatalogue(
+        ra_deg=np.array([centre.ra.deg]),
+        dec_deg=np.array([centre.dec.deg]),
+        mag=np.array([16.0]),
+        half_light_arcsec=np.array([3.0]),
+        sersic_index=np.array([4.0]),
+        axis_ratio=np.array([0.8]),
+        position_angle_deg=np.array([30.0]),
+    )
+    no_stars = StarCatalogue(ra_deg=np.zeros(0), dec_deg=np.zeros(0), mag=np.zeros(0))
+
+    def one_transient(seed: int, hosted: float) -> InjectedTransient:
+        (transient,) = inject_transients(
+            np.random.default_rng(seed),
+            1,
+            (20.0, 20.0),
+            CLEAR,
+            camera,
+            wcs,
+            wcs,
+            no_stars,
+            1.0,
+            galaxies=galaxy,
+            hosted_fraction=hosted,
+        )
+        return transient
+
+    on_host = [one_transient(seed, 1.0) for seed in range(10)]
+    in_the_open = [one_transient(seed, 0.0) for seed in range(10)]
+    assert all(t.host_offset_arcsec is not None for t in on_host)
+    assert all(t.host_offset_arcsec is None for t in in_the_open)
+    sky_limited = np.median([t.flux_e for t in in_the_open])
+    excess = np.array([t.flux_e for t in on_host]) / sky_limited
+    assert excess.min() > 0.98  # a host only ever adds noise
+    assert np.median(excess) > 1.2
+    nearest = min(on_host, key=lambda t: t.host_offset_arcsec)
+    assert nearest.flux_e == max(t.flux_e for t in on_host)  # the brighter the light under it

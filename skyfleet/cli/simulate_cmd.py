@@ -29,7 +29,9 @@ CAMERA_OPTIONS = {
 }
 
 
-def _option_errors(count: int, label: str, site: str, pair: bool, transients: int) -> list[str]:
+def _option_errors(
+    count: int, label: str, site: str, pair: bool, transients: int, hosted: float
+) -> list[str]:
     """What is wrong with the options that are not the camera's, in the user's terms."""
     errors = []
     if count < 1:
@@ -40,6 +42,8 @@ def _option_errors(count: int, label: str, site: str, pair: bool, transients: in
         errors.append(f"--site must be lower-case letters, digits and '-', got {site!r}")
     if pair and transients < 0:
         errors.append(f"--transients must be 0 or more, got {transients}")
+    if not 0.0 <= hosted <= 1.0:
+        errors.append(f"--hosted must be a fraction from 0 to 1, got {hosted}")
     if pair and label != "mixed":
         errors.append("--label does not apply to --pair (pairs are good frames)")
     return errors
@@ -91,19 +95,22 @@ def simulate(
     site: str = typer.Option("la-silla", "--site", help="Site name written as OBSERVAT."),
     pair: bool = typer.Option(False, "--pair", help="Write reference/new pairs with transients."),
     transients: int = typer.Option(5, "--transients", help="Transients per pair (with --pair)."),
+    hosted: float = typer.Option(
+        0.5, "--hosted", help="Fraction of the transients that lie on galaxies (with --pair)."
+    ),
 ) -> None:
     """Write simulated telescope frames with known conditions and labels.
 
     Frames go to OUT/good, OUT/medium and OUT/bad, each FITS file with a `.truth.json` beside it;
     with --pair, OUT/pair-NNN/reference.fits and new.fits, the transients in new.truth.json.
     """
-    errors = _option_errors(count, label, site, pair, transients)
+    errors = _option_errors(count, label, site, pair, transients, hosted)
     if errors:
         _fail(errors[0])
     camera = _camera(width, height, pixel_scale, exptime)
     try:
         if pair:
-            _write_pairs(out, count, transients, camera, seed, site)
+            _write_pairs(out, count, (transients, hosted), camera, seed, site)
         else:
             labels = tuple(QualityLabel) if label == "mixed" else (QualityLabel(label),)
             _write_labelled(out, count, labels, camera, seed, site)
@@ -146,32 +153,41 @@ def _write_labelled(
 
 
 def _write_pairs(
-    out: Path, count: int, transients: int, camera: "SimCamera", seed: int, site: str
+    out: Path,
+    count: int,
+    transients: tuple[int, float],
+    camera: "SimCamera",
+    seed: int,
+    site: str,
 ) -> None:
-    """Write reference/new pairs with a progress bar, then a table of pairs and transients."""
+    """Write reference/new pairs with a progress bar, then a table of pairs and transients
+    (`transients`: how many in each pair, and the fraction of them on galaxies)."""
     import numpy as np
 
     from training.simulator import DEFAULT_NIGHT, simulate_pair
     from training.simulator.fitsio import write_pair
 
     table = Table(title=f"Pairs written to {out}")
-    for column in ("pair", "transients", "S/N range", "folder"):
-        table.add_column(column, justify="right" if column == "transients" else "left")
+    for column in ("pair", "transients", "on galaxies", "S/N range", "folder"):
+        table.add_column(column, justify="left" if column in ("pair", "folder") else "right")
+    per_pair, hosted_fraction = transients
     with _progress() as progress:
         task = progress.add_task("simulating pairs", total=count)
         for index in range(count):
             pair = simulate_pair(
                 camera,
-                n_transients=transients,
+                n_transients=per_pair,
                 snr_range=(5.0, 50.0),
                 rng=np.random.default_rng([seed, index]),
                 date_obs=DEFAULT_NIGHT + index * timedelta(seconds=camera.exptime_s + 30.0),
                 site_name=site,
+                hosted_fraction=hosted_fraction,
             )
             folder = out / f"pair-{index:03d}"
             write_pair(pair, folder)
             snrs = [t.snr for t in pair.transients]
             span = f"{min(snrs):.1f} - {max(snrs):.1f}" if snrs else "-"
-            table.add_row(folder.name, str(len(snrs)), span, str(folder))
+            on_galaxies = sum(t.host_offset_arcsec is not None for t in pair.transients)
+            table.add_row(folder.name, str(len(snrs)), str(on_galaxies), span, str(folder))
             progress.advance(task)
     console.print(table)

@@ -1,9 +1,10 @@
 """Labelled triplets for the real/bogus CNN, from the site's own path on simulated pairs.
 
-Each pair (`simulate_search_pair`) is a new frame with injected transients and artefacts and a
-reference combined from 1-3 earlier epochs of the same field, with a random pixel scale so the
-PSF spans 1.5-7 px. Each transient's S/N is known twice: on the new frame alone (`snr`, as
-injected) and in the best difference that frame and its reference allow (`difference_snr`).
+Each pair (`simulate_search_pair`) is a new frame with injected transients (some on galaxies)
+and artefacts and a reference combined from 1-3 earlier epochs of the same field, with a random
+pixel scale so the PSF spans 1.5-7 px. Each transient's S/N is known twice: on the new frame
+alone (`snr`, as injected) and in the best difference that frame and its reference allow
+(`difference_snr`).
 `find_candidates` (the site's code) runs on it with a low threshold; a detection within
 `MATCH_RADIUS_FWHM` FWHM of an injected transient is real, every other one is bogus (dipoles of
 bright stars, cosmic rays, hot pixels, trails, edges, noise). Splits are by pair, so no field is
@@ -35,6 +36,8 @@ TRAINING_SEARCH = TransientSearchSettings(
     detection_sigma=3.5, min_snr=3.0, max_detections_per_mpx=8000.0
 )
 """A looser search than the site's, so the classifier sees the borderline cases too."""
+HOSTED_FRACTION = 0.4
+"""Transients of a simulated search that lie on galaxies, as supernovae do."""
 
 
 @dataclass(frozen=True)
@@ -113,11 +116,19 @@ def simulate_search_pair(
     reference_epochs: int = 3,
     artefacts: bool = True,
     pixel_scale_arcsec: float | None = None,
+    hosted_fraction: float = HOSTED_FRACTION,
 ) -> SearchPair:
-    """One simulated search: a new frame with transients (and artefacts) and its reference."""
+    """One simulated search: a new frame with transients (a `hosted_fraction` of them on
+    galaxies, and artefacts) and its reference."""
     scale = pixel_scale_arcsec or float(rng.uniform(0.45, 1.1))
     camera = SimCamera(width_px=size_px, height_px=size_px, pixel_scale_arcsec=scale)
-    pair = simulate_pair(camera, n_transients=n_transients, snr_range=snr_range, rng=rng)
+    pair = simulate_pair(
+        camera,
+        n_transients=n_transients,
+        snr_range=snr_range,
+        rng=rng,
+        hosted_fraction=hosted_fraction,
+    )
     epochs = [pair.reference]
     for epoch in range(1, reference_epochs):
         epochs.append(
@@ -130,6 +141,7 @@ def simulate_search_pair(
                 ra_deg=pair.reference.truth.ra_deg,
                 dec_deg=pair.reference.truth.dec_deg,
                 stars=pair.reference.stars,
+                galaxies=pair.reference.galaxies,
             )
         )
     named = {f"ref-{i}.fits": epoch for i, epoch in enumerate(epochs)}

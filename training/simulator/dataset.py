@@ -170,9 +170,10 @@ def write_mixed_set(
                 progress(done, total)
         return done
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        # Largest frames first, so no process is left writing big frames alone at the end.
         futures = [
             pool.submit(_write_chunk, out_dir, share, side, seed, chunk)
-            for share, side, chunk in shares
+            for share, side, chunk in sorted(shares, key=lambda item: -item[1])
         ]
         for future in as_completed(futures):
             done += future.result()

@@ -4,29 +4,41 @@ The reference is taken a number of sidereal days before the new frame, so the fi
 the same altitude. Both see the same stars; the new frame is pointed a few pixels away, has
 slightly different seeing, clouds and noise, and holds the transients. A transient's S/N is that
 of PSF photometry on the new frame alone: flux / sqrt(flux + noise-equivalent area x (sky + dark
-+ read noise^2)); a difference with an equally deep reference lowers it by about sqrt(2) (the S/N
-in the best difference with the reference a search actually uses is
++ read noise^2 + the light of a galaxy under it)); a difference with an equally deep reference
+lowers it by about sqrt(2) (the S/N in the best difference with the reference a search actually
+uses is
 `training.realbogus.dataset.SearchPair.difference_snr`).
 Transients keep clear of stars brighter than a tenth of their own flux and of each other, so
-each one is a clean, unambiguous truth.
+each one is a clean, unambiguous truth. A chosen fraction of them lie on galaxies of the field,
+as supernovae do: any galaxy brighter than `HOST_FAINT_MAG` (most hosts are faint, as the
+counts are), the offset drawn from an exponential disc of the host's size and shape (supernovae
+follow their host's light).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from astropy.wcs import WCS
+from scipy.signal import fftconvolve
 
 from protos import QualityLabel, SiteLocation
 from training.simulator.camera import SimCamera
 from training.simulator.conditions import ObservingConditions, grade_range, sample_conditions
 from training.simulator.frame import (
+    FAINTEST_GALAXY_E,
     FAINTEST_STAR_E,
     SimulatedFrame,
     frame_psf,
     pointing_or_random,
     simulate_frame,
     sky_electrons,
+)
+from training.simulator.galaxies import (
+    GalaxyCatalogue,
+    draw_galaxy_catalogue,
+    render_galaxy_light,
 )
 from training.simulator.header import field_name
 from training.simulator.pointing import (
@@ -42,6 +54,12 @@ DEFAULT_NIGHT = datetime(2026, 3, 1, 0, 30, tzinfo=UTC)
 """Start of the default observing night (UTC) when a caller gives no date."""
 
 SIDEREAL_DAY = timedelta(seconds=86164.0905)
+HOST_FAINT_MAG = 21.5
+"""Hosts of transients are galaxies brighter than this (fainter ones are barely seen)."""
+EXPONENTIAL_HALF_LIGHT_SCALES = 1.678
+"""An exponential disc's half-light radius in scale lengths."""
+PLACEMENT_TRIES = 1000
+"""Positions drawn for a transient from each of its proposals before the next is tried."""
 
 
 @dataclass(frozen=True)
@@ -70,28 +88,119 @@ def _similar_conditions(
     )
 
 
-def _transient_positions(
+Proposal = Callable[[], tuple[np.ndarray, float | None]]
+"""Draws one candidate position (x, y) and its offset from a host in arcsec (None: no host)."""
+
+
+def _anywhere(rng: np.random.Generator, shape: tuple[int, int], clearance_px: float) -> Proposal:
+    """Positions anywhere in the frame, `clearance_px` from its edges."""
+    height, width = shape
+
+    def propose() -> tuple[np.ndarray, float | None]:
+        low, high = [clearance_px] * 2, [width - clearance_px, height - clearance_px]
+        return rng.uniform(low, high), None
+
+    return propose
+
+
+def _on_hosts(
     rng: np.random.Generator,
+    galaxies: GalaxyCatalogue,
+    wcs: WCS,
+    pixel_scale_arcsec: float,
+    shape: tuple[int, int],
+    clearance_px: float,
+) -> Proposal | None:
+    """Positions on galaxies brighter than `HOST_FAINT_MAG` whose centre is `clearance_px` from
+    the frame's edges, any such galaxy equally likely, offset as the light of an exponential disc
+    of the host's half-light radius and axis ratio; None if the frame has no such galaxy."""
+    height, width = shape
+    x, y = galaxies.pixel_positions(wcs)
+    inside = (x >= clearance_px) & (x < width - clearance_px)
+    inside &= (y >= clearance_px) & (y < height - clearance_px)
+    hosts = np.flatnonzero(inside & (galaxies.mag < HOST_FAINT_MAG))
+    if len(hosts) == 0:
+        return None
+
+    def propose() -> tuple[np.ndarray, float | None]:
+        host = int(rng.choice(hosts))
+        scale_px = galaxies.half_light_arcsec[host] / pixel_scale_arcsec
+        radius = rng.gamma(2.0, scale_px / EXPONENTIAL_HALF_LIGHT_SCALES)
+        along, across = radius * np.array([1.0, galaxies.axis_ratio[host]])
+        phase = rng.uniform(0.0, 2.0 * np.pi)
+        angle = np.deg2rad(galaxies.position_angle_deg[host])
+        major, minor = along * np.cos(phase), across * np.sin(phase)
+        offset = np.array(
+            [
+                major * np.cos(angle) - minor * np.sin(angle),
+                major * np.sin(angle) + minor * np.cos(angle),
+            ]
+        )
+        xy = np.array([x[host], y[host]]) + offset
+        xy = np.clip(xy, clearance_px, [width - clearance_px, height - clearance_px])
+        return xy, float(np.hypot(*(xy - [x[host], y[host]])) * pixel_scale_arcsec)
+
+    return propose
+
+
+def _transient_positions(
+    proposals: list[list[Proposal]],
     flux_e: np.ndarray,
     star_xy: np.ndarray,
     star_e: np.ndarray,
-    shape: tuple[int, int],
     clearance_px: float,
-) -> np.ndarray:
-    """Positions (n x 2, x then y) clear of the frame edges, bright stars and each other."""
-    height, width = shape
+) -> tuple[np.ndarray, list[float | None]]:
+    """Positions (n x 2, x then y), one for each transient from the first of its proposals
+    that finds room (a host may have none left), clear of bright stars and of each other; and
+    each one's offset from its host."""
     placed: list[np.ndarray] = []
-    for flux in flux_e:
+    offsets: list[float | None] = []
+    for choices, flux in zip(proposals, flux_e, strict=True):
         neighbours = star_xy[star_e > 0.1 * flux]
-        for _ in range(1000):
-            xy = rng.uniform([clearance_px] * 2, [width - clearance_px, height - clearance_px])
+        for propose in (propose for propose in choices for _ in range(PLACEMENT_TRIES)):
+            xy, offset = propose()
             others = np.vstack([neighbours, *placed]) if placed else neighbours
             if len(others) == 0 or np.min(np.hypot(*(others - xy).T)) > clearance_px:
                 placed.append(xy)
+                offsets.append(offset)
                 break
         else:
             raise ValueError("field too crowded to place the transients clear of stars")
-    return np.array(placed).reshape(-1, 2)
+    return np.array(placed).reshape(-1, 2), offsets
+
+
+def _galaxy_light_under(
+    xy: np.ndarray,
+    galaxies: GalaxyCatalogue,
+    wcs: WCS,
+    camera: SimCamera,
+    air: float,
+    psf_core: np.ndarray,
+) -> np.ndarray:
+    """Galaxy electrons per pixel under each position (n x 2), as PSF photometry there weighs
+    them: the galaxies' light blurred by the PSF, averaged with the weights `p^2` of the PSF's
+    pixels (clear sky; it is noise a host adds to its transient's measurement)."""
+    shape = (camera.height_px, camera.width_px)
+    galaxy_x, galaxy_y = galaxies.pixel_positions(wcs)
+    light = render_galaxy_light(
+        shape,
+        galaxy_x,
+        galaxy_y,
+        camera.source_electrons(galaxies.mag, air),
+        galaxies,
+        camera.pixel_scale_arcsec,
+    )
+    half = psf_core.shape[0] // 2
+    padded = np.pad(light, 2 * half)
+    weights = psf_core**2 / np.sum(psf_core**2)
+    under = np.empty(len(xy))
+    for index, (column, row) in enumerate(np.rint(xy).astype(int) + 2 * half):
+        window = padded[
+            row - 2 * half : row + 2 * half + 1, column - 2 * half : column + 2 * half + 1
+        ]
+        blurred = fftconvolve(window, psf_core, mode="valid")
+        under[index] = float(np.sum(blurred * weights))
+    return under
 
 
 def inject_transients(
@@ -104,11 +213,16 @@ def inject_transients(
     reference_wcs: WCS,
     stars: StarCatalogue,
     air: float,
+    galaxies: GalaxyCatalogue | None = None,
+    hosted_fraction: float = 0.0,
 ) -> list[InjectedTransient]:
-    """Draw `count` transients for a new frame, their S/N log-uniform in `snr_range`."""
+    """Draw `count` transients for a new frame, their S/N log-uniform in `snr_range`; each
+    lies on one of the `galaxies` with probability `hosted_fraction` (if any can host)."""
     low, high = snr_range
     if not 0 < low <= high:
         raise ValueError(f"snr_range must be 0 < low <= high, not {snr_range}")
+    if not 0.0 <= hosted_fraction <= 1.0:
+        raise ValueError(f"hosted_fraction must be within 0..1, not {hosted_fraction}")
     shape = (camera.height_px, camera.width_px)
     psf = frame_psf(conditions, camera)
     snr = np.exp(rng.uniform(np.log(low), np.log(high), count))
@@ -116,15 +230,21 @@ def inject_transients(
     typical_var = float(camera.sky_electrons_per_px(conditions.sky_mag_arcsec2))
     first_guess = transient_flux_e(snr, typical_var, psf.noise_equivalent_area_px())
     star_xy = np.column_stack(stars.pixel_positions(new_wcs))
-    xy = _transient_positions(
-        rng,
-        first_guess,
-        star_xy,
-        camera.source_electrons(stars.mag, air),
-        shape,
-        clearance_px=max(4.0 * fwhm_px, psf.core.shape[0] / 2.0),
+    clearance = max(4.0 * fwhm_px, psf.core.shape[0] / 2.0)
+    anywhere = _anywhere(rng, shape, clearance)
+    on_hosts = (
+        _on_hosts(rng, galaxies, new_wcs, camera.pixel_scale_arcsec, shape, clearance)
+        if galaxies is not None and hosted_fraction > 0.0
+        else None
+    )
+    hosted = rng.random(count) < hosted_fraction
+    proposals = [[on_hosts, anywhere] if on_hosts is not None and h else [anywhere] for h in hosted]
+    xy, host_offsets = _transient_positions(
+        proposals, first_guess, star_xy, camera.source_electrons(stars.mag, air), clearance
     )
     variance = sky_electrons(xy[:, 0], xy[:, 1], conditions, camera) + camera.read_noise_e**2
+    if galaxies is not None:
+        variance = variance + _galaxy_light_under(xy, galaxies, new_wcs, camera, air, psf.core)
     flux = transient_flux_e(snr, variance, psf.noise_equivalent_area_px())
     ra, dec = new_wcs.all_pix2world(xy[:, 0], xy[:, 1], 0)
     ref_x, ref_y = reference_wcs.all_world2pix(ra, dec, 0)
@@ -140,6 +260,7 @@ def inject_transients(
             flux_e=float(flux[i]),
             mag=float(mag[i]),
             snr=float(snr[i]),
+            host_offset_arcsec=host_offsets[i],
         )
         for i in range(count)
     ]
@@ -160,17 +281,26 @@ def simulate_pair(
     new_conditions: ObservingConditions | None = None,
     max_offset_px: float = 5.0,
     reference_age_days: int = 30,
+    hosted_fraction: float = 0.0,
 ) -> SimulatedPair:
     """A reference and a new frame of one field (new taken at `date_obs`, pointed up to
-    `max_offset_px` away) with `n_transients` transients in the new frame only."""
+    `max_offset_px` away) with `n_transients` transients in the new frame only, a
+    `hosted_fraction` of them on galaxies."""
     ra_deg, dec_deg, altitude = pointing_or_random(rng, ra_deg, dec_deg, date_obs, site)
     air = airmass(altitude)
     reference_wcs = tan_wcs(camera, ra_deg, dec_deg)
+    margin_px = 32 + int(np.ceil(max_offset_px))
     stars = draw_star_catalogue(
         rng,
         reference_wcs,
         faint_mag=float(camera.source_magnitude(FAINTEST_STAR_E, air)),
-        margin_px=32 + int(np.ceil(max_offset_px)),
+        margin_px=margin_px,
+    )
+    galaxies = draw_galaxy_catalogue(
+        rng,
+        reference_wcs,
+        faint_mag=float(camera.source_magnitude(FAINTEST_GALAXY_E, air)),
+        margin_px=margin_px,
     )
     reference_conditions = reference_conditions or sample_conditions(rng, QualityLabel.GOOD)
     new_conditions = new_conditions or _similar_conditions(rng, reference_conditions)
@@ -188,6 +318,8 @@ def simulate_pair(
         reference_wcs,
         stars,
         air,
+        galaxies=galaxies,
+        hosted_fraction=hosted_fraction,
     )
     reference = simulate_frame(
         reference_conditions,
@@ -199,6 +331,7 @@ def simulate_pair(
         ra_deg=ra_deg,
         dec_deg=dec_deg,
         stars=stars,
+        galaxies=galaxies,
         object_name=field_name(ra_deg, dec_deg),
     )
     new = simulate_frame(
@@ -211,6 +344,7 @@ def simulate_pair(
         ra_deg=new_ra,
         dec_deg=new_dec,
         stars=stars,
+        galaxies=galaxies,
         transients=transients,
         object_name=field_name(ra_deg, dec_deg),
     )

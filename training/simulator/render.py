@@ -2,8 +2,9 @@
 
 Sources whose peak stands clearly above the sky noise get their own full stamp at their exact
 sub-pixel phase, wings included. The many faint ones are splatted bilinearly into one image
-(which keeps each centroid exact) and convolved once with the PSF core by FFT, so even a 4k
-frame with tens of thousands of stars takes about a second.
+(which keeps each centroid exact), the light of extended sources (galaxies) is added to it, and
+it is convolved once with the PSF core by FFT, so even a 4k frame with tens of thousands of stars
+takes about a second.
 """
 
 import numpy as np
@@ -23,12 +24,17 @@ def render_point_sources(
     electrons: np.ndarray,
     psf: PsfModel,
     sky_noise_e: float,
+    extended: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Expected electrons from point sources at 0-based pixel positions (x, y), float32."""
+    """Expected electrons from point sources at 0-based pixel positions (x, y), float32, plus
+    the light of `extended` sources (an image of the frame's shape, before the PSF), blurred
+    with the faint points."""
     height, width = shape
     exact = electrons * psf.core.max() > EXACT_PEAK_SIGMA * sky_noise_e
     pad = psf.core.shape[0] // 2
     points = np.zeros((height + 2 * pad, width + 2 * pad), dtype=np.float32)
+    if extended is not None:
+        points[pad : pad + height, pad : pad + width] = extended
     faint = ~exact
     splat_bilinear(points, x[faint] + pad, y[faint] + pad, electrons[faint])
     image = fftconvolve(points, psf.core.astype(np.float32), mode="same")[

@@ -9,6 +9,7 @@ over the frame plus a margin, so stars just outside still spill light in and a s
 frame of the same field sees the same sky.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,8 +23,8 @@ MIN_SIN_LATITUDE = 0.15
 
 
 @dataclass(frozen=True)
-class StarCatalogue:
-    """Stars of one field: ICRS positions in degrees and magnitudes in the camera's filter."""
+class SkySources:
+    """Sources of one field: ICRS positions in degrees and magnitudes in the camera's filter."""
 
     ra_deg: np.ndarray
     dec_deg: np.ndarray
@@ -33,9 +34,15 @@ class StarCatalogue:
         return len(self.mag)
 
     def pixel_positions(self, wcs: WCS) -> tuple[np.ndarray, np.ndarray]:
-        """0-based (x, y) pixel positions of the stars in a frame with this WCS."""
+        """0-based (x, y) pixel positions of the sources (their centres) in a frame with this
+        WCS."""
         x, y = wcs.all_world2pix(self.ra_deg, self.dec_deg, 0)
         return np.asarray(x), np.asarray(y)
+
+
+@dataclass(frozen=True)
+class StarCatalogue(SkySources):
+    """Stars of one field."""
 
 
 def stars_per_deg2_brighter_than_20(ra_deg: float, dec_deg: float) -> float:
@@ -52,6 +59,33 @@ def draw_magnitudes(
     return np.log10(low + rng.random(count) * (high - low)) / slope
 
 
+def scatter_sources(
+    rng: np.random.Generator,
+    wcs: WCS,
+    brighter_than_per_deg2: Callable[[float], float],
+    *,
+    faint_mag: float,
+    bright_mag: float,
+    slope_per_mag: float,
+    margin_px: int,
+) -> SkySources:
+    """Sources uniformly over the frame of `wcs` (plus `margin_px` around it), as many as the
+    counts N(< m) per square degree give between the two magnitudes (power law of
+    `slope_per_mag`)."""
+    if faint_mag <= bright_mag:
+        raise ValueError(f"faint_mag {faint_mag} must be fainter than bright_mag {bright_mag}")
+    width, height = wcs.pixel_shape
+    scale_deg = float(np.sqrt(abs(np.linalg.det(wcs.pixel_scale_matrix))))
+    area_deg2 = (width + 2 * margin_px) * (height + 2 * margin_px) * scale_deg**2
+    expected = brighter_than_per_deg2(faint_mag) - brighter_than_per_deg2(bright_mag)
+    count = int(rng.poisson(area_deg2 * expected))
+    x = rng.uniform(-margin_px, width + margin_px, count)
+    y = rng.uniform(-margin_px, height + margin_px, count)
+    ra, dec = wcs.all_pix2world(x, y, 0)
+    mag = draw_magnitudes(rng, count, bright_mag, faint_mag, slope_per_mag)
+    return SkySources(ra_deg=np.asarray(ra) % 360.0, dec_deg=np.asarray(dec), mag=mag)
+
+
 def draw_star_catalogue(
     rng: np.random.Generator,
     wcs: WCS,
@@ -63,18 +97,17 @@ def draw_star_catalogue(
 ) -> StarCatalogue:
     """Stars over the frame of `wcs` (plus `margin_px` around it) down to `faint_mag`."""
     density_20 = stars_per_deg2_brighter_than_20(*(float(v) for v in wcs.wcs.crval))
-    if faint_mag <= bright_mag:
-        raise ValueError(f"faint_mag {faint_mag} must be fainter than bright_mag {bright_mag}")
-    width, height = wcs.pixel_shape
-    scale_deg = float(np.sqrt(abs(np.linalg.det(wcs.pixel_scale_matrix))))
-    area_deg2 = (width + 2 * margin_px) * (height + 2 * margin_px) * scale_deg**2
 
     def brighter_than(mag: float) -> float:
         return density_20 * 10.0 ** (slope_per_mag * (mag - 20.0))
 
-    count = int(rng.poisson(area_deg2 * (brighter_than(faint_mag) - brighter_than(bright_mag))))
-    x = rng.uniform(-margin_px, width + margin_px, count)
-    y = rng.uniform(-margin_px, height + margin_px, count)
-    ra, dec = wcs.all_pix2world(x, y, 0)
-    mag = draw_magnitudes(rng, count, bright_mag, faint_mag, slope_per_mag)
-    return StarCatalogue(ra_deg=np.asarray(ra) % 360.0, dec_deg=np.asarray(dec), mag=mag)
+    sources = scatter_sources(
+        rng,
+        wcs,
+        brighter_than,
+        faint_mag=faint_mag,
+        bright_mag=bright_mag,
+        slope_per_mag=slope_per_mag,
+        margin_px=margin_px,
+    )
+    return StarCatalogue(ra_deg=sources.ra_deg, dec_deg=sources.dec_deg, mag=sources.mag)

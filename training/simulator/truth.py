@@ -26,7 +26,14 @@ class InjectedTransient(BaseModel):
     ref_y_px: float = Field(description="0-based row of the same sky position in the reference.")
     flux_e: float = Field(gt=0.0, description="Electrons it delivers to the detector.")
     mag: float = Field(description="Its magnitude in the camera's filter.")
-    snr: float = Field(gt=0.0, description="Signal-to-noise of PSF photometry in the new frame.")
+    snr: float = Field(
+        gt=0.0,
+        description="Signal-to-noise of PSF photometry in the new frame over the sky's noise "
+        "(a host galaxy's light adds noise this leaves out).",
+    )
+    host_offset_arcsec: float | None = Field(
+        default=None, ge=0.0, description="Distance from its host galaxy's centre; None: no host."
+    )
 
 
 class FrameTruth(BaseModel):

@@ -8,12 +8,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from torch.utils.data import DataLoader
 from typer.testing import CliRunner
 
 from site_agent.quality_model import QualityModel
 from skyfleet.cli import app
 from training.config import QualityTrainingSettings
-from training.dataset import build_dataset
+from training.dataset import LabelledArrays, QualityTensorDataset, build_dataset
 from training.evaluate import (
     EpochMetrics,
     evaluate_predictions,
@@ -23,7 +24,12 @@ from training.evaluate import (
 from training.ray_fit import fit_on_ray, train_func
 from training.simulator.camera import SimCamera
 from training.simulator.dataset import write_labelled_set
-from training.train_quality import EPOCH_LOG_FILE, TrainingReport
+from training.train_quality import (
+    EPOCH_LOG_FILE,
+    TrainingReport,
+    reseed_loader_worker,
+    train_locally,
+)
 
 CLASSES = ("good", "medium", "bad")
 
@@ -156,3 +162,46 @@ def test_a_failed_worker_resumes_from_the_last_checkpoint(tiny_frames, tmp_path)
     ]
     assert [m.epoch for m in reported] == [0, 1]
     assert outcome.history[0] == reported[0]
+
+
+@pytest.mark.slow
+def test_a_local_fit_stops_at_its_time_limit_and_builds_the_width_asked_for(tiny_frames, tmp_path):
+    settings = QualityTrainingSettings(
+        data_dir=tiny_frames,
+        run_dir=tmp_path / "run",
+        backend="local",
+        epochs=5,
+        batch_size=4,
+        width=4,
+        time_limit_s=1e-6,
+        loader_workers=1,
+        cpus_per_worker=1,
+    )
+    build_dataset(settings.data_dir, settings.dataset_dir, settings.seed)
+    outcome = train_locally(settings)
+    assert [m.epoch for m in outcome.history] == [0]
+    first_convolution = outcome.model.features[0][0]
+    assert first_convolution.out_channels == 4
+    assert outcome.model.features[-1][0].out_channels == 32
+    assert "--width 4" in settings.command_line()
+    assert "--time-limit 1e-06" in settings.command_line()
+
+
+def test_loader_processes_augment_with_streams_of_their_own():
+    image = np.random.default_rng(3).normal(size=(1, 1, 128, 128)).astype(np.float32)
+    arrays = LabelledArrays(
+        images=np.repeat(image, 8, axis=0),
+        labels=np.zeros(8, dtype=np.int64),
+        targets=np.zeros(8, dtype=np.int64),
+        floors=np.zeros(8, dtype=np.int64),
+        files=np.array(["same"] * 8),
+    )
+    loader = DataLoader(
+        QualityTensorDataset(arrays, augment=True),
+        batch_size=1,
+        num_workers=2,
+        worker_init_fn=reseed_loader_worker,
+    )
+    augmented = [batch[0].numpy() for batch, _ in loader]
+    distinct = {variant.tobytes() for variant in augmented}
+    assert len(distinct) == len(augmented)

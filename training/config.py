@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from fleetbus.settings import ServiceSettings
+from training.quality_net import DEFAULT_WIDTH
 
 _HYPERPARAMETERS = {
     "epochs",
@@ -26,6 +27,7 @@ _HYPERPARAMETERS = {
     "augment",
     "seed",
     "workers",
+    "width",
 }
 
 
@@ -61,7 +63,25 @@ class QualityTrainingSettings(ServiceSettings):
     cpus_per_worker: int | None = Field(
         default=None, ge=1, description="CPU cores (and torch threads) per worker; None: share all."
     )
+    width: int = Field(
+        default=DEFAULT_WIDTH,
+        ge=1,
+        le=256,
+        description="Channels of the model's first convolution block (doubled by each of four).",
+    )
     epochs: int = Field(default=40, ge=1)
+    time_limit_s: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Start no new epoch once the fit has run this long (a lease's time budget); "
+        "the best epoch so far is kept.",
+    )
+    loader_workers: int = Field(
+        default=0,
+        ge=0,
+        description="Processes augmenting training batches beside each worker (0: in the "
+        "worker itself). A GPU worker needs some, or augmentation on one core starves it.",
+    )
     batch_size: int = Field(default=32, ge=1)
     learning_rate: float = Field(default=1e-3, gt=0.0)
     weight_decay: float = Field(default=1e-4, ge=0.0)
@@ -108,6 +128,7 @@ class QualityTrainingSettings(ServiceSettings):
             f"--epochs {self.epochs}",
             f"--batch-size {self.batch_size}",
             f"--lr {self.learning_rate:g}",
+            f"--width {self.width}",
             f"--seed {self.seed}",
         ]
         if self.simulate_per_class is not None:
@@ -117,6 +138,10 @@ class QualityTrainingSettings(ServiceSettings):
             flags.append(f"--backend {self.backend}")
         if self.use_gpu:
             flags.append("--gpu")
+        if self.loader_workers:
+            flags.append(f"--loader-workers {self.loader_workers}")
+        if self.time_limit_s is not None:
+            flags.append(f"--time-limit {self.time_limit_s:g}")
         if self.model_repository is not None:
             flags.append(f"--repository {shlex.quote(str(self.model_repository))}")
         return "skyfleet train quality " + " ".join(flags)

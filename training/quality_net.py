@@ -2,16 +2,16 @@
 
 It keeps the seed's QualityClassifier shape, four convolution blocks (3x3 convolution,
 BatchNorm, ReLU, 2x2 max pooling), with two changes:
-- half the seed's widths, 8-16-32-64 channels instead of 16-32-64-128: a quarter of the
-  arithmetic (the seed's widths cost ~3x the time per training batch on a 2-core CPU, and
-  per frame at a site); at this width the model recognises >= 95 % of the test frames whose
-  fault is seeing or trailing (docs/quality-model.md says what limits it);
+- the widths are a parameter: `width` channels in the first block, doubled by each (16 gives
+  the seed's 16-32-64-128, what the shipped model uses; 8 costs a quarter of the arithmetic,
+  about a third of the CPU time per training batch);
 - pooling per mosaic panel instead of the seed's 8192x256 fully connected layer (2.1 M weights,
   97 % of the seed's parameters). The preprocessed tensor is a 2x2 mosaic of 64x64 panels, so
   after four poolings each panel is one 4x4 quadrant of the 8x8 feature map; each quadrant is
   average- and max-pooled separately, which keeps *which view* a feature came from (the reduced
   full frame or a native-resolution star crop) and drops *where* in the view it was.
-The result has ~58 k parameters (0.3 MB as TorchScript) and is TorchScript-able.
+The result has 163 k parameters at width 16 (0.7 MB as TorchScript; 58 k at width 8) and is
+TorchScript-able.
 
 `PanelSymmetricNet` is what sites run: the trained net applied to the eight rotations and flips
 of every panel (each turned in place, as the training augmentation does) and its class
@@ -30,7 +30,9 @@ from site_agent.preprocess import INPUT_SHAPE, PANEL_PX
 
 CLASS_NAMES: tuple[str, ...] = tuple(label.value for label in QualityLabel)
 MOSAIC_PANELS_PER_SIDE = INPUT_SHAPE[-1] // PANEL_PX
-CONV_CHANNELS: tuple[int, ...] = (8, 16, 32, 64)
+DEFAULT_WIDTH = 8
+"""Channels of the first convolution block; each of the four blocks doubles them (8-16-32-64)."""
+HIDDEN_UNITS = 64
 
 
 def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -59,20 +61,25 @@ class PanelPooling(nn.Module):
 class QualityNet(nn.Module):
     """The seed's QualityClassifier with panel pooling instead of the large dense layer."""
 
-    def __init__(self, num_classes: int = len(CLASS_NAMES), dropout: float = 0.2) -> None:
+    def __init__(
+        self,
+        num_classes: int = len(CLASS_NAMES),
+        dropout: float = 0.2,
+        width: int = DEFAULT_WIDTH,
+    ) -> None:
         super().__init__()
-        channels = (INPUT_SHAPE[0], *CONV_CHANNELS)
+        channels = (INPUT_SHAPE[0], *(width * 2**block for block in range(4)))
         self.features = nn.Sequential(
             *(_conv_block(c_in, c_out) for c_in, c_out in pairwise(channels))
         )
-        pooled_width = 2 * CONV_CHANNELS[-1] * MOSAIC_PANELS_PER_SIDE**2
+        pooled_width = 2 * channels[-1] * MOSAIC_PANELS_PER_SIDE**2
         self.classifier = nn.Sequential(
             PanelPooling(),
             nn.Dropout(dropout),
-            nn.Linear(pooled_width, 64),
+            nn.Linear(pooled_width, HIDDEN_UNITS),
             nn.ReLU(inplace=True),
             nn.Dropout(dropout),
-            nn.Linear(64, num_classes),
+            nn.Linear(HIDDEN_UNITS, num_classes),
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

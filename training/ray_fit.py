@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,7 @@ def train_func(config: dict[str, Any]) -> dict[str, Any]:
     """
     settings = QualityTrainingSettings.model_validate(config)
     rank = ray.train.get_context().get_world_rank()
-    state = worker_state(settings, QualityNet)
+    state = worker_state(settings, partial(QualityNet, width=settings.width))
     started_at_epoch = state.next_epoch
     train_loader, val_loader = make_loaders(settings, rank)
     loaders = (
@@ -242,7 +243,7 @@ def fit_on_ray(
         finally:
             done.set()
             follower.join()
-    model = QualityNet()
+    model = QualityNet(width=settings.width)
     state = restore_best(result, settings, model)
     returned = result.return_value
     history = [EpochMetrics.model_validate(m) for m in returned["history"]]

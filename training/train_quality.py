@@ -133,9 +133,27 @@ def make_loaders(
     val = QualityTensorDataset(load_split(settings.dataset_dir, "val"), augment=False)
     generator = torch.Generator().manual_seed(settings.seed)
     return (
-        DataLoader(train, batch_size=settings.batch_size, shuffle=True, generator=generator),
+        DataLoader(
+            train,
+            batch_size=settings.batch_size,
+            shuffle=True,
+            generator=generator,
+            num_workers=settings.loader_workers,
+            persistent_workers=settings.loader_workers > 0,
+            worker_init_fn=reseed_loader_worker,
+            pin_memory=settings.use_gpu,
+        ),
         DataLoader(val, batch_size=4 * settings.batch_size, shuffle=False),
     )
+
+
+def reseed_loader_worker(worker_id: int) -> None:
+    """Give a DataLoader worker process its own augmentation stream: each worker starts with a
+    copy of the data set, random generator included, and would otherwise repeat the others'
+    draws. Torch's per-worker seed derives from the loader's generator, so runs repeat."""
+    info = torch.utils.data.get_worker_info()
+    if info is not None and isinstance(info.dataset, QualityTensorDataset):
+        info.dataset.rng = np.random.default_rng(info.seed)
 
 
 def _summed_over_workers(values: list[float], device: torch.device) -> list[float]:
@@ -158,7 +176,8 @@ def _pass_over(
     loss_sum = correct = count = 0.0
     with torch.set_grad_enabled(optimizer is not None):
         for images, labels in loader:
-            images, labels = images.to(device), labels.to(device)
+            images = images.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
             logits = model(images)
             loss = nn.functional.cross_entropy(logits, labels)
             if optimizer is not None:
@@ -179,8 +198,10 @@ def run_epochs(
     device: torch.device,
     on_epoch: Callable[[EpochMetrics, TrainingState], None],
 ) -> TrainingState:
-    """The epoch loop: train, validate, step the schedule, stop early; `on_epoch` after each."""
+    """The epoch loop: train, validate, step the schedule, stop early (no improvement, or the
+    time limit passed); `on_epoch` after each."""
     train_loader, val_loader = loaders
+    loop_started = time.perf_counter()
     for epoch in range(state.next_epoch, settings.epochs):
         if state.history and (
             state.epochs_without_improvement() >= settings.early_stopping_patience_epochs
@@ -205,6 +226,10 @@ def run_epochs(
         )
         state.record(metrics)
         on_epoch(metrics, state)
+        if settings.time_limit_s is not None and (
+            time.perf_counter() - loop_started >= settings.time_limit_s
+        ):
+            break
     return state
 
 
@@ -226,7 +251,7 @@ def train_locally(settings: QualityTrainingSettings, on_epoch: OnEpoch | None = 
     torch.set_num_threads(settings.threads_per_worker)
     torch.manual_seed(settings.seed)
     device = torch.device("cuda" if settings.use_gpu else "cpu")
-    state = new_training_state(settings, QualityNet().to(device))
+    state = new_training_state(settings, QualityNet(width=settings.width).to(device))
     best_weights: dict[str, torch.Tensor] = {}
 
     def keep_best(metrics: EpochMetrics, state: TrainingState) -> None:
@@ -236,7 +261,7 @@ def train_locally(settings: QualityTrainingSettings, on_epoch: OnEpoch | None = 
             on_epoch(metrics)
 
     run_epochs(state, settings, make_loaders(settings), device, keep_best)
-    model = QualityNet()
+    model = QualityNet(width=settings.width)
     model.load_state_dict(best_weights)
     return FitOutcome(
         model=model.eval(),

@@ -69,8 +69,20 @@ def quality(
     workers: Annotated[int | None, typer.Option(help="Ray Train workers (default 1).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Most epochs (default 40).")] = None,
     gpu: Annotated[bool | None, typer.Option("--gpu", help="One GPU per worker.")] = None,
+    loader_workers: Annotated[
+        int | None,
+        typer.Option(help="Processes augmenting batches beside each worker (default 0)."),
+    ] = None,
+    time_limit: Annotated[
+        float | None,
+        typer.Option(metavar="SECONDS", help="Start no new epoch after this much fitting."),
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Frames per batch (default 32).")] = None,
     lr: Annotated[float | None, typer.Option(help="Adam learning rate (default 1e-3).")] = None,
+    width: Annotated[
+        int | None,
+        typer.Option(help="Channels of the first convolution block, doubled by each of four."),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Split, simulation and init seed.")] = None,
     simulate: Annotated[
         int | None,
@@ -98,8 +110,11 @@ def quality(
         workers=workers,
         epochs=epochs,
         use_gpu=gpu,
+        loader_workers=loader_workers,
+        time_limit_s=time_limit,
         batch_size=batch_size,
         learning_rate=lr,
+        width=width,
         seed=seed,
         simulate_per_class=simulate,
         simulate_sizes=sizes.split(",") if sizes else None,

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from protos import ModelRef
 from protos.base import Sha256
 from site_agent.fits_reader import sha256_of_file
+from site_agent.quality_model import inference_ready
 from site_agent.transients.cutouts import CUTOUT_SIDE_PX
 
 MODEL_FILE = "model.pt"
@@ -78,7 +79,9 @@ class RealBogusModel:
     """A verified TorchScript real/bogus model, scoring triplets on the CPU."""
 
     def __init__(self, module: torch.jit.ScriptModule, manifest: RealBogusManifest) -> None:
-        self.module = module.eval()
+        self.released = module
+        """The verified module as exported (its weights start a fine-tune)."""
+        self.module = inference_ready(module)
         self.manifest = manifest
 
     @classmethod

@@ -137,7 +137,7 @@ def initial_network(model_dir: Path | None) -> RealBogusNet:
     """A fresh network, or one holding the weights of the verified model in `model_dir`."""
     network = RealBogusNet()
     if model_dir is not None:
-        network.load_state_dict(RealBogusModel.load(model_dir).module.state_dict())
+        network.load_state_dict(RealBogusModel.load(model_dir).released.state_dict())
     return network
 
 

@@ -294,20 +294,29 @@ def test_galaxy_counts_follow_the_observed_number_counts():
     assert np.median(brighter) > 1.5 * np.median(fainter)
 
 
+NO_STARS = StarCatalogue(ra_deg=np.zeros(0), dec_deg=np.zeros(0), mag=np.zeros(0))
+
+
+def one_galaxy(
+    centre: SkyCoord, *, mag: float, half_light_arcsec: float, index: float, axis_ratio: float
+) -> GalaxyCatalogue:
+    """A catalogue of one galaxy at `centre`, its major axis along the frame's +x."""
+    return GalaxyCatalogue(
+        ra_deg=np.array([centre.ra.deg]),
+        dec_deg=np.array([centre.dec.deg]),
+        mag=np.array([mag]),
+        half_light_arcsec=np.array([half_light_arcsec]),
+        sersic_index=np.array([index]),
+        axis_ratio=np.array([axis_ratio]),
+        position_angle_deg=np.array([0.0]),
+    )
+
+
 def test_a_galaxy_is_an_extended_source_holding_its_flux():
     camera = SMALL.model_copy(update={"cosmic_rays_per_mpx_per_s": 0.0, "hot_pixels_per_mpx": 0.0})
     centre = simulate(camera=camera).wcs.pixel_to_world(256.0, 190.0)
-    galaxy = GalaxyCatalogue(
-        ra_deg=np.array([centre.ra.deg]),
-        dec_deg=np.array([centre.dec.deg]),
-        mag=np.array([15.5]),
-        half_light_arcsec=np.array([4.0]),
-        sersic_index=np.array([1.0]),
-        axis_ratio=np.array([0.4]),
-        position_angle_deg=np.array([0.0]),
-    )
-    no_stars = StarCatalogue(ra_deg=np.zeros(0), dec_deg=np.zeros(0), mag=np.zeros(0))
-    frame = simulate(camera=camera, stars=no_stars, galaxies=galaxy)
+    galaxy = one_galaxy(centre, mag=15.5, half_light_arcsec=4.0, index=1.0, axis_ratio=0.4)
+    frame = simulate(camera=camera, stars=NO_STARS, galaxies=galaxy)
     sky_adu = camera.bias_adu + frame.truth.sky_e_per_px / camera.gain_e_per_adu
     pixels = frame.data.astype(np.float64) - sky_adu  # the true sky: a fitted one takes light
     flux, _, _ = sep.sum_circle(pixels, [256.0], [190.0], 60.0)
@@ -345,16 +354,7 @@ def test_a_transient_on_a_bright_galaxy_needs_more_flux_for_the_same_signal_to_n
     camera = SimCamera(width_px=512, height_px=512)
     wcs = tan_wcs(camera, **FIELD)
     centre = wcs.pixel_to_world(256.0, 256.0)
-    galaxy = GalaxyCatalogue(
-        ra_deg=np.array([centre.ra.deg]),
-        dec_deg=np.array([centre.dec.deg]),
-        mag=np.array([16.0]),
-        half_light_arcsec=np.array([3.0]),
-        sersic_index=np.array([4.0]),
-        axis_ratio=np.array([0.8]),
-        position_angle_deg=np.array([30.0]),
-    )
-    no_stars = StarCatalogue(ra_deg=np.zeros(0), dec_deg=np.zeros(0), mag=np.zeros(0))
+    galaxy = one_galaxy(centre, mag=16.0, half_light_arcsec=3.0, index=4.0, axis_ratio=0.8)
 
     def one_transient(seed: int, hosted: float) -> InjectedTransient:
         (transient,) = inject_transients(
@@ -365,7 +365,7 @@ def test_a_transient_on_a_bright_galaxy_needs_more_flux_for_the_same_signal_to_n
             camera,
             wcs,
             wcs,
-            no_stars,
+            NO_STARS,
             1.0,
             galaxies=galaxy,
             hosted_fraction=hosted,

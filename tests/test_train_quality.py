@@ -165,7 +165,9 @@ def test_a_failed_worker_resumes_from_the_last_checkpoint(tiny_frames, tmp_path)
 
 
 @pytest.mark.slow
-def test_a_local_fit_stops_at_its_time_limit_and_builds_the_width_asked_for(tiny_frames, tmp_path):
+def test_a_local_fit_logs_each_epoch_stops_at_its_time_limit_and_has_the_width_asked_for(
+    tiny_frames, tmp_path
+):
     settings = QualityTrainingSettings(
         data_dir=tiny_frames,
         run_dir=tmp_path / "run",
@@ -180,6 +182,8 @@ def test_a_local_fit_stops_at_its_time_limit_and_builds_the_width_asked_for(tiny
     build_dataset(settings.data_dir, settings.dataset_dir, settings.seed)
     outcome = train_locally(settings)
     assert [m.epoch for m in outcome.history] == [0]
+    logged = (settings.run_dir / EPOCH_LOG_FILE).read_text().splitlines()
+    assert [EpochMetrics.model_validate_json(line) for line in logged] == outcome.history
     first_convolution = outcome.model.features[0][0]
     assert first_convolution.out_channels == 4
     assert outcome.model.features[-1][0].out_channels == 32

@@ -246,17 +246,23 @@ class FitOutcome:
 
 def train_locally(settings: QualityTrainingSettings, on_epoch: OnEpoch | None = None) -> FitOutcome:
     """The same loop as `train_func`, in this process with plain torch (no Ray, no checkpoints
-    on disk: the best weights are kept in memory)."""
+    on disk: the best weights are kept in memory). Each epoch's metrics are appended to the
+    run's `epochs.jsonl` as a Ray run does, so a long fit can be followed from its folder."""
     started = time.perf_counter()
     torch.set_num_threads(settings.threads_per_worker)
     torch.manual_seed(settings.seed)
     device = torch.device("cuda" if settings.use_gpu else "cpu")
     state = new_training_state(settings, QualityNet(width=settings.width).to(device))
     best_weights: dict[str, torch.Tensor] = {}
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    epoch_log = settings.run_dir / EPOCH_LOG_FILE
+    epoch_log.unlink(missing_ok=True)
 
     def keep_best(metrics: EpochMetrics, state: TrainingState) -> None:
         if state.best_epoch == metrics.epoch:
             best_weights.update(copy.deepcopy(state.model.state_dict()))
+        with epoch_log.open("a") as log:
+            log.write(metrics.model_dump_json() + "\n")
         if on_epoch is not None:
             on_epoch(metrics)
 

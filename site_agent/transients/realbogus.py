@@ -79,8 +79,7 @@ class RealBogusModel:
     """A verified TorchScript real/bogus model, scoring triplets on the CPU."""
 
     def __init__(self, module: torch.jit.ScriptModule, manifest: RealBogusManifest) -> None:
-        self.released = module
-        """The verified module as exported (its weights start a fine-tune)."""
+        self.released = module  # as exported and verified: its weights start a fine-tune
         self.module = inference_ready(module)
         self.manifest = manifest
 

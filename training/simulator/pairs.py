@@ -179,25 +179,22 @@ def _galaxy_light_under(
 ) -> np.ndarray:
     """Galaxy electrons per pixel under each position (n x 2), as PSF photometry there weighs
     them: the galaxies' light blurred by the PSF, averaged with the weights `p^2` of the PSF's
-    pixels (clear sky; it is noise a host adds to its transient's measurement)."""
-    shape = (camera.height_px, camera.width_px)
+    pixels (clear sky; it is noise a host adds to its transient's measurement). Only a window
+    around each position is rendered, from the galaxies whose light reaches it."""
     galaxy_x, galaxy_y = galaxies.pixel_positions(wcs)
-    light = render_galaxy_light(
-        shape,
-        galaxy_x,
-        galaxy_y,
-        camera.source_electrons(galaxies.mag, air),
-        galaxies,
-        camera.pixel_scale_arcsec,
-    )
-    half = psf_core.shape[0] // 2
-    padded = np.pad(light, 2 * half)
+    electrons = camera.source_electrons(galaxies.mag, air)
+    reach = 2 * (psf_core.shape[0] // 2)
     weights = psf_core**2 / np.sum(psf_core**2)
     under = np.empty(len(xy))
-    for index, (column, row) in enumerate(np.rint(xy).astype(int) + 2 * half):
-        window = padded[
-            row - 2 * half : row + 2 * half + 1, column - 2 * half : column + 2 * half + 1
-        ]
+    for index, (column, row) in enumerate(np.rint(xy).astype(int)):
+        window = render_galaxy_light(
+            (2 * reach + 1, 2 * reach + 1),
+            galaxy_x - (column - reach),
+            galaxy_y - (row - reach),
+            electrons,
+            galaxies,
+            camera.pixel_scale_arcsec,
+        )
         blurred = fftconvolve(window, psf_core, mode="valid")
         under[index] = float(np.sum(blurred * weights))
     return under

@@ -13,7 +13,12 @@ from site_agent.transients.align import (
 from site_agent.transients.cutouts import cutout, decode, encode, encode_triplet
 from site_agent.transients.psf_match import KernelSolution, convolve, fit_kernel
 from site_agent.transients.search import _dilate
-from site_agent.transients.sources import extract_whole_frame, subtract_background
+from site_agent.transients.sources import (
+    extract_whole_frame,
+    find_stars,
+    psf_fwhm_px,
+    subtract_background,
+)
 from site_agent.transients.subtract import difference_image
 
 
@@ -46,6 +51,18 @@ def test_kernel_fit_matches_seeing_and_recovers_the_flux_scale():
     residual = blurred - convolve(sharp, solution.kernel) - solution.background_adu
     inner = (slice(20, -20), slice(20, -20))
     assert np.std(residual[inner]) < 2.0 * noise
+
+
+def test_hot_pixels_are_not_stars_and_do_not_sharpen_the_seeing():
+    rng = np.random.default_rng(8)
+    stars, _ = _star_field(rng, shape=(300, 300), count=30, sigma=1.5)
+    image = stars + rng.normal(100.0, 3.0, stars.shape).astype(np.float32)
+    hot = rng.integers(10, 290, (60, 2))  # twice as many hot pixels as stars
+    image[hot[:, 1], hot[:, 0]] += rng.uniform(500.0, 5000.0, len(hot)).astype(np.float32)
+    found = find_stars(subtract_background(image), min_snr=15.0)
+    distance_to_hot = np.hypot(*(found.xy[:, None, :] - hot[None, :, :]).transpose(2, 0, 1))
+    assert not (distance_to_hot.min(axis=1) < 0.5).any()
+    assert abs(psf_fwhm_px(found) - 2.3548 * 1.5) < 0.6
 
 
 def _tan(crval, crpix=(100.0, 100.0), scale_deg=0.5 / 3600):
@@ -126,6 +143,7 @@ def test_a_transient_on_the_sharper_new_frame_does_not_raise_its_own_noise():
         solution,
         np.zeros(shape, dtype=bool),
         psf_fwhm_px=2.3548 * sigma_ref,
+        star_xy=np.zeros((0, 2)),
     )
     around = difference.noise[60:69, 60:69]
     assert around.max() < 1.15 * np.median(difference.noise)

@@ -20,7 +20,7 @@ from training.simulator.pairs import simulate_pair
 def field_frames(tmp_path_factory):
     """Three files of one field (the last one noisier) and one file of another field."""
     folder = tmp_path_factory.mktemp("frames")
-    camera = SimCamera(width_px=256, height_px=256, pixel_scale_arcsec=0.8)
+    camera = SimCamera(width_px=384, height_px=384, pixel_scale_arcsec=0.8)
     rng = np.random.default_rng(11)
     pair = simulate_pair(camera, n_transients=0, snr_range=(5, 10), rng=rng)
     other = simulate_pair(camera, n_transients=0, snr_range=(5, 10), rng=rng)

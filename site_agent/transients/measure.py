@@ -1,4 +1,5 @@
-"""Measuring candidates on the difference image: position, PSF flux and error, S/N, FWHM, shape.
+"""Measuring candidates on the difference image: position, PSF flux and error, S/N, FWHM, shape,
+and how deep a negative lobe lies beside each (a dipole).
 
 Flux is optimal (PSF-weighted) photometry with a Gaussian of the difference's FWHM at the
 windowed centroid; its error comes from the noise map, so S/N is the difference's own.
@@ -8,9 +9,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import sep
+from scipy import ndimage
 
 from site_agent.transients.sources import FWHM_PER_HALF_LIGHT_RADIUS
 from site_agent.transients.subtract import DifferenceImage
+
+DIPOLE_RADIUS_FWHM = 1.5
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,10 @@ class Measurements:
     flux_err: np.ndarray
     fwhm_px: np.ndarray
     ellipticity: np.ndarray
+    dipole_ratio: np.ndarray
+    """The most negative PSF-filtered S/N within `DIPOLE_RADIUS_FWHM` over the most positive:
+    near -1 for the dipole a star leaves when it is slightly misplaced or mismatched, near 0
+    for a point source that appeared."""
 
     @property
     def snr(self) -> np.ndarray:
@@ -67,7 +75,7 @@ def psf_photometry(
 def measure_candidates(difference: DifferenceImage, objects: np.ndarray) -> Measurements:
     """Positions, fluxes and shapes of the detections `objects` (sep structured array)."""
     if len(objects) == 0:
-        return Measurements(*(np.zeros(0) for _ in range(6)))
+        return Measurements(*(np.zeros(0) for _ in Measurements.__dataclass_fields__))
     sigma = difference.psf_fwhm_px / 2.3548
     height, width = difference.data.shape
     start_x, start_y = objects["x"], objects["y"]
@@ -101,4 +109,29 @@ def measure_candidates(difference: DifferenceImage, objects: np.ndarray) -> Meas
         flux_err=error,
         fwhm_px=FWHM_PER_HALF_LIGHT_RADIUS * np.asarray(half_light),
         ellipticity=np.clip(ellipticity, 0.0, 1.0),
+        dipole_ratio=dipole_ratios(difference, x, y),
     )
+
+
+def dipole_ratios(difference: DifferenceImage, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """`Measurements.dipole_ratio` at (x, y): the difference over its noise is filtered with the
+    PSF in a window around each position, and the extremes within `DIPOLE_RADIUS_FWHM` taken."""
+    sigma = difference.psf_fwhm_px / 2.3548
+    radius = int(np.ceil(DIPOLE_RADIUS_FWHM * difference.psf_fwhm_px))
+    half = radius + int(np.ceil(3.0 * sigma))
+    height, width = difference.data.shape
+    ratios = np.zeros(len(x))
+    for i, (xc, yc) in enumerate(zip(x, y, strict=True)):
+        x0, y0 = round(xc), round(yc)
+        lo_x, lo_y = max(x0 - half, 0), max(y0 - half, 0)
+        window = (slice(lo_y, min(y0 + half + 1, height)), slice(lo_x, min(x0 + half + 1, width)))
+        usable = ~difference.bad[window]
+        whitened = np.where(usable, difference.data[window] / difference.noise[window], 0.0)
+        filtered = ndimage.gaussian_filter(whitened.astype(np.float32), sigma, truncate=3.0)
+        cx, cy = x0 - lo_x, y0 - lo_y
+        near = filtered[
+            max(cy - radius, 0) : cy + radius + 1, max(cx - radius, 0) : cx + radius + 1
+        ]
+        if near.size:
+            ratios[i] = float(near.min()) / max(float(near.max()), 1e-6)
+    return ratios

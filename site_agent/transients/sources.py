@@ -15,6 +15,10 @@ BACKGROUND_BOX_PX = 64
 FWHM_PER_HALF_LIGHT_RADIUS = 2.0
 """A Gaussian's FWHM is twice its half-light radius (close enough for Moffat profiles)."""
 
+SINGLE_PIXEL_PEAK_FRACTION = 0.75
+"""A source with more of its light in its brightest pixel is a hot pixel or a cosmic ray, not a
+star: a star's central pixel holds at most ~66 % of its light even at a FWHM of 0.9 px."""
+
 WHOLE_FRAME_PIXSTACK = 3_000_000
 WHOLE_FRAME_SUB_OBJECTS = 4096
 SEP_LIMIT_ERRORS = ("pixel buffer full", "deblending overflow")
@@ -102,7 +106,8 @@ def subtract_background(
 
 
 def find_stars(sky: SkySubtracted, *, min_snr: float, max_sources: int = 2000) -> StarTable:
-    """Compact sources above `min_snr` (aperture S/N), brightest first."""
+    """Compact sources above `min_snr` (aperture S/N), brightest first; single-pixel events
+    (hot pixels, cosmic rays hitting one pixel) are not stars and are left out."""
     objects = extract_whole_frame(
         sky.image,
         thresh=max(5.0, min_snr / 3.0),
@@ -122,7 +127,8 @@ def find_stars(sky: SkySubtracted, *, min_snr: float, max_sources: int = 2000) -
         sky.image, x, y, 2.0 * radius, 0.5, normflux=flux, mask=sky.bad, subpix=5
     )
     snr = flux / np.maximum(flux_err, 1e-12)
-    keep = np.isfinite(snr) & (snr >= min_snr) & (half_light > 0)
+    single_pixel = objects["peak"] > SINGLE_PIXEL_PEAK_FRACTION * flux
+    keep = np.isfinite(snr) & (snr >= min_snr) & (half_light > 0) & ~single_pixel
     order = np.argsort(-flux[keep])[:max_sources]
     ellipticity = 1.0 - objects["b"] / np.maximum(objects["a"], 1e-6)
     return StarTable(

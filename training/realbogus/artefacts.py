@@ -1,8 +1,9 @@
 """Artefacts added to a simulated new frame, so the classifier sees what bogus looks like.
 
 Pure numpy on a float32 frame in ADU: hot pixels (single bright pixels), cosmic-ray tracks
-(a few connected pixels), and a faint satellite trail; the simulator's own cosmic rays, bright
-stars (subtraction dipoles) and frame edges add theirs.
+(a few connected pixels), a faint satellite trail, and stars moved or resized a little (the
+dipoles and rings of registration and PSF errors); the simulator's own cosmic rays and frame
+edges add theirs.
 """
 
 import numpy as np
@@ -44,3 +45,34 @@ def add_satellite_trail(
     sigma = width_px / 2.3548
     peak = noise_adu * rng.uniform(2.0, 20.0)
     image += (peak * np.exp(-(distance**2) / (2.0 * sigma**2))).astype(np.float32)
+
+
+def add_star_dipoles(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    star_xy: np.ndarray,
+    star_flux: np.ndarray,
+    fwhm_px: float,
+) -> None:
+    """Move each star at `star_xy` (n, 2) of flux `star_flux` (ADU) by 0.1-0.5 px and widen or
+    narrow it by up to 5 %, in place, as a registration or PSF error would: its subtraction
+    leaves the dipoles and rings real differences show around stars (the DECam pair does)."""
+    sigma = fwhm_px / 2.3548
+    half = int(np.ceil(4.0 * sigma * 1.05))
+    height, width = image.shape
+    offsets = np.arange(-half, half + 1, dtype=np.float64)
+    for (x, y), flux in zip(star_xy, star_flux, strict=True):
+        cx, cy = round(float(x)), round(float(y))
+        if not (half <= cx < width - half and half <= cy < height - half):
+            continue
+        shift = rng.uniform(0.1, 0.5)
+        angle = rng.uniform(0.0, 2.0 * np.pi)
+        moved = sigma * (1.0 + rng.uniform(-0.05, 0.05))
+        u = offsets[None, :] + cx - x
+        v = offsets[:, None] + cy - y
+        before = np.exp(-(u**2 + v**2) / (2.0 * sigma**2)) / (2.0 * np.pi * sigma**2)
+        du, dv = u - shift * np.cos(angle), v - shift * np.sin(angle)
+        after = np.exp(-(du**2 + dv**2) / (2.0 * moved**2)) / (2.0 * np.pi * moved**2)
+        image[cy - half : cy + half + 1, cx - half : cx + half + 1] += (
+            flux * (after - before)
+        ).astype(np.float32)

@@ -18,13 +18,20 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
+from scipy import ndimage
 
 from protos import FrameIdentity, QualityLabel
 from site_agent.fits_reader import Frame
 from site_agent.transients.config import TransientSearchSettings
 from site_agent.transients.references import Reference, build_reference
 from site_agent.transients.search import SearchSkipped, find_candidates
-from training.realbogus.artefacts import add_cosmic_rays, add_hot_pixels, add_satellite_trail
+from site_agent.transients.sources import find_stars, subtract_background
+from training.realbogus.artefacts import (
+    add_cosmic_rays,
+    add_hot_pixels,
+    add_satellite_trail,
+    add_star_dipoles,
+)
 from training.simulator.camera import SimCamera
 from training.simulator.conditions import sample_conditions
 from training.simulator.frame import SimulatedFrame, frame_psf, simulate_frame
@@ -38,6 +45,13 @@ TRAINING_SEARCH = TransientSearchSettings(
 """A looser search than the site's, so the classifier sees the borderline cases too."""
 HOSTED_FRACTION = 0.4
 """Transients of a simulated search that lie on galaxies, as supernovae do."""
+STACK_SMOOTHING_PX = (0.5, 1.0)
+"""The Gaussian (sigma, px) by which a simulated stack's pixels are smoothed."""
+STACKED_FRACTION = 0.3
+"""Training pairs that look like resampled stacks (the bench's pairs are single frames)."""
+MAX_DIPOLES = 15
+DIPOLE_STAR_SNR = 30.0
+"""Stars this bright or brighter may be moved a little in the new frame (`add_star_dipoles`)."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +121,14 @@ def frame_from_simulated(
     )
 
 
+def stack_like(data: np.ndarray, smoothing_px: float) -> np.ndarray:
+    """A frame as float32, its pixels smoothed by a Gaussian of `smoothing_px` (0: as it is):
+    what resampling and combining dithered exposures into a stack does to the noise (it
+    correlates it over a few pixels) and, a little, to the PSF."""
+    pixels = np.asarray(data, dtype=np.float32)
+    return ndimage.gaussian_filter(pixels, smoothing_px) if smoothing_px > 0 else pixels.copy()
+
+
 def simulate_search_pair(
     rng: np.random.Generator,
     *,
@@ -117,9 +139,13 @@ def simulate_search_pair(
     artefacts: bool = True,
     pixel_scale_arcsec: float | None = None,
     hosted_fraction: float = HOSTED_FRACTION,
+    stacked_fraction: float = 0.0,
 ) -> SearchPair:
     """One simulated search: a new frame with transients (a `hosted_fraction` of them on
-    galaxies, and artefacts) and its reference."""
+    galaxies, and artefacts) and its reference. With probability `stacked_fraction` both look
+    like resampled stacks (`stack_like`), as survey images such as the DECam pair do."""
+    stacked = stacked_fraction > 0 and rng.random() < stacked_fraction
+    smoothing_px = float(rng.uniform(*STACK_SMOOTHING_PX)) if stacked else 0.0
     scale = pixel_scale_arcsec or float(rng.uniform(0.45, 1.1))
     camera = SimCamera(width_px=size_px, height_px=size_px, pixel_scale_arcsec=scale)
     pair = simulate_pair(
@@ -145,15 +171,23 @@ def simulate_search_pair(
             )
         )
     named = {f"ref-{i}.fits": epoch for i, epoch in enumerate(epochs)}
-    reference = build_reference([frame_from_simulated(e, name) for name, e in named.items()])
-    data = pair.new.data.astype(np.float32)
+    reference = build_reference(
+        [
+            frame_from_simulated(e, name, stack_like(e.data, smoothing_px))
+            for name, e in named.items()
+        ]
+    )
+    data = stack_like(pair.new.data, smoothing_px)
     if artefacts:
         noise = float(np.sqrt(pair.new.truth.sky_e_per_px) / camera.gain_e_per_adu)
         add_hot_pixels(data, rng, int(rng.integers(0, 30)), noise)
         add_cosmic_rays(data, rng, int(rng.integers(0, 30)), noise)
+        fwhm_px = pair.new.truth.conditions.seeing_fwhm_arcsec / scale
         if rng.random() < 0.3:
-            fwhm_px = pair.new.truth.conditions.seeing_fwhm_arcsec / scale
             add_satellite_trail(data, rng, noise, fwhm_px)
+        stars = find_stars(subtract_background(pair.new.data), min_snr=DIPOLE_STAR_SNR)
+        chosen = rng.permutation(len(stars))[: int(rng.integers(0, MAX_DIPOLES + 1))]
+        add_star_dipoles(data, rng, stars.xy[chosen], stars.flux[chosen], fwhm_px)
     return SearchPair(
         frame_from_simulated(pair.new, "new.fits", data),
         reference,
@@ -308,13 +342,19 @@ def with_hosted_reals(triplets: Triplets, rng: np.random.Generator, fraction: fl
 
 
 def simulate_triplets(
-    pairs: int, seed: int, *, size_px: int = 1024, first_index: int = 0
+    pairs: int,
+    seed: int,
+    *,
+    size_px: int = 1024,
+    first_index: int = 0,
+    stacked_fraction: float = STACKED_FRACTION,
 ) -> Triplets:
-    """Labelled triplets from `pairs` simulated searches."""
+    """Labelled triplets from `pairs` simulated searches (a `stacked_fraction` of them stacks)."""
     rng = np.random.default_rng(seed)
     parts = []
     for index in range(first_index, first_index + pairs):
-        found = triplets_of_pair(simulate_search_pair(rng, size_px=size_px), index)
+        pair = simulate_search_pair(rng, size_px=size_px, stacked_fraction=stacked_fraction)
+        found = triplets_of_pair(pair, index)
         if found is not None:
             parts.append(found)
     if not parts:

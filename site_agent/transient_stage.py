@@ -36,6 +36,7 @@ from site_agent.pipeline import FrameWork
 from site_agent.search_backlog import PendingSearch, SearchBacklog
 from site_agent.transients.config import TransientSearchSettings
 from site_agent.transients.realbogus import RealBogusModel
+from site_agent.transients.references import ReferenceError as UnusableForReference
 from site_agent.transients.references import ReferenceStore
 from site_agent.transients.search import BAD_FRAME_REASON, SearchOutcome, search_transients
 
@@ -167,7 +168,7 @@ class ReferenceKeeper:
     def _offer_file(self, path: Path) -> None:
         try:
             info = self.searcher.references.offer(read_frame(path))
-        except FrameError as exc:
+        except (FrameError, UnusableForReference) as exc:  # no WCS, too few stars, ...
             log.info("reference offer skipped file=%s reason=%s", path.name, exc)
             return
         except Exception:  # housekeeping: the frame is already published and settled

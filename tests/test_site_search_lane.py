@@ -3,6 +3,8 @@ frame's score comes first, then its candidates, then its `FrameSearched`; a sear
 a stop is done after the restart; the backlog on disk is bounded."""
 
 import asyncio
+import dataclasses
+import logging
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
@@ -25,7 +27,8 @@ from site_agent.fits_reader import read_frame
 from site_agent.scoring import score_frame
 from site_agent.search_backlog import PendingSearch, SearchBacklog
 from site_agent.settings import SiteAgentSettings
-from site_agent.transient_stage import TransientSearcher
+from site_agent.transient_stage import ReferenceKeeper, TransientSearcher
+from site_agent.transients.config import TransientSearchSettings
 from site_agent.transients.references import ReferenceStore
 from tests.site_agents import site_settings, wait_until
 from training.simulator import SimCamera, SimulatedFrame
@@ -211,3 +214,23 @@ def test_the_backlog_is_bounded_and_survives_reopening(tmp_path: Path, field):
         assert oldest is not None and oldest.score.message_id == scores[0].message_id
         backlog.done(oldest)
         assert len(backlog) == 3
+
+
+def test_a_frame_too_starless_for_a_reference_is_skipped_with_its_reason(tmp_path, caplog):
+    # 256² of empty sky with a few hot pixels: no star to measure a PSF on. An expected case,
+    # logged with its reason, not as a failure with a traceback.
+    camera = SimCamera(width_px=256, height_px=256, pixel_scale_arcsec=0.8)
+    empty = simulate_pair(camera, n_transients=0, snr_range=(5, 10), rng=np.random.default_rng(3))
+    pixels = np.random.default_rng(4).normal(100.0, 5.0, (256, 256)).astype(np.float32)
+    pixels[[20, 90, 200], [30, 150, 60]] = 5000.0
+    path = write_frame(dataclasses.replace(empty.new, data=pixels), tmp_path / "starless.fits")
+    searcher = TransientSearcher(
+        "site-a", ReferenceStore(tmp_path / "refs"), model=None, settings=TransientSearchSettings()
+    )
+    with caplog.at_level(logging.INFO, logger="site_agent.transient_stage"):
+        ReferenceKeeper(searcher)._offer_file(path)
+    searcher.worker.stop()
+    (record,) = [r for r in caplog.records if r.name == "site_agent.transient_stage"]
+    assert record.levelno == logging.INFO
+    assert "too few stars to measure its PSF" in record.getMessage()
+    assert ReferenceStore(tmp_path / "refs").infos() == []

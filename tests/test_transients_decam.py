@@ -27,9 +27,8 @@ def decam(real_data):
     return real_data / "decam-sfft"
 
 
-def test_skyfleet_detect_finds_the_decam_transient_and_little_else(decam):
-    # --threshold 0 lists every detection with its score: the supernova must be among very few
-    # and be the one real/bogus believes most.
+def _detect(decam, *options: str) -> list[dict]:
+    """`skyfleet detect` on the DECam pair, its JSON candidates."""
     result = CliRunner().invoke(
         app,
         [
@@ -37,13 +36,18 @@ def test_skyfleet_detect_finds_the_decam_transient_and_little_else(decam):
             str(decam / "Stack-DEC-OBS04.fits"),
             "--reference",
             str(decam / "Stack-DEC-OBS18.fits"),
-            "--threshold",
-            "0",
+            *options,
             "--json",
         ],
     )
     assert result.exit_code == 0, result.output
-    candidates = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def test_skyfleet_detect_finds_the_decam_transient_and_little_else(decam):
+    # --threshold 0 lists every detection with its score: the supernova must be among very few
+    # and be the one real/bogus believes most.
+    candidates = _detect(decam, "--threshold", "0")
     distances = [
         np.hypot(c["x_px"] - TRANSIENT_XY[0], c["y_px"] - TRANSIENT_XY[1]) for c in candidates
     ]
@@ -55,18 +59,7 @@ def test_skyfleet_detect_finds_the_decam_transient_and_little_else(decam):
 
 
 def test_at_the_default_threshold_skyfleet_detect_publishes_the_supernova_alone(decam):
-    result = CliRunner().invoke(
-        app,
-        [
-            "detect",
-            str(decam / "Stack-DEC-OBS04.fits"),
-            "--reference",
-            str(decam / "Stack-DEC-OBS18.fits"),
-            "--json",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    (candidate,) = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    (candidate,) = _detect(decam)
     x, y = candidate["x_px"], candidate["y_px"]
     assert np.hypot(x - TRANSIENT_XY[0], y - TRANSIENT_XY[1]) < 1.0
 

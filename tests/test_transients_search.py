@@ -14,18 +14,19 @@ from site_agent.transients.search import find_candidates, search_transients
 from training.realbogus.dataset import SearchPair, ideal_difference_snr, simulate_search_pair
 
 
+def _search_pair(seed: int, **options) -> SearchPair:
+    """A small simulated search with a two-epoch reference and 0.8" pixels unless told."""
+    return simulate_search_pair(
+        np.random.default_rng(seed),
+        **{"reference_epochs": 2, "pixel_scale_arcsec": 0.8, **options},
+    )
+
+
 @pytest.fixture(scope="module")
 def pair() -> SearchPair:
     """Bright transients in the open sky."""
-    return simulate_search_pair(
-        np.random.default_rng(7),
-        size_px=384,
-        n_transients=6,
-        snr_range=(25.0, 60.0),
-        reference_epochs=2,
-        artefacts=False,
-        pixel_scale_arcsec=0.8,
-        hosted_fraction=0.0,
+    return _search_pair(
+        7, size_px=384, n_transients=6, snr_range=(25.0, 60.0), artefacts=False, hosted_fraction=0.0
     )
 
 
@@ -129,12 +130,11 @@ def test_much_shallower_frame_is_skipped_not_flooded(pair):
 @pytest.fixture(scope="module")
 def hosted_pair() -> SearchPair:
     """Transients on galaxies, in a new frame with hot pixels and cosmic rays."""
-    return simulate_search_pair(
-        np.random.default_rng(21),
+    return _search_pair(
+        21,
         size_px=768,
         n_transients=12,
         snr_range=(12.0, 40.0),
-        reference_epochs=2,
         pixel_scale_arcsec=0.6,
         hosted_fraction=1.0,
     )

@@ -4,7 +4,9 @@ The kernel is a linear combination of Gaussians of three widths, each multiplied
 in the kernel coordinates (Alard & Lupton 1998; degrees 4, 3, 2), plus a constant differential
 background. Its coefficients are found by weighted linear least squares on stamps around stars
 both images share, with two rounds of clipping stamps that fit badly (variables, blends,
-cosmic rays). The kernel's sum is the photometric scale between the two images.
+cosmic rays), then solved twice more with every pixel weighted by its full variance (sky plus
+the stars' own noise, fitted on the residuals), so the cores of the brightest stars do not
+dominate the fit. The kernel's sum is the photometric scale between the two images.
 
 Why this method: it is linear, fast on a small number of stamps, explainable (a kernel you can
 look at and a scale you can check), and needs only numpy; it handles the PSF differences of one
@@ -202,9 +204,10 @@ def _residual_noise_model(
 
     The stamps' pixels are grouped into `NOISE_MODEL_BINS` bins of equal count by model light;
     each bin's variance is robust (its median squared residual over that of a unit Gaussian), so
-    that a cosmic ray or hot pixel on one stamp cannot raise the noise of every galaxy in the
-    frame (one did: a = 53 where the photons give 0.7). The two terms are fitted to the bins'
-    excess with weights for each bin's relative error."""
+    that a few bad pixels on the stamps (cosmic rays, hot pixels) cannot raise the noise of every
+    galaxy in the frame (with hot pixels among the stamps a plain fit gave a = 53 where the
+    photons give 0.7). The two terms are fitted to the bins' excess with weights for each bin's
+    relative error."""
     model = np.concatenate(
         [d @ coefficients for d, used in zip(designs, keep, strict=True) if used]
     )

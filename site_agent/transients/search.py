@@ -45,7 +45,6 @@ from site_agent.transients.subtract import DifferenceImage, difference_image
 log = logging.getLogger(__name__)
 
 BAD_FRAME_REASON = "frame graded bad: not searched"
-STAMP_MATCH_RADIUS_PX = 1.5
 WCS_MATCH_RADIUS_PX = 8.0
 STAR_RESIDUAL_FWHM = 1.0
 """A detection within this many FWHM of a reference star counts as a residual of that star."""

@@ -9,7 +9,9 @@ through `sum(K^2)`), the photon noise of the stars and the fraction of their lig
 cannot match (fitted on the kernel stamps; the light is the reference's at the difference's PSF,
 above 3 sigma, never the new frame's, which holds the transients), and is then rescaled so that
 PSF-filtered empty sky has the scatter white noise would have: the S/N of a point source on the
-difference is right even though convolution and resampling correlate its noise.
+difference is right even though convolution and resampling correlate its noise. The same check
+is then made on the lit pixels, by level of light, for stars and for the rest apart
+(`_rescale_by_light`), so that S/N is right on a galaxy and beside a star too.
 """
 
 from dataclasses import dataclass

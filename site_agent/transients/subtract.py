@@ -101,9 +101,12 @@ def difference_image(
     data -= sep.Background(data, mask=bad, bw=64, bh=64).back(dtype=np.float32)
     data[bad] = 0.0
     crop = _CentralCrop.of(data.shape)
-    rescale = _sky_rescale(crop.filtered_scatter(data, noise, bad, psf_fwhm_px))
+    scatter = crop.filtered_scatter(data, noise, bad, psf_fwhm_px)
+    rescale = _sky_rescale(scatter)
     noise *= np.float32(rescale)
-    _rescale_by_light(noise, lit, crop, crop.filtered_scatter(data, noise, bad, psf_fwhm_px))
+    if scatter is not None:  # what it would be with the rescaled map
+        scatter /= np.float32(rescale)
+    _rescale_by_light(noise, lit, crop, scatter)
     return DifferenceImage(
         data=data.astype(np.float32, copy=False),
         noise=noise,

@@ -4,12 +4,13 @@ Simulates `PAIRS` pairs (if RUN_DIR/data/triplets.npz is missing), fits on a loc
 the TorchScript model as the next version folder of `site_agent/models/realbogus/`, and prints
 the ROC AUC on a fresh held-out set and on the real ZTF alerts. Other knobs are
 `SKYFLEET_RB_*` variables (`RealBogusTrainingSettings`). Version 1 was trained from scratch
-(120 pairs), version 2 is version 1 fine-tuned on a sky with galaxies. Version 3, shipped, is
-version 2 fine-tuned on 600 pairs of the corrected difference path, with star dipoles and
-stack-like pairs among them (about 13 min on 2 cores; docs/transients.md):
+(120 pairs), version 2 is version 1 fine-tuned on a sky with galaxies, version 3 is version 2
+fine-tuned on 600 pairs of the corrected difference path with star dipoles and stack-like pairs
+among them. Version 4, shipped, is version 3 fine-tuned on 900 such pairs (about 17 min on 2
+cores; docs/transients.md):
 
-    SKYFLEET_RB_INITIAL_MODEL=site_agent/models/realbogus/2 SKYFLEET_RB_EPOCHS=8 \\
-    SKYFLEET_RB_LEARNING_RATE=3e-4 python -m training.realbogus RUN_DIR 600
+    SKYFLEET_RB_INITIAL_MODEL=site_agent/models/realbogus/3 SKYFLEET_RB_EPOCHS=8 \\
+    SKYFLEET_RB_LEARNING_RATE=2e-4 python -m training.realbogus RUN_DIR 900
 """
 
 import sys

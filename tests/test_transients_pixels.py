@@ -11,6 +11,7 @@ from site_agent.transients.align import (
     wcs_transform,
 )
 from site_agent.transients.cutouts import cutout, decode, encode, encode_triplet
+from site_agent.transients.detect import detect_peaks, gaussian_filter_kernel
 from site_agent.transients.psf_match import KernelSolution, convolve, fit_kernel
 from site_agent.transients.search import _dilate
 from site_agent.transients.sources import (
@@ -19,7 +20,7 @@ from site_agent.transients.sources import (
     psf_fwhm_px,
     subtract_background,
 )
-from site_agent.transients.subtract import difference_image
+from site_agent.transients.subtract import DifferenceImage, difference_image
 
 
 def _star_field(rng, shape=(200, 200), count=60, sigma=1.2):
@@ -178,3 +179,28 @@ def test_mask_growth_row_by_row_equals_the_two_dimensional_filter():
     for mask in (sparse, edges, rng.random(sparse.shape) < 0.01):
         expected = ndimage.maximum_filter(mask.view(np.uint8), size=2 * 7 + 1).view(bool)
         assert np.array_equal(_dilate(mask, 7), expected)
+
+
+def _point_source_at_filtered_snr(fwhm_px: float, snr: float, shape=(64, 64)) -> np.ndarray:
+    """A Gaussian point source centred on a pixel, scaled to `snr` after matched filtering
+    (unit white noise)."""
+    source = np.zeros(shape, dtype=np.float32)
+    source[shape[0] // 2, shape[1] // 2] = 1.0
+    source = ndimage.gaussian_filter(source, fwhm_px / 2.3548)
+    kernel = gaussian_filter_kernel(fwhm_px)
+    filtered = ndimage.convolve(source, kernel) / np.sqrt(np.sum(kernel**2))
+    return (source * snr / filtered.max()).astype(np.float32)
+
+
+def test_a_sharp_point_source_just_above_the_threshold_is_detected():
+    fwhm = 1.6  # the filtered peak is one pixel wide: its neighbours lie well below it
+    for snr, found in ((4.5, 1), (3.9, 0)):
+        data = _point_source_at_filtered_snr(fwhm, snr)
+        difference = DifferenceImage(
+            data=data,
+            noise=np.ones_like(data),
+            bad=np.zeros(data.shape, dtype=bool),
+            psf_fwhm_px=fwhm,
+            noise_rescale=1.0,
+        )
+        assert len(detect_peaks(difference, threshold_sigma=4.2)) == found

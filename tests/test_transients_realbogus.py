@@ -12,6 +12,7 @@ from site_agent.transients.realbogus import (
     SCORE_BATCH,
     RealBogusLoadError,
     RealBogusModel,
+    normalise_triplets,
     write_realbogus_model,
 )
 from training.realbogus.__main__ import next_version
@@ -38,6 +39,23 @@ def test_many_detections_score_as_they_would_one_by_one():
     scores = model.score(many)
     assert len(scores) == len(many) > SCORE_BATCH
     assert np.allclose(scores[-len(stamps) :], model.score(stamps), atol=1e-6)
+
+
+def test_stamps_are_normalised_alike_whatever_their_depth_gain_or_edge():
+    rng = np.random.default_rng(4)
+    stamps = rng.normal(100.0, 5.0, (4, 3, 31, 31))
+    stamps[:, :, 15, 15] += 80.0
+    deeper = normalise_triplets(stamps * 7.0 - 300.0)  # another gain and sky: the same input
+    assert np.allclose(deeper, normalise_triplets(stamps), atol=1e-5)
+    edge = stamps.copy()
+    edge[0, :, :, :10] = np.nan  # off the image: zeros, the rest still normalised by its noise
+    out = normalise_triplets(edge)
+    assert np.all(out[0, :, :, :10] == 0.0)
+    assert 0.8 < np.std(np.sinh(out[0, :, :, 12:]) * 3.0) < 1.2
+    flat = np.full((1, 3, 31, 31), 42.0)
+    flat[0, 2] = np.nan
+    flat[0, 2, 0, :5] = 1.0  # too few pixels to measure a noise
+    assert np.all(normalise_triplets(flat) == 0.0)
 
 
 def test_shipped_model_ranks_real_ztf_alerts_like_ztf_does():

@@ -21,8 +21,8 @@ class TransientSearchSettings(BaseModel):
         default=0.9,
         ge=0.0,
         le=1.0,
-        description="Real/bogus score a candidate must reach (0.9: 0.08-0.23 false candidates per "
-        "1024² frame on the bench, real/bogus version 4; docs/transients.md).",
+        description="Real/bogus score a candidate must reach (0.9: 0.15-0.45 false candidates per "
+        "1024² frame on three bench seeds, real/bogus version 5; docs/transients.md).",
     )
     min_overlap_fraction: float = Field(
         default=0.5, gt=0.0, le=1.0, description="Part of the frame the reference must cover."

@@ -48,31 +48,43 @@ class RealBogusLoadError(Exception):
     """A model folder that cannot be used: missing files, bad manifest, sha256 mismatch."""
 
 
-def _robust_sigma(values: np.ndarray) -> float:
-    finite = values[np.isfinite(values)]
-    if finite.size < 8:
-        return 1.0
-    median = np.median(finite)
-    sigma = 1.4826 * float(np.median(np.abs(finite - median)))
-    return sigma if sigma > 0 else float(np.std(finite)) or 1.0
+MIN_FINITE_FOR_NOISE = 8
+"""A stamp with fewer finite pixels is divided by 1 (its noise cannot be measured)."""
+
+
+def _row_medians(rows: np.ndarray, finite_count: np.ndarray) -> np.ndarray:
+    """Median of the finite values of each row (NaN where a row has none): rows are sorted once,
+    NaN last, and the middle of each row's finite part is read (np.median's even-count mean)."""
+    ordered = np.sort(rows, axis=1)
+    low = np.maximum((finite_count - 1) // 2, 0)[:, None]
+    high = (finite_count // 2)[:, None]
+    middle = (np.take_along_axis(ordered, low, 1) + np.take_along_axis(ordered, high, 1)) / 2.0
+    return np.where(finite_count > 0, middle[:, 0], np.nan)
 
 
 def normalise_triplets(stamps: np.ndarray) -> np.ndarray:
     """Model input from `[N, 3, S, S]` raw stamps (new, reference, difference).
 
-    Each stamp has its median removed and is divided by its robust noise (so depth, gain and
-    exposure do not matter), then compressed with asinh; NaN (off the image) becomes 0.
+    Each stamp has its median removed and is divided by its robust noise (1.4826 x the median
+    absolute deviation; the standard deviation where that is 0; 1 where both are, or with fewer
+    than `MIN_FINITE_FOR_NOISE` finite pixels), so depth, gain and exposure do not matter, then
+    compressed with asinh; NaN (off the image) becomes 0. All stamps at once: a 4096² search
+    normalises ~800 triplets.
     """
     stamps = np.asarray(stamps, dtype=np.float64)
-    out = np.zeros(stamps.shape, dtype=np.float32)
-    for index in np.ndindex(stamps.shape[:2]):
-        stamp = stamps[index]
-        finite = stamp[np.isfinite(stamp)]
-        if finite.size == 0:
-            continue
-        scaled = (stamp - np.median(finite)) / _robust_sigma(stamp)
-        out[index] = np.nan_to_num(np.arcsinh(scaled / 3.0), nan=0.0)
-    return out
+    rows = stamps.reshape(-1, stamps.shape[-2] * stamps.shape[-1])
+    finite_count = np.isfinite(rows).sum(axis=1)
+    median = _row_medians(rows, finite_count)
+    deviation = np.abs(rows - median[:, None])
+    sigma = 1.4826 * _row_medians(deviation, finite_count)
+    flat = sigma <= 0
+    if flat.any():
+        sigma[flat] = np.nanstd(rows[flat], axis=1)
+    usable = (finite_count >= MIN_FINITE_FOR_NOISE) & (sigma > 0)
+    sigma = np.where(usable, sigma, 1.0)
+    scaled = (rows - median[:, None]) / sigma[:, None]
+    out = np.nan_to_num(np.arcsinh(scaled / 3.0), nan=0.0)
+    return out.reshape(stamps.shape).astype(np.float32)
 
 
 class RealBogusModel:

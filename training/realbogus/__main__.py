@@ -6,11 +6,12 @@ the ROC AUC on a fresh held-out set and on the real ZTF alerts. Other knobs are
 `SKYFLEET_RB_*` variables (`RealBogusTrainingSettings`). Version 1 was trained from scratch
 (120 pairs), version 2 is version 1 fine-tuned on a sky with galaxies, version 3 is version 2
 fine-tuned on 600 pairs of the corrected difference path with star dipoles and stack-like pairs
-among them. Version 4, shipped, is version 3 fine-tuned on 900 such pairs (about 17 min on 2
-cores; docs/transients.md):
+among them, version 4 is version 3 fine-tuned on 900 such pairs. Version 5, shipped, is version
+4 fine-tuned on 1200 pairs of another seed (about 53 min on 2 cores; docs/transients.md):
 
-    SKYFLEET_RB_INITIAL_MODEL=site_agent/models/realbogus/3 SKYFLEET_RB_EPOCHS=8 \\
-    SKYFLEET_RB_LEARNING_RATE=2e-4 python -m training.realbogus RUN_DIR 900
+    SKYFLEET_RB_INITIAL_MODEL=site_agent/models/realbogus/4 SKYFLEET_RB_EPOCHS=8 \\
+    SKYFLEET_RB_LEARNING_RATE=2e-4 SKYFLEET_RB_DATA_SEED=202 \\
+    python -m training.realbogus RUN_DIR 1200
 """
 
 import sys
@@ -36,7 +37,7 @@ def main(run_dir: Path, pairs: int) -> None:
     """Train, export and evaluate one real/bogus model."""
     settings = RealBogusTrainingSettings(data_dir=run_dir / "data", run_dir=run_dir, workers=1)
     if not settings.triplets_path.is_file():
-        simulate_triplets(pairs, seed=101, size_px=512).save(settings.triplets_path)
+        simulate_triplets(pairs, seed=settings.data_seed, size_px=512).save(settings.triplets_path)
     model, history = fit_realbogus_on_ray(settings)
     for epoch in history:
         print(epoch.model_dump_json())

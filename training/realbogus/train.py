@@ -51,6 +51,12 @@ class RealBogusTrainingSettings(QualityTrainingSettings):
         default=1.5, ge=0.0, le=4.0, description="Hosted copies per real (laid over stars)."
     )
     model_name: str = Field(default="realbogus", pattern=r"^[a-z][a-z0-9_-]{0,63}$")
+    data_seed: int = Field(
+        default=101,
+        ge=0,
+        description="Seed of the simulated training pairs: another seed gives a fine-tune pairs "
+        "its starting model never saw.",
+    )
     initial_model: Path | None = Field(
         default=None,
         description="A model folder (or version folder) whose weights the fit starts from, to "

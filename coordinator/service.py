@@ -26,11 +26,14 @@ from coordinator.summary import fleet_summary
 from coordinator.views import FleetSummary, SiteStatus
 from fleetbus.client import connect
 from fleetbus.streams import ensure_streams
+from fleetbus.tasks import cancel_and_wait
 from protos.streams import central_streams
 
 log = logging.getLogger(__name__)
 
 HEALTH_INTERVAL_S = 2.0
+STARTUP_CANCEL_S = 10.0
+"""How long a start cut short by `stop` may take to end (it may be inside a NATS request)."""
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -177,7 +180,5 @@ async def run_coordinator(settings: CoordinatorSettings, stop: asyncio.Event) ->
         else:
             log.warning("coordinator stopped while starting (is NATS at %s up?)", settings.nats_url)
     finally:
-        for task in (starting, stopping):
-            task.cancel()
-        await asyncio.gather(starting, stopping, return_exceptions=True)
+        await cancel_and_wait({starting, stopping}, timeout_s=STARTUP_CANCEL_S)
         await coordinator.stop()

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 from fleetbus.client import connect
 from fleetbus.server import EmbeddedNats
+from fleetbus.tasks import cancel_and_wait
 from protos import (
     FleetMessage,
     FrameRejected,
@@ -288,9 +289,7 @@ class SiteAgent:
                 log.info("site agent stopping site=%s", settings.site_id)
                 await self._watch.stop()
                 await self._finish(worker)
-                for task in tasks:
-                    task.cancel()
-                _, stuck = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
+                stuck = await cancel_and_wait(tasks, timeout_s=SHUTDOWN_GRACE_S)
                 if stuck:  # the process exits anyway: see EXIT_DEADLINE_S
                     names = sorted(task.get_name() for task in stuck)
                     log.error("tasks did not stop site=%s tasks=%s", settings.site_id, names)

@@ -25,6 +25,7 @@ from coordinator.views import FleetSummary
 from fleetbus.client import connect
 from fleetbus.hub import hub_server_config, join_sites_to_hub, keep_sources_flowing
 from fleetbus.server import EmbeddedNats
+from fleetbus.tasks import cancel_and_wait
 from site_agent.agent import SiteAgent
 from site_agent.followups import FollowUpQueue
 from skyfleet.demo_sites import (
@@ -165,8 +166,7 @@ class DemoFleet:
             stop_sites.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             await coordinator.stop()
-            keeper.cancel()
-            await asyncio.gather(keeper, return_exceptions=True)
+            await cancel_and_wait([keeper], timeout_s=10.0)
             with contextlib.suppress(Exception):
                 await nc.close()
 

@@ -13,6 +13,7 @@ from nats.js import JetStreamContext
 from fleetbus.client import connect
 from fleetbus.hub import hub_server_config, join_sites_to_hub, keep_sources_flowing
 from fleetbus.server import EmbeddedNats
+from fleetbus.tasks import cancel_and_wait
 from protos import FleetMessage, FrameRejected, FrameScore, decode_subject_message
 from protos.streams import FLEET_STREAM
 from site_agent.site_nats import site_server_config
@@ -53,9 +54,7 @@ async def hub_sourcing(hub: EmbeddedNats, site_ids: list[str]) -> AsyncIterator[
     try:
         yield js
     finally:
-        keeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await keeper
+        await cancel_and_wait([keeper], timeout_s=10)
         with contextlib.suppress(Exception):  # the hub may be down
             await nc.close()
 

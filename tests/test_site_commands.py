@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from fleetbus.client import connect, publish
 from fleetbus.hub import HUB_JS_DOMAIN
+from fleetbus.tasks import cancel_and_wait
 from protos import FollowUpRequest, FollowUpState, FollowUpStatus, ModelRelease, stable_message_id
 from protos.base import utc_now
 from site_agent.commands import CommandReceiver
@@ -68,7 +69,7 @@ async def test_follow_up_requests_are_answered_and_bad_commands_refused(tmp_path
                 assert await wait_for_stored(hub_js, 2, timeout_s=20) == 2
                 await asyncio.sleep(0.5)  # and nothing else comes
             finally:
-                consuming.cancel()
+                await cancel_and_wait([consuming], timeout_s=10)
             await nc.close()
             answers = {
                 m.request_id: m

@@ -2,7 +2,6 @@
 away, and the hub's FLEET stream gets every message exactly once when the link returns."""
 
 import asyncio
-import contextlib
 import subprocess
 import time
 
@@ -11,6 +10,7 @@ from typer.testing import CliRunner
 from fleetbus.client import connect
 from fleetbus.hub import HUB_JS_DOMAIN, keep_sources_flowing
 from fleetbus.server import nats_server_binary
+from fleetbus.tasks import cancel_and_wait
 from protos import FrameScore, LinkState
 from protos.streams import FLEET_STREAM, site_stream_name
 from site_agent.publisher import SitePublisher
@@ -59,9 +59,7 @@ async def test_messages_published_during_an_outage_arrive_once_when_the_link_ret
             try:
                 assert await wait_for_stored(hub_js, 60, timeout_s=30) == 60
             finally:
-                keeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await keeper
+                await cancel_and_wait([keeper], timeout_s=10)
             assert time.monotonic() - back < 10  # not nats-server's own 40 s retry back-off
             assert await publisher.probe_link() is LinkState.UP
             await nc.close()

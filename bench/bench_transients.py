@@ -2,7 +2,8 @@
 pair, ZTF real/bogus agreement, and the time to search a 4096^2 frame.
 
 `python -m bench transients` (SKYFLEET_BENCH_PAIRS sets the number of simulated 1024^2 pairs,
-SKYFLEET_BENCH_SEED their seed: 424242 unless set; docs/transients.md also reports 777 and 31337).
+SKYFLEET_BENCH_SEED their seed: 424242 unless set; docs/transients.md also reports 777 and 31337;
+SKYFLEET_BENCH_REFERENCE_EPOCHS the frames in each reference: 3 unless set, a site keeps up to 5).
 Simulations use seeds the real/bogus model never trained on. Completeness is given against two
 S/N of each injection (docs/transients.md): on the new frame alone (as injected) and in the best
 difference image its reference allows (`SearchPair.difference_snr`), the one a search's
@@ -30,6 +31,7 @@ from training.realbogus.evaluate import evaluate_on_ztf
 DECAM = Path(__file__).resolve().parents[1].parent / "shared/data/real/decam-sfft"
 DECAM_TRANSIENT_XY = (128.7, 127.4)
 BENCH_SEED = 424242
+BENCH_REFERENCE_EPOCHS = 3
 SNR_BINS = ((3, 4), (4, 4.5), (4.5, 5.5), (5.5, 7), (7, 10), (10, 20), (20, 100))
 RB_THRESHOLDS = (0.5, 0.7, 0.8, 0.9)
 """Columns besides the default threshold (always shown)."""
@@ -61,6 +63,7 @@ def simulated_completeness(
     pairs: int,
     thresholds: tuple[float, ...] = RB_THRESHOLDS,
     seed: int = BENCH_SEED,
+    reference_epochs: int = BENCH_REFERENCE_EPOCHS,
 ) -> tuple[list[Table], dict[str, float]]:
     """Completeness per S/N bin (new frame alone, and ideal difference) and false candidates per
     frame, per real/bogus threshold, on `pairs` pairs simulated from `seed`."""
@@ -70,7 +73,13 @@ def simulated_completeness(
     thresholds = tuple(sorted({*thresholds, default}))
     snr, difference_snr, best_score, false_scores, hosted = [], [], [], [], []
     for _ in range(pairs):
-        pair = simulate_search_pair(rng, size_px=1024, n_transients=30, snr_range=(3.0, 40.0))
+        pair = simulate_search_pair(
+            rng,
+            size_px=1024,
+            n_transients=30,
+            snr_range=(3.0, 40.0),
+            reference_epochs=reference_epochs,
+        )
         outcome = search_transients(
             pair.new, pair.reference, site_id="bench", model=model, settings=settings
         )
@@ -88,7 +97,8 @@ def simulated_completeness(
     score_array = np.array(best_score)
     tables = [
         _completeness_table(
-            f"Completeness by S/N on the new frame alone ({pairs} 1024^2 pairs, seed {seed})",
+            f"Completeness by S/N on the new frame alone ({pairs} 1024^2 pairs, seed {seed}, "
+            f"references of {reference_epochs} frames)",
             np.array(snr),
             score_array,
             thresholds,
@@ -163,7 +173,8 @@ def main() -> None:
     model = RealBogusModel.load()
     pairs = int(os.environ.get("SKYFLEET_BENCH_PAIRS", str(DEFAULT_PAIRS)))
     seed = int(os.environ.get("SKYFLEET_BENCH_SEED", str(BENCH_SEED)))
-    tables, numbers = simulated_completeness(model, pairs, seed=seed)
+    epochs = int(os.environ.get("SKYFLEET_BENCH_REFERENCE_EPOCHS", str(BENCH_REFERENCE_EPOCHS)))
+    tables, numbers = simulated_completeness(model, pairs, seed=seed, reference_epochs=epochs)
     for table in tables:
         console.print(table)
     numbers |= decam_result(model)

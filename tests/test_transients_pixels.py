@@ -169,16 +169,17 @@ def test_masked_convolution_and_in_place_sky_subtraction_match_their_copying_for
     assert in_place.bad[15, 15] and in_place.image[15, 15] == 0.0
 
 
-def test_mask_growth_row_by_row_equals_the_two_dimensional_filter():
+def test_mask_growth_equals_the_two_dimensional_maximum_filter_at_every_radius():
     rng = np.random.default_rng(9)
     sparse = np.zeros((600, 500), dtype=bool)
     sparse[rng.integers(0, 600, 12), rng.integers(0, 500, 12)] = True
-    sparse[0, 499] = True  # a corner: the window is clipped there
+    sparse[0, 499] = sparse[599, 3] = True  # corners: the window is clipped there
     edges = np.zeros_like(sparse)
     edges[:, :4] = True
-    for mask in (sparse, edges, rng.random(sparse.shape) < 0.01):
-        expected = ndimage.maximum_filter(mask.view(np.uint8), size=2 * 7 + 1).view(bool)
-        assert np.array_equal(_dilate(mask, 7), expected)
+    for mask in (sparse, edges, rng.random(sparse.shape) < 0.01, rng.random((5, 40)) < 0.1):
+        for radius in range(1, 21):
+            expected = ndimage.maximum_filter(mask.view(np.uint8), size=2 * radius + 1)
+            assert np.array_equal(_dilate(mask, radius), expected.view(bool)), radius
 
 
 def _point_source_at_filtered_snr(fwhm_px: float, snr: float, shape=(64, 64)) -> np.ndarray:

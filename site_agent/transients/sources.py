@@ -115,6 +115,7 @@ def find_stars(sky: SkySubtracted, *, min_snr: float, max_sources: int = 2000) -
         mask=sky.bad,
         minarea=5,
         deblend_cont=0.01,
+        filter_type="conv",  # sep's matched filter finds the same stars in 3x the time
     )
     objects = objects[(objects["flag"] & sep.OBJ_MERGED) == 0] if len(objects) else objects
     objects = objects[np.argsort(-objects["flux"])[:max_sources]] if len(objects) else objects

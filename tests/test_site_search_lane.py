@@ -56,7 +56,7 @@ def field() -> SimulatedPair:
 
 
 class SiteTraffic:
-    """Every message the agent publishes, in the order its site server saw them."""
+    """Every message the agent publishes, in the order its site stream stored them."""
 
     def __init__(self) -> None:
         self.messages: list[FleetMessage] = []
@@ -83,7 +83,10 @@ async def _run_agent(settings: SiteAgentSettings, traffic: SiteTraffic, until) -
     await asyncio.wait_for(agent.wait_ready(), 60)
     assert agent.nats_url is not None
     nc = await connect(agent.nats_url, name="test-traffic")
-    await nc.subscribe(f"{SITE_ROOT}.{settings.site_id}.>", cb=traffic.on_message)
+    # read from the stream's start: a search from the backlog may be published before this runs
+    await nc.jetstream().subscribe(
+        f"{SITE_ROOT}.{settings.site_id}.>", cb=traffic.on_message, ordered_consumer=True
+    )
     try:
         assert await wait_until(until, timeout_s=120), "the agent did not get there in time"
     finally:

@@ -12,8 +12,9 @@ from site_agent.transients.align import (
 )
 from site_agent.transients.cutouts import cutout, decode, encode, encode_triplet
 from site_agent.transients.detect import detect_peaks, gaussian_filter_kernel
+from site_agent.transients.measure import measure_candidates
 from site_agent.transients.psf_match import KernelSolution, convolve, fit_kernel
-from site_agent.transients.search import _dilate
+from site_agent.transients.search import SHARP_PEAK_RATIO, SHARP_PEAK_SIGMA, _dilate
 from site_agent.transients.sources import (
     extract_whole_frame,
     find_stars,
@@ -205,3 +206,27 @@ def test_a_sharp_point_source_just_above_the_threshold_is_detected():
             noise_rescale=1.0,
         )
         assert len(detect_peaks(difference, threshold_sigma=4.2)) == found
+
+
+def test_a_cosmic_ray_is_sharper_than_the_psf_and_a_point_source_is_not():
+    rng = np.random.default_rng(4)
+    fwhm, sigma = 4.0, 4.0 / 2.3548
+    yy, xx = np.mgrid[0:96, 0:96]
+    data = rng.normal(0.0, 1.0, (96, 96)).astype(np.float32)
+    star = np.exp(-((xx - 30.3) ** 2 + (yy - 40.6) ** 2) / (2 * sigma**2)) / (2 * np.pi * sigma**2)
+    data += (400.0 * star).astype(np.float32)  # S/N ~70
+    data[60, 70], data[60, 71], data[61, 70] = 60.0, 35.0, 12.0  # a cosmic ray's few pixels
+    difference = DifferenceImage(
+        data=data,
+        noise=np.ones_like(data),
+        bad=np.zeros(data.shape, dtype=bool),
+        psf_fwhm_px=fwhm,
+        noise_rescale=1.0,
+    )
+    measured = measure_candidates(difference, detect_peaks(difference, threshold_sigma=4.2))
+    source = np.argmin(np.hypot(measured.x - 30.3, measured.y - 40.6))
+    ray = np.argmin(np.hypot(measured.x - 70.2, measured.y - 60.2))
+    assert measured.snr[source] > 50 and measured.snr[ray] > 20  # both look significant
+    assert abs(measured.peak_excess[source]) < 3 and measured.peak_over_psf[source] < 1.5
+    assert measured.peak_excess[ray] >= SHARP_PEAK_SIGMA
+    assert measured.peak_over_psf[ray] >= SHARP_PEAK_RATIO

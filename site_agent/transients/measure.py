@@ -51,6 +51,11 @@ class Measurements:
         return Measurements(*(getattr(self, name)[keep] for name in self.__dataclass_fields__))
 
 
+def _gaussian_psf(dx: np.ndarray | float, dy: np.ndarray | float, sigma: float) -> np.ndarray:
+    """A unit-flux Gaussian PSF of width `sigma` sampled at offsets (dx, dy) from its centre."""
+    return np.exp(-(np.square(dx) + np.square(dy)) / (2.0 * sigma**2)) / (2.0 * np.pi * sigma**2)
+
+
 def psf_photometry(
     difference: DifferenceImage, x: np.ndarray, y: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -67,8 +72,7 @@ def psf_photometry(
         if lo_x >= hi_x or lo_y >= hi_y:
             continue
         yy, xx = np.mgrid[lo_y:hi_y, lo_x:hi_x]
-        profile = np.exp(-((xx - xc) ** 2 + (yy - yc) ** 2) / (2.0 * sigma**2))
-        profile /= 2.0 * np.pi * sigma**2
+        profile = _gaussian_psf(xx - xc, yy - yc, sigma)
         usable = ~difference.bad[lo_y:hi_y, lo_x:hi_x]
         weight = usable / difference.noise[lo_y:hi_y, lo_x:hi_x].astype(np.float64) ** 2
         information = np.sum(profile**2 * weight)
@@ -138,8 +142,7 @@ def _peak_above_psf(
             continue
         py, px = np.unravel_index(int(np.argmax(pixels)), pixels.shape)
         py, px = py + window[0].start, px + window[1].start
-        model = flux[i] * np.exp(-((px - xc) ** 2 + (py - yc) ** 2) / (2.0 * sigma**2))
-        model /= 2.0 * np.pi * sigma**2
+        model = flux[i] * float(_gaussian_psf(px - xc, py - yc, sigma))
         peak = float(difference.data[py, px])
         excess[i] = (peak - model) / float(difference.noise[py, px])
         ratio[i] = peak / model if model > 0 else np.inf

@@ -222,6 +222,7 @@ class SiteAgent:
                 settings.site_id,
                 settings.reference_dir,
                 settings.realbogus_model_dir,
+                settings.transients,
             )
             if settings.search_transients
             else None

@@ -9,6 +9,7 @@ from pydantic_settings import SettingsConfigDict
 from fleetbus.settings import ServiceSettings
 from protos import CameraConfig, SiteLocation
 from protos.base import SITE_ID_PATTERN
+from site_agent.transients.config import TransientSearchSettings
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "quality"
 DEFAULT_REALBOGUS_DIR = Path(__file__).parent / "models" / "realbogus"
@@ -70,6 +71,11 @@ class SiteAgentSettings(ServiceSettings):
         "oldest is reported not searched.",
     )
     realbogus_model_dir: Path = DEFAULT_REALBOGUS_DIR
+    transients: TransientSearchSettings = Field(
+        default_factory=TransientSearchSettings,
+        description="Limits of the transient search ([site.transients]: real_bogus_threshold, "
+        "detection_sigma, max_published, ...; docs/transients.md).",
+    )
     photometry_file: Path | None = Field(
         default=None,
         description="The camera's photometric calibration (JSON or TOML, see "

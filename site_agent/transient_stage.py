@@ -132,10 +132,15 @@ class TransientSearcher:
         )
 
     @classmethod
-    def load(cls, site_id: str, reference_dir: Path, model_dir: Path) -> Self:
-        """The site's reference store and its verified real/bogus model."""
-        model = RealBogusModel.load(model_dir)
-        return cls(site_id, ReferenceStore(reference_dir), model, TransientSearchSettings())
+    def load(
+        cls,
+        site_id: str,
+        reference_dir: Path,
+        model_dir: Path,
+        settings: TransientSearchSettings,
+    ) -> Self:
+        """The site's reference store, its verified real/bogus model and its search limits."""
+        return cls(site_id, ReferenceStore(reference_dir), RealBogusModel.load(model_dir), settings)
 
 
 class ReferenceKeeper:

@@ -52,3 +52,21 @@ def test_malformed_file_names_the_file(tmp_path):
     toml.write_text("[site\n")
     with pytest.raises(SettingsFileError, match=r"broken\.toml"):
         SiteAgentSettings.load(toml)
+
+
+def test_transient_search_limits_come_from_the_site_table(tmp_path, monkeypatch):
+    monkeypatch.delenv("SKYFLEET_SITE_TRANSIENTS", raising=False)
+    toml = tmp_path / "skyfleet.toml"
+    toml.write_text("[site.transients]\nreal_bogus_threshold = 0.95\nmax_published = 5\n")
+    limits = SiteAgentSettings.load(toml).transients
+    assert (limits.real_bogus_threshold, limits.max_published) == (0.95, 5)
+    assert limits.detection_sigma == SiteAgentSettings().transients.detection_sigma
+    monkeypatch.setenv("SKYFLEET_SITE_TRANSIENTS", '{"real_bogus_threshold": 0.7}')
+    assert SiteAgentSettings.load(toml).transients.real_bogus_threshold == 0.7
+
+
+def test_an_impossible_transient_limit_names_the_setting(tmp_path):
+    toml = tmp_path / "skyfleet.toml"
+    toml.write_text("[site.transients]\nreal_bogus_threshold = 1.5\n")
+    with pytest.raises(ValidationError, match=r"transients\.real_bogus_threshold"):
+        SiteAgentSettings.load(toml)

@@ -1,6 +1,7 @@
 """The site's transient search runs after the frame's score is out: on a real nats-server, a
-frame's score comes first, then its candidates, then its `FrameSearched`; a search cut off by
-a stop is done after the restart; the backlog on disk is bounded."""
+frame's score comes first, then its candidates, then its `FrameSearched`; the site's own search
+limits apply; a search cut off by a stop is done after the restart; the backlog on disk is
+bounded."""
 
 import asyncio
 import dataclasses
@@ -150,6 +151,35 @@ async def test_candidates_and_search_outcome_follow_the_score(tmp_path, field):
     found = np.array([[c.x_px, c.y_px] for c in candidates])
     for transient in field.transients:
         assert np.hypot(*(found - [transient.x_px, transient.y_px]).T).min() < 2.0
+
+
+@pytest.mark.slow
+async def test_the_sites_own_search_limits_decide_what_it_publishes(tmp_path, field):
+    # an operator allows one candidate a frame ([site.transients] max_published = 1)
+    limits = TransientSearchSettings(max_published=1)
+    settings = site_settings(tmp_path, "north", None, transients=limits)
+    traffic = SiteTraffic()
+    references = ReferenceStore(settings.reference_dir)
+    await _two_frames(
+        settings,
+        traffic,
+        (field.reference, "ref.fits"),
+        (field.new, "new.fits"),
+        then_when=lambda: bool(references.infos()),
+    )
+
+    searched = traffic.searched("new.fits")
+    assert searched is not None and searched.search.attempted
+    (candidate,) = [
+        m
+        for m in traffic.messages
+        if isinstance(m, TransientCandidate) and m.frame_file_name == "new.fits"
+    ]
+    assert searched.search.candidates == 1
+    assert (
+        min(np.hypot(candidate.x_px - t.x_px, candidate.y_px - t.y_px) for t in field.transients)
+        < 2.0
+    )
 
 
 @pytest.mark.slow

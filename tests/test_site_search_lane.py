@@ -117,9 +117,9 @@ async def _two_frames(
     await writer
 
 
-@pytest.mark.slow
-async def test_candidates_and_search_outcome_follow_the_score(tmp_path, field):
-    settings = site_settings(tmp_path, "north", None)
+async def _reference_then_new(settings: SiteAgentSettings, field: SimulatedPair) -> SiteTraffic:
+    """Run an agent: the field's reference frame lands (`ref.fits`), then its new frame
+    (`new.fits`) once the site has a reference; its traffic until `new.fits` is searched."""
     traffic = SiteTraffic()
     references = ReferenceStore(settings.reference_dir)
     await _two_frames(
@@ -129,6 +129,13 @@ async def test_candidates_and_search_outcome_follow_the_score(tmp_path, field):
         (field.new, "new.fits"),
         then_when=lambda: bool(references.infos()),
     )
+    return traffic
+
+
+@pytest.mark.slow
+async def test_candidates_and_search_outcome_follow_the_score(tmp_path, field):
+    settings = site_settings(tmp_path, "north", None)
+    traffic = await _reference_then_new(settings, field)
 
     first = traffic.searched("ref.fits")
     assert first is not None and not first.search.attempted
@@ -158,15 +165,7 @@ async def test_the_sites_own_search_limits_decide_what_it_publishes(tmp_path, fi
     # an operator allows one candidate a frame ([site.transients] max_published = 1)
     limits = TransientSearchSettings(max_published=1)
     settings = site_settings(tmp_path, "north", None, transients=limits)
-    traffic = SiteTraffic()
-    references = ReferenceStore(settings.reference_dir)
-    await _two_frames(
-        settings,
-        traffic,
-        (field.reference, "ref.fits"),
-        (field.new, "new.fits"),
-        then_when=lambda: bool(references.infos()),
-    )
+    traffic = await _reference_then_new(settings, field)
 
     searched = traffic.searched("new.fits")
     assert searched is not None and searched.search.attempted

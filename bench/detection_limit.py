@@ -23,6 +23,8 @@ import numpy as np
 from scipy.stats import norm
 
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
+THRESHOLD_GRID_SIGMA = np.arange(3.0, 8.0, 0.005)
+"""The thresholds an ideal pipeline chooses among, per frame."""
 
 
 def noise_peaks_per_frame(
@@ -33,9 +35,6 @@ def noise_peaks_per_frame(
     sigma_px = fwhm_px / FWHM_PER_SIGMA
     u = np.asarray(threshold_sigma, dtype=float)
     return area_px * u * np.exp(-(u**2) / 2.0) / ((2.0 * np.pi) ** 1.5 * 2.0 * sigma_px**2)
-
-
-THRESHOLD_GRID_SIGMA = np.arange(3.0, 8.0, 0.005)
 
 
 def ideal_completeness(

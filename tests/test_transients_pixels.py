@@ -1,6 +1,7 @@
 """Pixel steps of difference imaging: kernel fit, alignment and cutouts, on synthetic arrays."""
 
 import numpy as np
+import pytest
 import sep
 from astropy.wcs import WCS
 from scipy import ndimage
@@ -229,3 +230,49 @@ def test_a_cosmic_ray_is_sharper_than_the_psf_and_a_point_source_is_not():
     assert abs(measured.peak_excess[source]) < 3 and measured.peak_over_psf[source] < 1.5
     assert measured.peak_excess[ray] >= SHARP_PEAK_SIGMA
     assert measured.peak_over_psf[ray] >= SHARP_PEAK_RATIO
+
+
+def _trail(shape: tuple[int, int], angle_deg: float, peak: float, fwhm: float) -> np.ndarray:
+    """A satellite trail through the image's centre: a Gaussian profile `peak` sigma high."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    angle, sigma = np.deg2rad(angle_deg), fwhm / 2.3548
+    across = (yy - shape[0] / 2) * np.cos(angle) - (xx - shape[1] / 2) * np.sin(angle)
+    return (peak * np.exp(-(across**2) / (2 * sigma**2))).astype(np.float32)
+
+
+def test_a_satellite_trail_leaves_only_the_detections_of_the_noise_under_it():
+    noise = np.random.default_rng(8).normal(0.0, 1.0, (512, 512)).astype(np.float32)
+    with_trail = _unit_noise_difference(noise + _trail((512, 512), 70.0, 6.0, 3.0), 3.0)
+    found = detect_peaks(with_trail, threshold_sigma=4.2)
+    alone = detect_peaks(_unit_noise_difference(noise.copy(), 3.0), threshold_sigma=4.2)
+    assert len(found) == len(alone) > 0  # noise peaks (one of them near the trail)
+    for x, y in zip(alone["x"], alone["y"], strict=True):
+        assert np.hypot(found["x"] - x, found["y"] - y).min() < 0.5
+    assert np.std(with_trail.data) < 1.01  # the trail was taken out of the difference
+
+
+def test_point_sources_on_and_beside_a_satellite_trail_are_still_detected():
+    rng = np.random.default_rng(7)
+    fwhm, sigma = 4.0, 4.0 / 2.3548
+    yy, xx = np.mgrid[0:512, 0:512]
+    data = rng.normal(0.0, 1.0, (512, 512)).astype(np.float32)
+    # a trail 8 sigma at its peak, across the frame at 30 degrees
+    angle = np.deg2rad(30.0)
+    across = (yy - 256.0) * np.cos(angle) - (xx - 256.0) * np.sin(angle)
+    data += (8.0 * np.exp(-(across**2) / (2 * sigma**2))).astype(np.float32)
+    sources = [(256.0, 256.0), (100.0 + 0.0, 256.0 + (100.0 - 256.0) * np.tan(angle) + 5.0)]
+    sources.append((400.0, 256.0 + (400.0 - 256.0) * np.tan(angle) - 3.0))
+    for x, y in sources:  # S/N ~20 point sources: on the trail's axis and 3-5 px beside it
+        profile = np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2)) / (2 * np.pi * sigma**2)
+        data += (120.0 * profile).astype(np.float32)
+    difference = _unit_noise_difference(data, fwhm)
+    objects = detect_peaks(difference, threshold_sigma=4.2)
+    measured = measure_candidates(difference, objects)
+    for x, y in sources:  # found, and measured without the trail's light
+        nearest = np.argmin(np.hypot(measured.x - x, measured.y - y))
+        assert np.hypot(measured.x[nearest] - x, measured.y[nearest] - y) < 1.0
+        assert measured.flux[nearest] == pytest.approx(120.0, rel=0.2)
+    # the trail leaves nothing behind: no other detection within two FWHM of its axis
+    for ox, oy in zip(objects["x"], objects["y"], strict=True):
+        if min(np.hypot(ox - x, oy - y) for x, y in sources) > 3.0:
+            assert abs((oy - 256.0) * np.cos(angle) - (ox - 256.0) * np.sin(angle)) > 2 * fwhm

@@ -13,9 +13,11 @@ import numpy as np
 
 from site_agent.transients.sources import extract_whole_frame
 from site_agent.transients.subtract import DifferenceImage
+from site_agent.transients.trail_removal import detections_on_trails
 
 FILTER_HALF_WIDTH_PER_FWHM = 1.5
 GIANT_PSF_AREAS = 40.0
+DEBLEND_CONTRAST = 0.05
 MIN_AREA_PX = 1
 """A peak of the matched-filtered difference is a detection: requiring a second pixel above the
 threshold raised it for sharp PSFs (FWHM 1.6 px: a source needed filtered S/N ~7 when centred on a
@@ -35,7 +37,9 @@ def gaussian_filter_kernel(fwhm_px: float) -> np.ndarray:
 def detect_peaks(difference: DifferenceImage, threshold_sigma: float) -> np.ndarray:
     """sep objects (structured array) above `threshold_sigma` on the matched-filtered difference.
 
-    Detections far larger than a point source (satellite trails, big residuals) are dropped.
+    Detections far larger than a point source (satellite trails, big residuals) are dropped;
+    point sources merged into a trail are found again under it, and the trail is subtracted
+    from `difference.data` in place (`trail_removal`).
     """
     kernel = gaussian_filter_kernel(difference.psf_fwhm_px)
     unit_sum = kernel / kernel.sum()
@@ -43,14 +47,22 @@ def detect_peaks(difference: DifferenceImage, threshold_sigma: float) -> np.ndar
     noise = difference.noise
     usable = np.isfinite(noise) & (noise > 0) & ~difference.bad
     whitened = np.divide(difference.data, noise, out=np.zeros_like(difference.data), where=usable)
-    objects = extract_whole_frame(
-        np.ascontiguousarray(whitened, dtype=np.float32),
-        thresh=threshold_sigma * filtered_noise,
-        mask=~usable,
-        minarea=MIN_AREA_PX,
-        filter_kernel=kernel,
-        filter_type="conv",
-        deblend_cont=0.05,
-        clean=False,
+    whitened = np.ascontiguousarray(whitened, dtype=np.float32)
+    options = {
+        "thresh": threshold_sigma * filtered_noise,
+        "minarea": MIN_AREA_PX,
+        "filter_kernel": kernel,
+        "filter_type": "conv",
+        "deblend_cont": DEBLEND_CONTRAST,
+        "clean": False,
+    }
+    objects = extract_whole_frame(whitened, mask=~usable, **options)
+    max_npix = GIANT_PSF_AREAS * difference.psf_fwhm_px**2
+    giant = objects["npix"] > max_npix
+    if not giant.any():
+        return objects
+    kept = objects[~giant]
+    hidden = detections_on_trails(
+        difference, whitened, ~usable, objects[giant], kept, options, max_npix
     )
-    return objects[objects["npix"] <= GIANT_PSF_AREAS * difference.psf_fwhm_px**2]
+    return np.concatenate([kept, hidden])

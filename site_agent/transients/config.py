@@ -21,9 +21,9 @@ class TransientSearchSettings(BaseModel):
         default=0.85,
         ge=0.0,
         le=1.0,
-        description="Real/bogus score a candidate must reach (0.85: 0.28-0.50 false candidates "
-        "per 1024² frame on five seeds of 40 simulated pairs, real/bogus version 5; "
-        "docs/transients.md).",
+        description="Real/bogus score a candidate must reach (0.85: 0.41 false candidates per "
+        "1024² frame on 200 simulated pairs, 0.28-0.53 on five seeds of 40; real/bogus version "
+        "5; docs/transients.md).",
     )
     min_overlap_fraction: float = Field(
         default=0.5, gt=0.0, le=1.0, description="Part of the frame the reference must cover."

@@ -88,15 +88,14 @@ def _under_one_trail(
     box (objects in frame pixels). Boxes, not the trail's whole bounding box: a trail across a
     4096² frame would make that the whole frame."""
     axis = _Axis.of(giant, difference.psf_fwhm_px, whitened.shape).refined(whitened, unusable)
-    for start in axis.stretch_starts():
-        box, band, offset = axis.band(start, unusable)
+    stretches = [(start, *axis.band(start, unusable)) for start in axis.stretch_starts()]
+    for _, box, band, offset in stretches:
         if band.any():
             profile = _cell_medians(whitened[box][band], offset - offset.min())
             whitened[box][band] -= profile.astype(np.float32)
             difference.data[box][band] -= (profile * difference.noise[box][band]).astype(np.float32)
     found = []
-    for start in axis.stretch_starts():
-        box, band, _ = axis.band(start, unusable)
+    for start, box, band, _ in stretches:
         if band.size == 0:
             continue
         objects = extract_whole_frame(
@@ -143,6 +142,7 @@ class _Axis:
         return dx * cos + dy * sin, dy * cos - dx * sin
 
     def stretch_starts(self) -> np.ndarray:
+        """Where each `STRETCH_PX` stretch along the axis begins (distance from the centre)."""
         return np.arange(self.extent[0], self.extent[1] + 1.0, STRETCH_PX)
 
     def band(

@@ -259,12 +259,10 @@ def test_point_sources_on_and_beside_a_satellite_trail_are_still_detected():
     rng = np.random.default_rng(7)
     fwhm, sigma = 4.0, 4.0 / 2.3548
     yy, xx = np.mgrid[0:512, 0:512]
-    data = rng.normal(0.0, 1.0, (512, 512)).astype(np.float32)
     # a trail 8 sigma at its peak, across the frame at 30 degrees
+    data = rng.normal(0.0, 1.0, (512, 512)).astype(np.float32) + _trail((512, 512), 30.0, 8.0, fwhm)
     angle = np.deg2rad(30.0)
-    across = (yy - 256.0) * np.cos(angle) - (xx - 256.0) * np.sin(angle)
-    data += (8.0 * np.exp(-(across**2) / (2 * sigma**2))).astype(np.float32)
-    sources = [(256.0, 256.0), (100.0 + 0.0, 256.0 + (100.0 - 256.0) * np.tan(angle) + 5.0)]
+    sources = [(256.0, 256.0), (100.0, 256.0 + (100.0 - 256.0) * np.tan(angle) + 5.0)]
     sources.append((400.0, 256.0 + (400.0 - 256.0) * np.tan(angle) - 3.0))
     for x, y in sources:  # S/N ~20 point sources: on the trail's axis and 3-5 px beside it
         profile = np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2)) / (2 * np.pi * sigma**2)

@@ -56,13 +56,14 @@ def detect_peaks(difference: DifferenceImage, threshold_sigma: float) -> np.ndar
         "deblend_cont": DEBLEND_CONTRAST,
         "clean": False,
     }
-    objects = extract_whole_frame(whitened, mask=~usable, **options)
+    unusable = ~usable
+    objects = extract_whole_frame(whitened, mask=unusable, **options)
     max_npix = GIANT_PSF_AREAS * difference.psf_fwhm_px**2
     giant = objects["npix"] > max_npix
     if not giant.any():
         return objects
     kept = objects[~giant]
     hidden = detections_on_trails(
-        difference, whitened, ~usable, objects[giant], kept, options, max_npix
+        difference, whitened, unusable, objects[giant], kept, options, max_npix
     )
     return np.concatenate([kept, hidden])

@@ -4,17 +4,33 @@ One consumer per message kind. Each loop fetches a batch, decodes it strictly, s
 messages in one transaction and only then acknowledges each message of the batch. (Not one
 ack-all of its last message: after a restart the server may deliver new messages before it
 redelivers the ones a dead process held, and an ack-all of the new ones would drop those.)
-A message that does not validate goes to the dead-letter stream with its error and is
-acknowledged with its batch, so it never blocks the rest.
 Redelivered messages are harmless: the store ignores message ids it already holds.
+
+No message can stop a consumer:
+- one the decoder refuses goes to the dead-letter stream with its error and is acknowledged
+  with its batch;
+- one the store refuses for its data (a constraint, a value out of range) is found by storing
+  the batch in halves, dead-lettered with the database's error, and the rest of the batch is
+  stored; a failure that is not about the data (the database unreachable, locked, timing out)
+  is retried with back-off and nothing is acknowledged;
+- a dead letter (`coordinator.dead_letters`) fits under the max payload by construction: a
+  message too big to copy is kept by reference (its stream and sequence) with a prefix of it;
+- a refused message whose dead letter cannot be published (the stream missing, the link down)
+  is held back: not acknowledged, it comes again after the ack wait, and the rest of its batch
+  is stored and acknowledged meanwhile;
+- any other fault in one round of the loop is logged, counted (`ingest-errors`) and the loop
+  goes on; what was not acknowledged comes again after the ack wait.
 """
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple, TypeVar, cast
 
 import nats.errors
 from nats.aio.client import Client
@@ -22,12 +38,30 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy import Connection, Engine
 
+from coordinator.dead_letters import (
+    LOGGED_ERROR_MAX_CHARS,
+    PAYLOAD_HEADER,
+    SEQUENCE_HEADER,
+    dead_letter_envelope,
+    error_text,
+    refused_for_its_data,
+)
 from coordinator.fusion import fuse_new_candidates
 from coordinator.settings import CoordinatorSettings
 from coordinator.store import writes
-from fleetbus.client import MSG_ID_HEADER, decode
+from fleetbus.client import decode
 from fleetbus.pull import BatchPuller, ensure_consumer
-from protos import FleetMessage, MessageDecodeError
+from protos import (
+    FleetMessage,
+    FollowUpStatus,
+    FrameRejected,
+    FrameScore,
+    FrameSearched,
+    MessageDecodeError,
+    SiteConfig,
+    SiteHeartbeat,
+    TransientCandidate,
+)
 from protos.base import utc_now
 from protos.streams import FLEET_STREAM
 from protos.subjects import all_sites_of_kind, dead_letter
@@ -40,13 +74,24 @@ INGESTED_KINDS = (
     "frame-score",
     "frame-rejected",
     "transient-candidate",
+    "frame-searched",
     "followup-status",
 )
 MAX_RETRY_WAIT_S = 10.0
-ERROR_HEADER = "Skyfleet-Error"
-SUBJECT_HEADER = "Skyfleet-Subject"
+ERROR_PAUSE_S = 1.0
+"""Pause after an unexpected fault in one round of a loop, so a fault that repeats (a broken
+connection, a missing stream) is logged once a second rather than spun on."""
 
 BatchWrite = Callable[[str, Sequence[FleetMessage]], Awaitable[None]]
+M = TypeVar("M", bound=FleetMessage)
+
+
+def _messages_of(model: type[M], messages: Sequence[FleetMessage]) -> Sequence[M]:
+    """The batch as the model its kind decodes to (a consumer's batch holds one kind)."""
+    for message in messages:
+        if not isinstance(message, model):
+            raise TypeError(f"a {model.KIND} batch holds a {type(message).__name__}")
+    return cast(Sequence[M], messages)
 
 
 class StoreWriter:
@@ -80,18 +125,20 @@ class StoreWriter:
         self, conn: Connection, kind: str, messages: Sequence[FleetMessage], received_at: datetime
     ) -> None:
         match kind:
-            case "frame-score":
-                writes.write_frame_scores(conn, messages, received_at)  # type: ignore[arg-type]
-            case "frame-rejected":
-                writes.write_rejections(conn, messages)  # type: ignore[arg-type]
-            case "site-heartbeat":
-                writes.write_heartbeats(conn, messages)  # type: ignore[arg-type]
-            case "site-config":
-                writes.write_site_configs(conn, messages)  # type: ignore[arg-type]
-            case "followup-status":
-                writes.write_followup_statuses(conn, messages)  # type: ignore[arg-type]
-            case "transient-candidate":
-                writes.write_candidates(conn, messages)  # type: ignore[arg-type]
+            case FrameScore.KIND:
+                writes.write_frame_scores(conn, _messages_of(FrameScore, messages), received_at)
+            case FrameRejected.KIND:
+                writes.write_rejections(conn, _messages_of(FrameRejected, messages))
+            case SiteHeartbeat.KIND:
+                writes.write_heartbeats(conn, _messages_of(SiteHeartbeat, messages))
+            case SiteConfig.KIND:
+                writes.write_site_configs(conn, _messages_of(SiteConfig, messages))
+            case FollowUpStatus.KIND:
+                writes.write_followup_statuses(conn, _messages_of(FollowUpStatus, messages))
+            case FrameSearched.KIND:
+                writes.write_frame_searches(conn, _messages_of(FrameSearched, messages))
+            case TransientCandidate.KIND:
+                writes.write_candidates(conn, _messages_of(TransientCandidate, messages))
                 fuse_new_candidates(conn, self.match_radius_arcsec, self.moving_radius_arcsec)
             case _:
                 raise ValueError(f"no store writer for message kind {kind!r}")
@@ -108,6 +155,29 @@ def consumer_config(durable: str, kind: str, batch: int, ack_wait_s: float) -> C
         ack_wait=ack_wait_s,
         max_ack_pending=max(4 * batch, 1000),
     )
+
+
+class Decoded(NamedTuple):
+    """A message that validated, with its delivery (to acknowledge or dead-letter it)."""
+
+    msg: Msg
+    message: FleetMessage
+
+
+@dataclass
+class Batch:
+    """One fetched batch on its way to the store: the messages that validated, and those held
+    back (their dead letter could not be published: they are not acknowledged, and come again
+    after the ack wait)."""
+
+    fetched: list[Msg]
+    decoded: list[Decoded] = field(default_factory=list)
+    held_back: list[Msg] = field(default_factory=list)
+
+    def to_acknowledge(self) -> list[Msg]:
+        """Every message stored or dead-lettered: all but those held back."""
+        held = {id(msg) for msg in self.held_back}
+        return [msg for msg in self.fetched if id(msg) not in held]
 
 
 class KindConsumer:
@@ -137,7 +207,8 @@ class KindConsumer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fetch, store and acknowledge until `stop` is set. The next batch is fetched and
-        decoded while the previous one is being stored; acks stay in batch order."""
+        decoded while the previous one is being stored; acks stay in batch order. A fault in
+        one round is logged and counted, and the loop goes on."""
         await ensure_consumer(
             self.js,
             FLEET_STREAM,
@@ -154,64 +225,146 @@ class KindConsumer:
                 log.warning("ingest fetch failed kind=%s error=%r", self.kind, exc)
                 await asyncio.sleep(self.idle_wait_s)
                 continue
+            except Exception:
+                await self._round_failed("fetch", 0, stop)
+                continue
             if not fetched:
                 continue
-            valid = await self.decode_batch(fetched)
+            try:
+                batch = await self.decode_batch(fetched)
+            except Exception:
+                await self._round_failed("decode", len(fetched), stop)
+                continue
             if storing is not None:
                 await storing
-            storing = asyncio.create_task(self.store_and_ack(valid, fetched, stop))
+            storing = asyncio.create_task(self.store_and_ack(batch, stop))
         if storing is not None:
             await storing
         await puller.stop()
 
-    async def decode_batch(self, fetched: list[Msg]) -> list[FleetMessage]:
-        """The messages that validate; the others go to the dead-letter stream."""
-        valid: list[FleetMessage] = []
+    async def _round_failed(self, step: str, batch: int, stop: asyncio.Event) -> None:
+        """Log and count a fault of one round, then pause (or stop, if asked meanwhile)."""
+        log.exception(
+            "ingest %s failed kind=%s batch=%d; unacknowledged messages come again in %.0f s",
+            step,
+            self.kind,
+            batch,
+            self.ack_wait_s,
+        )
+        self.counts["ingest-errors"] += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), ERROR_PAUSE_S)
+
+    async def decode_batch(self, fetched: list[Msg]) -> Batch:
+        """The batch with the messages that validate; the others go to the dead-letter stream
+        (or are held back if it cannot take them now)."""
+        batch = Batch(fetched)
         for msg in fetched:
             try:
-                valid.append(decode(msg))
+                batch.decoded.append(Decoded(msg, decode(msg)))
             except MessageDecodeError as error:
-                await self.dead_letter(msg, error)
-        return valid
+                if not await self.dead_letter(msg, error, refused_by="decoder"):
+                    batch.held_back.append(msg)
+        return batch
 
-    async def store_and_ack(
-        self, valid: list[FleetMessage], fetched: list[Msg], stop: asyncio.Event
-    ) -> None:
-        """Store a batch, then acknowledge every message in it. A failed store is retried
-        until it succeeds or the consumer stops; unacknowledged messages come again."""
+    async def store_and_ack(self, batch: Batch, stop: asyncio.Event) -> None:
+        """Store a batch, dead-letter what the store refuses for its data, then acknowledge
+        every message in it. A failure that is not about the data is retried until the store
+        succeeds or the consumer stops; any other fault is logged and counted. What is not
+        acknowledged comes again after the ack wait."""
+        try:
+            stored = await self._store(batch, stop)
+            if stored is None:
+                return
+            for msg in batch.to_acknowledge():
+                await msg.ack()
+            self.counts[self.kind] += stored
+        except Exception:
+            await self._round_failed("store", len(batch.fetched), stop)
+
+    async def _store(self, batch: Batch, stop: asyncio.Event) -> int | None:
+        """How many messages were stored (the others dead-lettered or held back), or None if
+        `stop` came while the store was failing."""
         backoff_s = self.idle_wait_s
         while True:
+            held_back: list[Msg] = []
             try:
-                await self.write(self.kind, valid)
-                break
+                stored = await self._store_or_refuse(batch.decoded, held_back)
+                batch.held_back.extend(held_back)
+                return stored
             except Exception:
                 log.exception(
-                    "ingest store failed kind=%s batch=%d; retrying", self.kind, len(valid)
+                    "ingest store failed kind=%s batch=%d; retrying",
+                    self.kind,
+                    len(batch.decoded),
                 )
                 if stop.is_set():
-                    return
+                    return None
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(2 * backoff_s, MAX_RETRY_WAIT_S)
-        for msg in fetched:
-            await msg.ack()
-        self.counts[self.kind] += len(valid)
 
-    async def dead_letter(self, msg: Msg, error: MessageDecodeError) -> None:
-        """Keep a refused message with its error on the dead-letter stream, then drop it here."""
-        sequence = msg.metadata.sequence.stream
-        await self.js.publish(
-            dead_letter(self.durable),
-            msg.data,
-            headers={
-                ERROR_HEADER: str(error)[:4000],
-                SUBJECT_HEADER: msg.subject,
-                MSG_ID_HEADER: f"{self.durable}:{sequence}",
-            },
+    async def _store_or_refuse(self, decoded: list[Decoded], held_back: list[Msg]) -> int:
+        """Store `decoded` and say how many were stored. If the store refuses it for its data,
+        store each half the same way until each refused message stands alone, and dead-letter
+        those (into `held_back` if that fails): k refused messages in a batch of n cost about
+        2k log2(n) writes. Raises what is not a refusal of the data (the caller retries; what
+        was stored is ignored then)."""
+        try:
+            await self.write(self.kind, [d.message for d in decoded])
+            return len(decoded)
+        except Exception as error:
+            if not refused_for_its_data(error):
+                raise
+            if len(decoded) == 1:
+                if not await self.dead_letter(decoded[0].msg, error, refused_by="store"):
+                    held_back.append(decoded[0].msg)
+                return 0
+            log.warning(
+                "ingest store refused a batch kind=%s batch=%d error=%s; storing it in halves",
+                self.kind,
+                len(decoded),
+                error_text(error, LOGGED_ERROR_MAX_CHARS),
+            )
+        half = len(decoded) // 2
+        first = await self._store_or_refuse(decoded[:half], held_back)
+        return first + await self._store_or_refuse(decoded[half:], held_back)
+
+    async def dead_letter(self, msg: Msg, error: BaseException, *, refused_by: str) -> bool:
+        """Keep a refused message with its error on the dead-letter stream, so that its batch
+        may acknowledge it; False if the dead letter could not be published (logged and
+        counted: the message is then held back and comes again). A dead letter published twice
+        is kept once: its id is the consumer's and the stream sequence."""
+        payload, headers = dead_letter_envelope(
+            msg,
+            error,
+            refused_by=refused_by,
+            letter_id=f"{self.durable}:{msg.metadata.sequence.stream}",
+            max_payload=self.nc.max_payload,
         )
+        try:
+            await self.js.publish(dead_letter(self.durable), payload, headers=headers)
+        except Exception:
+            log.exception(
+                "ingest dead letter failed kind=%s subject=%s sequence=%s; the message comes "
+                "again in %.0f s",
+                self.kind,
+                msg.subject,
+                headers[SEQUENCE_HEADER],
+                self.ack_wait_s,
+            )
+            self.counts["ingest-errors"] += 1
+            return False
         self.counts["dead-lettered"] += 1
         log.warning(
-            "ingest dead-lettered kind=%s subject=%s error=%s", self.kind, msg.subject, error
+            "ingest dead-lettered kind=%s subject=%s sequence=%s refused_by=%s payload=%s error=%s",
+            self.kind,
+            msg.subject,
+            headers[SEQUENCE_HEADER],
+            refused_by,
+            headers[PAYLOAD_HEADER],
+            error_text(error, LOGGED_ERROR_MAX_CHARS),
         )
+        return True
 
 
 def kind_consumers(

@@ -20,6 +20,7 @@ def site_views(conn: Connection, settings: CoordinatorSettings, now: datetime) -
     quality = reads.quality_by_site(conn)
     last_hour = reads.frames_since_by_site(conn, now - timedelta(hours=1))
     rejected = reads.rejections_by_site(conn)
+    searched = reads.searches_by_site(conn)
     views = []
     for site in reads.site_records(conn):
         site_id = site["site_id"]
@@ -35,6 +36,7 @@ def site_views(conn: Connection, settings: CoordinatorSettings, now: datetime) -
         frames = int(q.get("frames") or 0)
         counts = {label: int(q.get(label) or 0) for label in ("good", "medium", "bad")}
         heartbeat_at = site["heartbeat_at"]
+        frames_searched, frames_search_skipped = searched.get(site_id, (0, 0))
         views.append(
             SiteView(
                 site_id=site_id,
@@ -56,6 +58,8 @@ def site_views(conn: Connection, settings: CoordinatorSettings, now: datetime) -
                 mean_transparency=q.get("mean_transparency"),
                 frames_last_hour=last_hour.get(site_id, 0),
                 rejected=rejected.get(site_id, 0),
+                frames_searched=frames_searched,
+                frames_search_skipped=frames_search_skipped,
             )
         )
     return views
@@ -76,6 +80,8 @@ def fleet_summary(
             frames=sum(s.frames for s in sites),
             rejected=sum(s.rejected for s in sites),
             candidates=reads.candidate_count(conn),
+            frames_searched=sum(s.frames_searched for s in sites),
+            frames_search_skipped=sum(s.frames_search_skipped for s in sites),
             targets=total_targets,
             confident_targets=confident,
             multi_site_targets=multi_site,

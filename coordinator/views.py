@@ -43,6 +43,10 @@ class SiteView(BaseModel):
     mean_transparency: float | None = None
     frames_last_hour: int = 0
     rejected: int = 0
+    frames_searched: int = Field(default=0, description="Frames searched for transients.")
+    frames_search_skipped: int = Field(
+        default=0, description="Frames the site reported as not searched (with the reason)."
+    )
 
 
 class FleetSummary(BaseModel):
@@ -53,6 +57,8 @@ class FleetSummary(BaseModel):
     frames: int
     rejected: int
     candidates: int
+    frames_searched: int = 0
+    frames_search_skipped: int = 0
     targets: int
     confident_targets: int
     multi_site_targets: int
@@ -72,6 +78,22 @@ class QualityBin(BaseModel):
     mean_fwhm_arcsec: float | None
     mean_background_adu: float | None
     mean_transparency: float | None
+
+
+class FrameSearchView(BaseModel):
+    """A site's record of one frame's transient search: searched or not, and why not."""
+
+    message_id: str
+    site_id: str
+    searched_at: datetime
+    observed_at: datetime | None
+    file_name: str
+    frame_sha256: str
+    score_message_id: str
+    attempted: bool
+    candidates: int
+    skipped_reason: str | None
+    search_ms: float | None
 
 
 class TargetView(BaseModel):

@@ -50,9 +50,15 @@ def stable_message_id(kind: str, *identity: str) -> str:
 
 
 class ContractModel(BaseModel):
-    """A strict, immutable piece of the contract: unknown fields and loose types are errors."""
+    """A strict, immutable piece of the contract: unknown fields, loose types and numbers that
+    are not finite are errors.
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    NaN and ±Infinity are refused in every float field (`allow_inf_nan=False`): no quantity in
+    the contract means "not a number", an unknown value is an optional field left out (None),
+    and a NaN that got through would reach the store as NULL (SQLite) or poison every mean.
+    """
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class FleetMessage(ContractModel):

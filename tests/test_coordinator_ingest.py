@@ -1,6 +1,7 @@
 """Ingest from real JetStream: malformed messages are dead-lettered without stopping the
-consumer, a message delivered twice is stored once, and a coordinator killed with SIGKILL in
-the middle of 10,000 scores loses none and counts none twice after a restart."""
+consumer, a message delivered twice is stored once, each frame's search record reaches the
+store once, and a coordinator killed with SIGKILL in the middle of 10,000 scores loses none and
+counts none twice after a restart."""
 
 import asyncio
 import signal
@@ -12,7 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from coordinator.ingest import ERROR_HEADER, SUBJECT_HEADER
+from coordinator.dead_letters import ERROR_HEADER, SUBJECT_HEADER
+from coordinator.store import reads
 from coordinator.store.engine import open_engine
 from coordinator.store.tables import FrameScoreRow
 from fleetbus.client import MSG_ID_HEADER, publish
@@ -25,6 +27,7 @@ from tests.test_coordinator_fixtures import (
     make_score,
     postgres_url,  # noqa: F401
 )
+from tests.test_coordinator_store import make_search
 
 SCORES = 10_000
 
@@ -65,6 +68,26 @@ async def test_a_message_delivered_twice_is_stored_once(coordinator, fleet_bus):
     await eventually(lambda: coordinator.counts["frame-score"] == 2)
     assert stored_scores(coordinator.engine) == 1
     assert coordinator.summary().sites[0].frames == 1
+
+
+async def test_each_frame_search_record_is_stored_once(coordinator, fleet_bus):  # noqa: F811
+    _, js = fleet_bus
+    searched = make_search(make_score("la-silla", 1), candidates=3)
+    skipped = make_search(make_score("la-silla", 2), skipped_reason="frame has no WCS")
+    await publish(js, searched)
+    await publish(js, skipped)
+    # The same record again, past JetStream's duplicate window (another Nats-Msg-Id).
+    payload = searched.model_dump_json().encode()
+    await js.publish(subject_for(searched), payload, headers={MSG_ID_HEADER: "again-1"})
+
+    await eventually(lambda: coordinator.counts["frame-searched"] == 3)
+    with coordinator.engine.connect() as conn:
+        records = reads.frame_searches(conn, searched.frame.sha256)
+        (skipped_record,) = reads.frame_searches(conn, skipped.frame.sha256)
+    assert [(r.message_id, r.attempted, r.candidates) for r in records] == [
+        (searched.message_id, True, 3)
+    ]
+    assert skipped_record.skipped_reason == "frame has no WCS"
 
 
 # The coordinator process, run through its embeddable entry point (the `skyfleet` command

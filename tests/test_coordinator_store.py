@@ -1,5 +1,6 @@
 """The coordinator's store on SQLite and PostgreSQL: migrations build what the models describe,
-times come back in UTC, and late or repeated reports never move anything backwards."""
+times come back in UTC, late or repeated reports never move anything backwards, and each
+frame's transient-search record is kept once."""
 
 from datetime import timedelta
 
@@ -8,10 +9,17 @@ from alembic.migration import MigrationContext
 from sqlalchemy import select
 
 from coordinator.service import open_store
-from coordinator.store import writes
+from coordinator.store import reads, writes
 from coordinator.store.migrations import upgrade_to_head
 from coordinator.store.tables import Base, FollowUp, FrameScoreRow, Site, Target
-from protos import FollowUpState, FollowUpStatus, stable_message_id
+from protos import (
+    FollowUpState,
+    FollowUpStatus,
+    FrameScore,
+    FrameSearched,
+    TransientSearch,
+    stable_message_id,
+)
 from protos.base import utc_now
 from tests.test_coordinator_fixtures import (
     database_url,  # noqa: F401
@@ -120,3 +128,42 @@ def test_followup_reports_move_it_forward_only(database_url):  # noqa: F811
         final = conn.execute(select(FollowUp.state)).scalar_one()
     engine.dispose()
     assert (after_late, final) == ("observing", "done")
+
+
+def make_search(
+    score: FrameScore, *, candidates: int = 0, skipped_reason: str | None = None
+) -> FrameSearched:
+    """The site's search record of a scored frame: searched, or skipped for `skipped_reason`."""
+    return FrameSearched(
+        message_id=stable_message_id("frame-searched", score.site_id, score.frame.sha256),
+        site_id=score.site_id,
+        frame=score.frame,
+        score_message_id=score.message_id,
+        search=TransientSearch(
+            attempted=skipped_reason is None, candidates=candidates, skipped_reason=skipped_reason
+        ),
+        search_ms=None if skipped_reason else 3100.0,
+    )
+
+
+def test_a_frame_search_record_is_stored_once_and_read_back_by_frame(database_url):  # noqa: F811
+    engine = open_store(database_url)
+    searched = make_search(make_score("teide", 1), candidates=2)
+    skipped = make_search(make_score("teide", 2), skipped_reason="no reference for this field")
+    with engine.begin() as conn:
+        writes.write_frame_searches(conn, [searched, skipped, searched])
+    with engine.begin() as conn:
+        writes.write_frame_searches(conn, [skipped])
+    with engine.connect() as conn:
+        (record,) = reads.frame_searches(conn, searched.frame.sha256)
+        (skipped_record,) = reads.frame_searches(conn, skipped.frame.sha256)
+        per_site = reads.searches_by_site(conn)
+    engine.dispose()
+    assert (record.attempted, record.candidates, record.skipped_reason) == (True, 2, None)
+    assert record.score_message_id == searched.score_message_id
+    assert record.searched_at == searched.created_at
+    assert (skipped_record.attempted, skipped_record.skipped_reason) == (
+        False,
+        "no reference for this field",
+    )
+    assert per_site == {"teide": (1, 1)}

@@ -1,15 +1,19 @@
 """The wire contract validates strictly and names the field that is wrong."""
 
 import json
+import math
 from datetime import datetime
 
 import pytest
+from pydantic import ValidationError
 
 from protos import (
     MESSAGE_TYPES,
     EncodedArray,
     FrameScore,
+    ImageMetrics,
     MessageDecodeError,
+    ModelRelease,
     decode_message,
     decode_subject_message,
 )
@@ -126,3 +130,28 @@ def test_cutout_round_trips_its_bytes():
 def test_resent_message_keeps_its_id():
     assert frame_score().message_id == frame_score().message_id
     assert frame_score(sha256="cd" * 32).message_id != frame_score().message_id
+
+
+@pytest.mark.parametrize("number", [math.nan, math.inf, -math.inf], ids=str)
+def test_a_number_that_is_not_finite_is_rejected_naming_the_field(number):
+    data = json.loads(frame_score().model_dump_json())
+    data["metrics"]["background_adu"] = number  # json.dumps writes NaN, Infinity, -Infinity
+    with pytest.raises(MessageDecodeError) as err:
+        decode_message(json.dumps(data).encode(), FrameScore)
+    assert err.value.fields == ["metrics.background_adu"]
+    assert "finite number" in str(err.value)
+
+
+def test_a_number_that_is_not_finite_is_rejected_inside_a_mapping_too():
+    release = next(m for m in every_message() if isinstance(m, ModelRelease))
+    data = json.loads(release.model_dump_json())
+    data["metrics"]["accuracy"] = math.nan
+    with pytest.raises(MessageDecodeError) as err:
+        decode_message(json.dumps(data).encode(), ModelRelease)
+    assert err.value.fields == ["metrics.accuracy"]
+
+
+def test_a_site_cannot_build_a_message_with_a_number_that_is_not_finite():
+    metrics = frame_score().metrics.model_dump()
+    with pytest.raises(ValidationError, match="background_adu"):
+        ImageMetrics(**(metrics | {"background_adu": math.nan}))

@@ -13,16 +13,25 @@ from coordinator.store.tables import (
     FollowUp,
     FrameRejectionRow,
     FrameScoreRow,
+    FrameSearchRow,
     Site,
     Target,
 )
-from coordinator.views import CutoutView, DetectionView, FollowUpView, ModelVersionView, TargetView
+from coordinator.views import (
+    CutoutView,
+    DetectionView,
+    FollowUpView,
+    FrameSearchView,
+    ModelVersionView,
+    TargetView,
+)
 
 scores = FrameScoreRow.__table__
 sites = Site.__table__
 targets = Target.__table__
 candidates = CandidateRow.__table__
 followups = FollowUp.__table__
+searches = FrameSearchRow.__table__
 
 
 def site_records(conn: Connection) -> list[dict[str, Any]]:
@@ -65,6 +74,28 @@ def rejections_by_site(conn: Connection) -> dict[str, int]:
     table = FrameRejectionRow.__table__
     rows = conn.execute(select(table.c.site_id, func.count()).group_by(table.c.site_id)).all()
     return {site_id: int(n) for site_id, n in rows}
+
+
+def searches_by_site(conn: Connection) -> dict[str, tuple[int, int]]:
+    """Per site: (frames searched for transients, frames whose search was skipped)."""
+    rows = conn.execute(
+        select(
+            searches.c.site_id,
+            func.sum(case((searches.c.attempted, 1), else_=0)),
+            func.sum(case((searches.c.attempted, 0), else_=1)),
+        ).group_by(searches.c.site_id)
+    ).all()
+    return {site_id: (int(searched), int(skipped)) for site_id, searched, skipped in rows}
+
+
+def frame_searches(conn: Connection, frame_sha256: str) -> list[FrameSearchView]:
+    """A frame's transient-search records (one per site that reported on it), oldest first."""
+    rows = conn.execute(
+        select(searches)
+        .where(searches.c.frame_sha256 == frame_sha256)
+        .order_by(searches.c.searched_at, searches.c.site_id)
+    ).all()
+    return [FrameSearchView(**r._asdict()) for r in rows]
 
 
 def recent_labels(conn: Connection, site_id: str, limit: int) -> list[str]:

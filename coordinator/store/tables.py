@@ -7,7 +7,17 @@ Times are stored as naive UTC and read back timezone-aware (`UtcDateTime`).
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Dialect, Float, ForeignKey, Index, Integer, String
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -92,6 +102,26 @@ class FrameRejectionRow(Base):
     file_name: Mapped[str] = mapped_column(String(512))
     reason: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(String(1024))
+
+
+class FrameSearchRow(Base):
+    """A site's record of one frame's transient search: searched (with how many candidates it
+    published) or not, and why not."""
+
+    __tablename__ = "frame_searches"
+    __table_args__ = (Index("ix_frame_searches_site_time", "site_id", "searched_at"),)
+
+    message_id: Mapped[str] = mapped_column(MESSAGE_ID, primary_key=True)
+    site_id: Mapped[str] = mapped_column(SITE_ID)
+    searched_at: Mapped[datetime]
+    observed_at: Mapped[datetime | None]
+    file_name: Mapped[str] = mapped_column(String(512))
+    frame_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    score_message_id: Mapped[str] = mapped_column(String(128))
+    attempted: Mapped[bool] = mapped_column(Boolean)
+    candidates: Mapped[int] = mapped_column(Integer)
+    skipped_reason: Mapped[str | None] = mapped_column(String(256))
+    search_ms: Mapped[float | None] = mapped_column(Float)
 
 
 class HeartbeatRow(Base):

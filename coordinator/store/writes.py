@@ -18,6 +18,7 @@ from coordinator.store.tables import (
     FollowUpStatusRow,
     FrameRejectionRow,
     FrameScoreRow,
+    FrameSearchRow,
     HeartbeatRow,
     Site,
     UtcDateTime,
@@ -26,6 +27,7 @@ from protos import (
     FollowUpStatus,
     FrameRejected,
     FrameScore,
+    FrameSearched,
     SiteConfig,
     SiteHeartbeat,
     TransientCandidate,
@@ -138,6 +140,30 @@ def write_frame_scores(
                 "reasons": ",".join(r.reason for r in s.reasons),
             }
             for s in scores
+        ],
+    )
+
+
+def write_frame_searches(conn: Connection, searches: Sequence[FrameSearched]) -> None:
+    """Store each frame's transient-search record (searched, or skipped and why)."""
+    bulk_insert_new(
+        conn,
+        FrameSearchRow.__table__,
+        [
+            {
+                "message_id": s.message_id,
+                "site_id": s.site_id,
+                "searched_at": s.created_at,
+                "observed_at": s.frame.date_obs,
+                "file_name": s.frame.file_name,
+                "frame_sha256": s.frame.sha256,
+                "score_message_id": s.score_message_id,
+                "attempted": s.search.attempted,
+                "candidates": s.search.candidates,
+                "skipped_reason": s.search.skipped_reason,
+                "search_ms": s.search_ms,
+            }
+            for s in searches
         ],
     )
 

@@ -1,6 +1,7 @@
-"""The coordinator service: store, ingest consumers, follow-up dispatcher, health watch and the
-console, started and stopped together. Embeddable: `Coordinator` (start/stop) or
-`run_coordinator(settings, stop)`."""
+"""The coordinator service: the hub's streams and their sources, store, ingest consumers,
+follow-up dispatcher, health watch and the console, started and stopped together. Every loop
+runs supervised: one that crashes is logged, counted in `restarts` and started again.
+Embeddable: `Coordinator` (start/stop) or `run_coordinator(settings, stop)`."""
 
 import asyncio
 import contextlib
@@ -8,9 +9,9 @@ import gc
 import logging
 import socket
 from collections import Counter
-from collections.abc import Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from functools import partial
 
 import uvicorn
 from nats.aio.client import Client
@@ -25,9 +26,8 @@ from coordinator.store.migrations import upgrade_to_head
 from coordinator.summary import fleet_summary
 from coordinator.views import FleetSummary, SiteStatus
 from fleetbus.client import connect
-from fleetbus.streams import ensure_streams
-from fleetbus.tasks import cancel_and_wait
-from protos.streams import central_streams
+from fleetbus.hub import ensure_hub_streams, keep_sources_flowing
+from fleetbus.tasks import cancel_and_wait, supervise
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +51,6 @@ def open_store(database_url: str) -> Engine:
     return engine
 
 
-def _log_crash(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("coordinator task crashed task=%s", task.get_name(), exc_info=task.exception())
-
-
 def freeze_startup_heap() -> None:
     """Take everything alive after start-up (modules, engine, app) out of the garbage
     collector's scans. Ingest allocates fast enough to trigger full collections, and walking
@@ -70,11 +65,16 @@ class Coordinator:
     def __init__(self, settings: CoordinatorSettings) -> None:
         self.settings = settings
         self.counts: Counter[str] = Counter()
+        self.restarts: Counter[str] = Counter()
+        """How often each loop crashed and was started again."""
         self.engine: Engine | None = None
         self.console_url: str | None = None
         self._nc: Client | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        """Loops that end when `_stop` is set."""
+        self._keeper: asyncio.Task[None] | None = None
+        """The hub's source keeper, which runs until cancelled."""
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="coordinator-store")
         self._planner = ThreadPoolExecutor(1, thread_name_prefix="coordinator-planner")
         self._server: EmbeddedServer | None = None
@@ -86,7 +86,11 @@ class Coordinator:
         self._nc = await connect(self.settings.nats_url, name="skyfleet-coordinator")
         js = self._nc.jetstream()
         if self.settings.ensure_streams:
-            await ensure_streams(js, central_streams())
+            await ensure_hub_streams(js, self.settings.sites)
+        if self.settings.keep_sources_flowing:
+            self._keeper = asyncio.create_task(
+                supervise("sources", partial(keep_sources_flowing, js), on_restart=self._restarted)
+            )
         writer = StoreWriter(
             self.engine,
             self._writer,
@@ -95,9 +99,10 @@ class Coordinator:
         )
         consumers = kind_consumers(self._nc, writer, self.settings, self.counts)
         dispatcher = Dispatcher(js, self.engine, self.settings, self._planner)
-        for loop in [*(c.run(self._stop) for c in consumers), dispatcher.run(self._stop)]:
-            self._spawn(loop)
-        self._spawn(self._watch_health())
+        for consumer in consumers:
+            self._spawn(f"ingest-{consumer.kind}", partial(consumer.run, self._stop))
+        self._spawn("dispatcher", partial(dispatcher.run, self._stop))
+        self._spawn("health", self._watch_health)
         if self.settings.serve_console:
             await self._start_console()
         freeze_startup_heap()
@@ -117,14 +122,18 @@ class Coordinator:
         config = uvicorn.Config(
             create_console(self.engine, self.settings), log_level="warning", lifespan="off"
         )
-        self._server = EmbeddedServer(config)
-        self._spawn(self._server.serve(sockets=[sock]))
+        server = EmbeddedServer(config)
+        self._server = server
+        self._spawn("console", partial(server.serve, sockets=[sock]))
         self.console_url = f"http://{host}:{port}"
 
-    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(job)
-        task.add_done_callback(_log_crash)
+    def _spawn(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run one of the coordinator's loops, supervised."""
+        task = asyncio.create_task(supervise(name, loop, on_restart=self._restarted), name=name)
         self._tasks.append(task)
+
+    def _restarted(self, name: str, error: BaseException) -> None:
+        self.restarts[name] += 1
 
     async def _watch_health(self) -> None:
         """Log an alert each time a site changes status (offline, weather, back online)."""
@@ -155,6 +164,8 @@ class Coordinator:
         self._stop.set()
         if self._server is not None:
             self._server.should_exit = True
+        if self._keeper is not None:
+            await cancel_and_wait([self._keeper], timeout_s=STARTUP_CANCEL_S)
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._nc is not None:
             with contextlib.suppress(Exception):

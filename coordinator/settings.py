@@ -3,12 +3,13 @@
 The database URL is also read from `SKYFLEET_DATABASE_URL`, the name every tool shares.
 """
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from fleetbus.settings import ServiceSettings
+from protos.base import SITE_ID_PATTERN
 
 
 class CoordinatorSettings(ServiceSettings):
@@ -34,7 +35,20 @@ class CoordinatorSettings(ServiceSettings):
     )
     heartbeat_stale_s: float = Field(default=60.0, gt=0.0)
     ensure_streams: bool = Field(
-        default=True, description="Create the central streams (single-server topology) at start."
+        default=True,
+        description="Create or update the central streams at start, never dropping a site "
+        "source (fleetbus.hub.ensure_hub_streams).",
+    )
+    sites: list[Annotated[str, Field(pattern=SITE_ID_PATTERN)]] = Field(
+        default_factory=list,
+        description="Sites whose streams the hub's FLEET sources (store and forward through leaf "
+        'nodes), joined at every start; e.g. SKYFLEET_COORDINATOR_SITES=\'["teide","la-silla"]\'. '
+        "More join at run time with `skyfleet site join`.",
+    )
+    keep_sources_flowing: bool = Field(
+        default=True,
+        description="Re-add stalled site sources on the hub every second, so ingest resumes within "
+        "about a second of a link or hub coming back (fleetbus.hub.keep_sources_flowing).",
     )
     consumer_prefix: str = Field(
         default="coordinator", pattern=r"^[A-Za-z0-9_-]{1,32}$", description="Durable names."

@@ -9,15 +9,18 @@ outage flows to the centre, once, when the link returns. In this topology `FLEET
 subjects of its own: if it also captured `fleet.site.*.>` it would store each message twice.
 
 After an outage nats-server retries a broken source with a growing back-off (10 s, 20 s, ...
-up to 2 min), so the hub would catch up long after the link is back. `keep_sources_flowing`
-runs at the hub and re-adds stalled sources every few seconds; a re-added source resumes after
-the last message the hub holds from it (measured: caught up 0.3 s after the link returned,
-each message once).
+up to 2 min), so the hub would catch up long after the link is back (measured: ingest stalled
+30-40 s after each hub restart). `keep_sources_flowing` re-adds stalled sources; a re-added
+source resumes after the last message the hub holds from it (measured: caught up 0.3 s after
+the link returned, each message once). The coordinator runs it for as long as it runs (and
+`skyfleet nats up` for its own hub), so a shipped fleet heals without an operator.
 """
 
 import asyncio
 import dataclasses
 import logging
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from nats.errors import Error as NatsError
@@ -26,6 +29,7 @@ from nats.js.errors import NotFoundError
 
 from fleetbus.server import NatsServerConfig, free_port
 from fleetbus.streams import ensure_streams
+from protos.base import SITE_ID_PATTERN
 from protos.streams import (
     FLEET_STREAM,
     StreamSource,
@@ -38,6 +42,12 @@ log = logging.getLogger(__name__)
 
 HUB_JS_DOMAIN = "hub"
 DEFAULT_LEAF_PORT = 7422
+SOURCE_CHECK_EVERY_S = 1.0
+"""How often the hub's sources are checked: a stalled source flows again about this long after
+the link returns. One `stream_info` a second costs the hub nothing measurable."""
+SOURCE_STALE_AFTER_S = 5.0
+"""A source silent this long is stalled. A healthy one, even with nothing to send, hears from its
+site every 0.85 s (measured `active` of an idle source over 20 s)."""
 
 
 def hub_server_config(
@@ -61,35 +71,48 @@ def hub_server_config(
     )
 
 
-async def join_sites_to_hub(js: JetStreamContext, site_ids: list[str]) -> list[str]:
-    """Make the hub's `FLEET` stream source these sites (keeping the sites it already sources)
-    and create the other central streams. Returns the names of the sourced site streams.
+async def ensure_hub_streams(js: JetStreamContext, site_ids: Iterable[str] = ()) -> list[str]:
+    """Create the central streams, or bring them up to date, without ever dropping a source:
+    `FLEET` keeps the topology it has (sourcing site streams, or capturing the site subjects on
+    a single server) and sources `site_ids` in addition. Returns the sourced stream names.
 
-    Call it when a site joins: the stream is updated in place, never re-created.
+    This is the one place the hub's streams are made: the coordinator calls it at every start
+    (with its configured sites), `skyfleet site join` when a site joins, `skyfleet nats up` when
+    it starts a hub. A stream is updated in place, never re-created (nats-server #6206), and
+    `FLEET` is not touched at all when it already sources every site asked for.
     """
-    wanted = fleet_stream(sorted(set(site_ids)))
+    joining = sorted(set(site_ids))
+    for site_id in joining:
+        if not re.fullmatch(SITE_ID_PATTERN, site_id):
+            raise ValueError(f"not a site id: {site_id!r} (lower-case letters, digits and '-')")
     try:
         existing = (await js.stream_info(FLEET_STREAM)).config.sources or []
     except NotFoundError:
-        existing = []
-    names = {source.name for source in wanted.sources}
+        existing = None
     kept = [
         StreamSource(
             name=source.name,
             api_prefix=source.external.api if source.external else None,
             filter_subject=source.filter_subject,
         )
-        for source in existing
-        if source.name not in names
+        for source in existing or []
     ]
-    spec = wanted.model_copy(update={"sources": [*kept, *wanted.sources]})
-    await ensure_streams(js, [spec, command_stream(), dead_letter_stream()])
-    return [source.name for source in spec.sources]
+    known = {source.name for source in kept}
+    added = [s for s in fleet_stream(joining).sources if s.name not in known]
+    specs = [command_stream(), dead_letter_stream()]
+    if existing is None or added:
+        sourced = [*kept, *added]
+        fleet = fleet_stream(joining).model_copy(update={"sources": sourced})
+        specs.insert(0, fleet if sourced else fleet_stream())
+    await ensure_streams(js, specs)
+    return [source.name for source in [*kept, *added]]
 
 
-async def revive_stalled_sources(js: JetStreamContext, *, stale_after_s: float = 10.0) -> list[str]:
-    """Re-add the hub's `FLEET` sources that have been silent for `stale_after_s` (a healthy
-    source hears heartbeats every second or so). Returns the names re-added."""
+async def revive_stalled_sources(
+    js: JetStreamContext, *, stale_after_s: float = SOURCE_STALE_AFTER_S
+) -> list[str]:
+    """Re-add the hub's `FLEET` sources that have been silent for `stale_after_s`. Returns the
+    names re-added."""
     info = await js.stream_info(FLEET_STREAM)
     stalled = [
         source.name
@@ -105,9 +128,13 @@ async def revive_stalled_sources(js: JetStreamContext, *, stale_after_s: float =
 
 
 async def keep_sources_flowing(
-    js: JetStreamContext, *, every_s: float = 5.0, stale_after_s: float = 10.0
+    js: JetStreamContext,
+    *,
+    every_s: float = SOURCE_CHECK_EVERY_S,
+    stale_after_s: float = SOURCE_STALE_AFTER_S,
 ) -> None:
-    """Run at the hub: revive stalled site sources every `every_s` until cancelled."""
+    """Revive stalled site sources every `every_s` until cancelled (the hub may be down
+    meanwhile: the check waits for it)."""
     while True:
         await asyncio.sleep(every_s)
         try:

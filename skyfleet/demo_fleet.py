@@ -2,11 +2,11 @@
 three simulated sites, each a real site agent with its own leaf-node nats-server and a simulated
 telescope writing frames into its folder.
 
-`DemoFleet.run(stop)` starts everything in order (hub, site sourcing, coordinator, agents,
-telescopes), runs until `stop` is set, or, in a scripted night (`frames_per_site`), until every
-site has written its frames, every frame is in the coordinator's store and no follow-up is
-still under way (or `max_duration_s` passed), then stops everything in reverse order and
-returns a `DemoSummary`.
+`DemoFleet.run(stop)` starts everything in order (hub; coordinator, which makes the hub source
+the sites and keeps those sources flowing, as in production; agents; telescopes), runs until
+`stop` is set, or, in a scripted night (`frames_per_site`), until every site has written its
+frames, every frame is in the coordinator's store and no follow-up is still under way (or
+`max_duration_s` passed), then stops everything in reverse order and returns a `DemoSummary`.
 """
 
 import asyncio
@@ -22,10 +22,8 @@ from pydantic import BaseModel, Field
 from coordinator.service import Coordinator
 from coordinator.settings import CoordinatorSettings
 from coordinator.views import FleetSummary
-from fleetbus.client import connect
-from fleetbus.hub import hub_server_config, join_sites_to_hub, keep_sources_flowing
+from fleetbus.hub import hub_server_config
 from fleetbus.server import EmbeddedNats
-from fleetbus.tasks import cancel_and_wait
 from site_agent.agent import SiteAgent
 from site_agent.followups import FollowUpQueue
 from skyfleet.demo_sites import (
@@ -117,11 +115,6 @@ class DemoFleet:
         stop: asyncio.Event,
         on_tick: Callable[["DemoFleet"], None] | None,
     ) -> DemoSummary:
-        site_ids = [site.site_id for site in DEMO_SITES]
-        nc = await connect(hub.url, name="skyfleet-demo-hub")
-        js = nc.jetstream()
-        await join_sites_to_hub(js, site_ids)
-        keeper = asyncio.create_task(keep_sources_flowing(js, every_s=1.0))
         coordinator = Coordinator(self._coordinator_settings(hub))
         self.coordinator = coordinator
         stop_sites = asyncio.Event()
@@ -166,16 +159,13 @@ class DemoFleet:
             stop_sites.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             await coordinator.stop()
-            await cancel_and_wait([keeper], timeout_s=10.0)
-            with contextlib.suppress(Exception):
-                await nc.close()
 
     def _coordinator_settings(self, hub: EmbeddedNats) -> CoordinatorSettings:
         return CoordinatorSettings(
             nats_url=hub.url,
             database_url=f"sqlite:///{(self.options.work_dir / 'coordinator.sqlite3').absolute()}",
             http_port=_port_or_any(self.options.console_port),
-            ensure_streams=False,
+            sites=[site.site_id for site in DEMO_SITES],
             plan_interval_s=2.0,
             heartbeat_stale_s=30.0,
         )

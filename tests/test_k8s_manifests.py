@@ -1,5 +1,6 @@
 """The Kubernetes manifests agree with the code: real commands, real settings, real files."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,45 @@ def test_skyfleet_environment_names_real_settings(container):
         prefix = next(p for p in SETTINGS if variable.startswith(p))
         field = variable.removeprefix(prefix).lower()
         assert field in SETTINGS[prefix].model_fields, f"{variable} sets no setting"
+
+
+def test_the_hub_config_is_the_one_skyfleet_generates_with_the_hub_domain():
+    (config_map,) = [
+        d
+        for d in _documents()
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "nats-hub-config"
+    ]
+    generated = CliRunner().invoke(
+        app,
+        [
+            "site",
+            "nats-config",
+            "--hub",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "4222",
+            "--monitor-port",
+            "8222",
+            "--leaf-port",
+            "7422",
+            "--store-dir",
+            "/data",
+        ],
+    )
+    assert generated.exit_code == 0, generated.output
+    assert config_map["data"]["nats-server.conf"] == generated.output
+    assert 'domain: "hub"' in generated.output
+
+
+def test_the_coordinator_sources_the_sites_that_run_in_the_cluster():
+    (coordinator,) = [c for c in _containers() if c["name"] == "coordinator"]
+    env = {e["name"]: e.get("value") for e in coordinator["env"]}
+    settings = CoordinatorSettings.model_validate(
+        {"sites": json.loads(env["SKYFLEET_COORDINATOR_SITES"])}
+    )
+    agents = [c for c in _containers() if c["name"] == "agent"]
+    site_ids = {
+        e["value"] for c in agents for e in c["env"] if e["name"] == "SKYFLEET_SITE_SITE_ID"
+    }
+    assert set(settings.sites) == site_ids

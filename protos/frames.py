@@ -144,13 +144,17 @@ class RejectReason(StrEnum):
     NOT_A_FILE = "not_a_file"
 
 
+REJECTION_MESSAGE_MAX_CHARS = 1024
+
+
 class FrameRejected(FleetMessage):
-    """A file that arrived but could not be scored; it is quarantined at the site."""
+    """A file that arrived but could not be scored; it is quarantined at the site (then
+    `quarantine_path` says where; None: it could not be, and `message` says why)."""
 
     KIND: ClassVar[str] = "frame-rejected"
 
     file_name: str = Field(min_length=1, max_length=512)
     sha256: Sha256 | None = None
     reason: RejectReason
-    message: str = Field(min_length=1, max_length=1024)
+    message: str = Field(min_length=1, max_length=REJECTION_MESSAGE_MAX_CHARS)
     quarantine_path: str | None = Field(default=None, max_length=1024)

@@ -6,10 +6,11 @@ and returns a `Frame`: float32 pixels with BZERO/BSCALE applied and BLANK pixels
 header, the WCS when there is one, and the `FrameIdentity` that goes on the wire.
 
 Every problem becomes a `FrameError` carrying a `RejectReason` and one line that names the file
-and what is wrong with it; no astropy or numpy exception escapes. Uncompressed data is read
-through a memory map and scaled once into a native float32 array (the one copy), while the
-file's sha256 is computed in a second thread, since hashing a 4096x4096 frame costs as much as
-reading it.
+(printably, `site_agent.file_names`) and what is wrong with it; no astropy or numpy exception
+escapes, even one nobody foresaw (a header card astropy cannot parse, BITPIX = 'abc').
+Uncompressed data is read through a memory map and scaled once into a native float32 array
+(the one copy), while the file's sha256 is computed in a second thread, since hashing a
+4096x4096 frame costs as much as reading it.
 """
 
 import hashlib
@@ -30,6 +31,8 @@ from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_scales
 
 from protos import FrameIdentity, RejectReason, SkyPosition
+from site_agent.file_names import FILE_NAME_MAX_CHARS, printable_name
+from site_agent.fits_completeness import Completeness, file_completeness
 
 FITS_MAGIC = b"SIMPLE  ="
 FITS_BLOCK_BYTES = 2880
@@ -44,13 +47,17 @@ _OLD_FITS_DATE = re.compile(r"^\s*(\d{1,2})/(\d{1,2})/(\d{2,3})\s*$")
 
 
 class FrameError(Exception):
-    """A file that cannot be scored: why (`reason`) and a one-line explanation."""
+    """A file that cannot be scored: why (`reason`) and a one-line explanation.
+
+    `path` is the real path; the text names it printably, so a file name holding a newline or
+    bytes that are not UTF-8 can neither split the line nor break a message.
+    """
 
     def __init__(self, path: Path, reason: RejectReason, message: str) -> None:
-        super().__init__(f"{path}: {message}")
         self.path = path
         self.reason = reason
-        self.message = message
+        self.message = printable_name(message)
+        super().__init__(f"{printable_name(path)}: {self.message}")
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,36 @@ class _ImageLayout:
 def read_frame(path: Path, *, max_pixels: int = 64_000_000) -> Frame:
     """Read and validate the first 2-D image of a FITS file; raise `FrameError` if unusable."""
     path = Path(path)
+    try:
+        return _validated_frame(path, max_pixels)
+    except FrameError:
+        raise
+    except Exception as exc:  # astropy raises many types on a malformed header: all reject
+        raise _malformed(path, exc) from exc
+
+
+def _malformed(path: Path, exc: Exception) -> FrameError:
+    """A file astropy or numpy failed on in a way no check foresaw, named with the error."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return _unreadable(path, exc)
+    if isinstance(exc, MemoryError):
+        return FrameError(path, RejectReason.TOO_LARGE, "too large to read into memory")
+    try:  # the headers' structure often names the card at fault better than astropy's error
+        structure = file_completeness(path)
+    except OSError:
+        structure = None
+    if structure is not None and structure.verdict is Completeness.NOT_FITS:
+        problem = f"malformed FITS header ({structure.detail})"
+        return FrameError(path, RejectReason.NOT_FITS, problem)
+    if structure is not None and structure.verdict is Completeness.INCOMPLETE:
+        return FrameError(path, RejectReason.TRUNCATED, f"truncated: {structure.detail}")
+    return FrameError(
+        path, RejectReason.NOT_FITS, f"malformed FITS file ({type(exc).__name__}: {exc})"
+    )
+
+
+def _validated_frame(path: Path, max_pixels: int) -> Frame:
+    """The checks and the read in order; astropy's own exceptions are left to the caller."""
     size_bytes = _checked_file_size(path)
     with ThreadPoolExecutor(max_workers=1) as hasher:
         sha256 = hasher.submit(sha256_of_file, path)
@@ -93,7 +130,7 @@ def read_frame(path: Path, *, max_pixels: int = 64_000_000) -> Frame:
     _check_has_signal(path, data)
     height, width = data.shape
     identity = FrameIdentity(
-        file_name=path.name,
+        file_name=printable_name(path.name, max_chars=FILE_NAME_MAX_CHARS),
         sha256=digest,
         date_obs=_date_obs_utc(header),
         exptime_s=_exptime_s(header),
@@ -246,16 +283,28 @@ def _image_layout(path: Path, index: int, header: fits.Header) -> _ImageLayout |
         prefix = ""
     else:
         return None
-    try:
-        naxis = int(header.get(f"{prefix}NAXIS", 0))
-        # FITS lists axes fastest first; numpy shape is slowest first.
-        shape = tuple(int(header[f"{prefix}NAXIS{axis}"]) for axis in range(naxis, 0, -1))
-        bitpix = int(header[f"{prefix}BITPIX"])
-    except (KeyError, ValueError, TypeError) as exc:
-        raise FrameError(
-            path, RejectReason.NOT_FITS, f"malformed header in HDU {index} ({exc})"
-        ) from exc
+    naxis = _header_integer(path, index, header, f"{prefix}NAXIS", default=0)
+    # FITS lists axes fastest first; numpy shape is slowest first.
+    shape = tuple(
+        _header_integer(path, index, header, f"{prefix}NAXIS{axis}") for axis in range(naxis, 0, -1)
+    )
+    bitpix = _header_integer(path, index, header, f"{prefix}BITPIX")
     return _ImageLayout(index, shape, bitpix, compressed) if naxis else None
+
+
+def _header_integer(
+    path: Path, index: int, header: fits.Header, keyword: str, default: int | None = None
+) -> int:
+    """An integer card of HDU `index`; a missing or non-integer one is a malformed header."""
+    value = header.get(keyword, default)
+    if value is None:
+        problem = f"no {keyword} card"
+    else:
+        try:
+            return int(value)
+        except (ValueError, TypeError):
+            problem = f"{keyword} = {value!r} is not an integer"
+    raise FrameError(path, RejectReason.NOT_FITS, f"malformed header in HDU {index} ({problem})")
 
 
 def _check_layout(path: Path, layout: _ImageLayout, max_pixels: int) -> None:

@@ -3,10 +3,15 @@
 Events come from `watchdog`: inotify on Linux (no polling cost, a rename is seen at once), or
 its polling observer for network shares where inotify sees nothing (`polling=True`). A file
 is *complete* when it was renamed into place (the safe way for a camera to write), or when its
-size and modification time have not changed for `settle_s`. Directories with a FITS name are
-handed out too, so the reader can reject them. A slow full rescan catches anything the event
-stream missed (an inotify queue overflow), and the start-up scan picks up files that arrived
-while the agent was down; the processed-frames store then skips the ones already settled.
+size and modification time have not changed for `settle_s` and its FITS headers promise no more
+bytes than it holds (`site_agent.fits_completeness`): a camera that pauses mid-write is waited
+for. A file that stays incomplete and unchanged for `incomplete_timeout_s` is handed out anyway
+(a camera that died mid-write), for the reader to reject as truncated; a file that is not FITS
+at all is handed out once settled, for the same reason. Directories with a FITS name are
+handed out at once, so the reader can reject them. A slow full rescan catches anything the
+event stream missed (an inotify queue overflow), and the start-up scan picks up files that
+arrived while the agent was down; the processed-frames store then skips the ones already
+settled.
 """
 
 import asyncio
@@ -15,6 +20,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 from watchdog.events import (
@@ -28,9 +34,23 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
+from site_agent.file_names import printable_name
+from site_agent.fits_completeness import Completeness, FitsCompleteness, file_completeness
+
 log = logging.getLogger(__name__)
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.fz", ".fit.fz", ".fz")
+
+INCOMPLETE_TIMEOUT_S = 60.0
+"""How long a file whose FITS headers promise more bytes than it holds may stay unchanged before
+it is handed out anyway, to be rejected as truncated (a camera that died mid-write). Writers
+pause for seconds between parts of a frame (read out in stripes, a busy network share, a
+camera PC swapping); a minute is far beyond those pauses and still reports a dead write within
+about a minute."""
+RETRY_FIRST_S = 5.0
+RETRY_MAX_S = 300.0
+"""A frame whose processing failed (a full disk, say) is tried again after 5 s, then 10, 20 ...
+up to every 5 minutes: soon after a brief fault clears, without a log storm in a long one."""
 
 
 def is_frame_name(name: str) -> bool:
@@ -56,6 +76,18 @@ class _Handler(FileSystemEventHandler):
             self._loop.call_soon_threadsafe(self._watch.note, path, complete)
 
 
+@dataclass
+class _Pending:
+    """A file seen but not handed out: its version, since when unchanged, and what its headers
+    said once it settled."""
+
+    version: tuple[int, int]
+    since: float
+    """`time.monotonic()` from which this version is known unchanged."""
+    incomplete: FitsCompleteness | None = None
+    """Set when the settled version proved incomplete; judged once per version."""
+
+
 class FolderWatch:
     """Complete frames appearing in one folder, in arrival order, each path handed out once
     per version (size, mtime)."""
@@ -65,21 +97,24 @@ class FolderWatch:
         folder: Path,
         *,
         settle_s: float = 1.0,
+        incomplete_timeout_s: float = INCOMPLETE_TIMEOUT_S,
         polling: bool = False,
         poll_interval_s: float = 1.0,
         rescan_interval_s: float = 60.0,
     ) -> None:
         self.folder = folder.absolute()
         self.settle_s = settle_s
+        self.incomplete_timeout_s = incomplete_timeout_s
         self.rescan_interval_s = rescan_interval_s
         self._polling = polling
         self._poll_interval_s = poll_interval_s
-        self._pending: dict[Path, tuple[int, int, float]] = {}
+        self._pending: dict[Path, _Pending] = {}
         self._ready: OrderedDict[Path, float] = OrderedDict()
         self._handed: dict[Path, tuple[int, int]] = {}
         self._wakeup = asyncio.Event()
         self._observer: BaseObserver | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._retries: dict[Path, int] = {}
 
     @property
     def waiting(self) -> int:
@@ -98,7 +133,11 @@ class FolderWatch:
         self.rescan()
         self._ticker = asyncio.create_task(self._tick(), name="folder-watch")
         log.info(
-            "watching folder=%s polling=%s settle_s=%s", self.folder, self._polling, self.settle_s
+            "watching folder=%s polling=%s settle_s=%s incomplete_timeout_s=%s",
+            self.folder,
+            self._polling,
+            self.settle_s,
+            self.incomplete_timeout_s,
         )
 
     async def stop(self) -> None:
@@ -133,10 +172,30 @@ class FolderWatch:
         version = (stat.st_size, stat.st_mtime_ns)
         if self._handed.get(path) == version and path not in self._pending:
             return
-        if complete or path.is_dir() or time.time() - stat.st_mtime >= self.settle_s:
+        if complete or path.is_dir():
             self._make_ready(path, version)
-        elif self._pending.get(path, (-1, -1, 0.0))[:2] != version:
-            self._pending[path] = (*version, time.monotonic())
+            return
+        now = time.monotonic()
+        pending = self._pending.get(path)
+        if pending is None or pending.version != version:
+            unchanged_s = max(0.0, time.time() - stat.st_mtime)  # e.g. found by the start-up scan
+            pending = self._pending[path] = _Pending(version, now - unchanged_s)
+        self._judge(path, pending, now)
+
+    def retry(self, path: Path) -> float:
+        """Hand `path` out again later: its processing failed and may succeed then (the disk
+        was full, the bus refused it...). The first retry is after `RETRY_FIRST_S`, each further
+        one twice as late up to `RETRY_MAX_S`; a file handed out for good (or gone) starts
+        again from the first. Returns the delay."""
+        self._handed.pop(path, None)
+        delay_s = min(RETRY_FIRST_S * 2 ** self._retries.get(path, 0), RETRY_MAX_S)
+        self._retries[path] = self._retries.get(path, 0) + 1
+        asyncio.get_running_loop().call_later(delay_s, self.note, path, True)
+        return delay_s
+
+    def succeeded(self, path: Path) -> None:
+        """`path` was processed: a later failure of it retries from the shortest delay."""
+        self._retries.pop(path, None)
 
     def rescan(self) -> None:
         """Look at every entry of the folder (start-up, and now and then for missed events)."""
@@ -157,19 +216,45 @@ class FolderWatch:
         self._ready.setdefault(path, time.monotonic())
         self._wakeup.set()
 
+    def _judge(self, path: Path, pending: _Pending, now: float) -> None:
+        """Hand the file out if it has settled and is complete, or has waited out
+        `incomplete_timeout_s` incomplete; otherwise leave it pending."""
+        unchanged_s = now - pending.since
+        if unchanged_s < self.settle_s:
+            return
+        if pending.incomplete is None:
+            structure = _completeness(path)
+            if structure is None or structure.verdict is not Completeness.INCOMPLETE:
+                self._make_ready(path, pending.version)
+                return
+            pending.incomplete = structure
+            log.info(
+                "frame still being written file=%s %s",
+                printable_name(path.name),
+                structure.detail,
+            )
+        if unchanged_s >= self.incomplete_timeout_s:
+            log.warning(
+                "frame incomplete, handed out to be rejected file=%s unchanged_s=%.0f %s",
+                printable_name(path.name),
+                unchanged_s,
+                pending.incomplete.detail,
+            )
+            self._make_ready(path, pending.version)
+
     def _settle(self) -> None:
         now = time.monotonic()
-        for path, (size, mtime_ns, since) in list(self._pending.items()):
+        for path, pending in list(self._pending.items()):
             try:
                 stat = path.stat()
             except OSError:
                 del self._pending[path]
                 continue
             version = (stat.st_size, stat.st_mtime_ns)
-            if version != (size, mtime_ns):
-                self._pending[path] = (*version, now)
-            elif now - since >= self.settle_s:
-                self._make_ready(path, version)
+            if version != pending.version:
+                self._pending[path] = _Pending(version, now)
+            else:
+                self._judge(path, pending, now)
 
     async def _tick(self) -> None:
         step_s = min(0.1, self.settle_s / 2) if self.settle_s > 0 else 0.1
@@ -180,3 +265,14 @@ class FolderWatch:
             if time.monotonic() - last_rescan >= self.rescan_interval_s:
                 self.rescan()
                 last_rescan = time.monotonic()
+
+
+def _completeness(path: Path) -> FitsCompleteness | None:
+    """What the file's headers say (a few KB read), or None when it cannot be read: the
+    reader will say why. Only regular files are opened: opening a FIFO would block the loop."""
+    try:
+        if not path.is_file():
+            return None
+        return file_completeness(path)
+    except OSError:
+        return None

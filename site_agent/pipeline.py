@@ -3,8 +3,11 @@
 Each stage does one thing to the `FrameWork` in hand. A file the reader refuses becomes a
 `FrameRejected` (and is quarantined after the message is acknowledged); a readable frame
 becomes a `FrameScore`. Nothing one frame does stops the next: an unexpected error while
-scoring is logged with the file and turned into a rejection too. Pixel work runs in a worker
-thread so the event loop keeps publishing, heartbeating and answering commands meanwhile.
+reading or scoring is logged with the file and turned into a rejection too. Files are named in
+messages and log lines by `printable_name`, so a name with a newline or bytes that are not
+UTF-8 can neither forge a log line nor break a message; the real path is what is read and
+quarantined. Pixel work runs in a worker thread so the event loop keeps publishing,
+heartbeating and answering commands meanwhile.
 """
 
 import asyncio
@@ -22,10 +25,12 @@ from protos import (
     QualityLabel,
     RejectReason,
 )
+from protos.frames import REJECTION_MESSAGE_MAX_CHARS
+from site_agent.file_names import printable_name
 from site_agent.fits_reader import Frame, FrameError, read_frame
 from site_agent.photometry import PhotometricCalibration
 from site_agent.publisher import SitePublisher
-from site_agent.quarantine import move_to_quarantine, quarantine_target
+from site_agent.quarantine import place_in_quarantine, quarantine_target, remove_original
 from site_agent.scoring import QualityPredictor, rejection, score_frame
 from site_agent.state import FileFingerprint, ProcessedFrames
 from site_agent.telemetry import AgentMetrics
@@ -55,13 +60,15 @@ class Stage(Protocol):
 
 @dataclass
 class Rejecter:
-    """Turns a refused file into its `FrameRejected` and picks its quarantine place."""
+    """Turns a refused file into its `FrameRejected` and picks its quarantine place (under
+    the file's printable name, which the message can carry)."""
 
     site_id: str
     quarantine_dir: Path
 
     def reject(self, work: FrameWork, error: FrameError) -> None:
-        work.quarantine_to = quarantine_target(self.quarantine_dir, work.path.name)
+        name = printable_name(work.path.name)
+        work.quarantine_to = quarantine_target(self.quarantine_dir, name)
         work.message = rejection(error, site_id=self.site_id).model_copy(
             update={"quarantine_path": str(work.quarantine_to)}
         )
@@ -69,7 +76,8 @@ class Rejecter:
 
 @dataclass
 class ReadFrame:
-    """Read and validate the FITS file; refused files become rejections."""
+    """Read and validate the FITS file; refused files become rejections, and so does a file
+    the reader fails on unexpectedly (logged with the file)."""
 
     rejecter: Rejecter
 
@@ -77,6 +85,12 @@ class ReadFrame:
         try:
             work.frame = await asyncio.to_thread(read_frame, work.path)
         except FrameError as error:
+            self.rejecter.reject(work, error)
+        except Exception as exc:  # one file must never stop the path
+            log.exception(
+                "reading failed site=%s file=%s", self.rejecter.site_id, printable_name(work.path)
+            )
+            error = FrameError(work.path, RejectReason.UNREADABLE, f"reading failed: {exc!r}")
             self.rejecter.reject(work, error)
 
 
@@ -105,7 +119,7 @@ class ScoreFrame:
                 photometry=self.photometry,
             )
         except Exception as exc:  # one frame's failure must never stop the agent
-            log.exception("scoring failed site=%s file=%s", self.site_id, work.path)
+            log.exception("scoring failed site=%s file=%s", self.site_id, printable_name(work.path))
             error = FrameError(work.path, RejectReason.UNREADABLE, f"scoring failed: {exc!r}")
             self.rejecter.reject(work, error)
             return
@@ -127,9 +141,30 @@ class PublishMessage:
 
 
 @dataclass
+class PlaceInQuarantine:
+    """Before publishing: put a rejected file in the quarantine folder (the original stays in
+    the watched folder until the message is acknowledged). If it cannot be put there, the
+    message says so and names no quarantine path."""
+
+    async def run(self, work: FrameWork) -> None:
+        message = work.message
+        if not isinstance(message, FrameRejected) or work.quarantine_to is None:
+            return
+        why_not = await asyncio.to_thread(
+            place_in_quarantine, work.path, work.quarantine_to, message.reason, message.message
+        )
+        if why_not is not None:
+            work.quarantine_to = None
+            text = f"{message.message}; left in place, not quarantined: {why_not}"
+            work.message = message.model_copy(
+                update={"quarantine_path": None, "message": text[:REJECTION_MESSAGE_MAX_CHARS]}
+            )
+
+
+@dataclass
 class SettleFile:
-    """After the acknowledgement: quarantine a rejected file, record the file as done, count
-    it, and raise the alarm for bad frames."""
+    """After the acknowledgement: take a quarantined file out of the watched folder, record the
+    file as done, count it, and raise the alarm for bad frames."""
 
     state: ProcessedFrames
     metrics: AgentMetrics
@@ -139,7 +174,7 @@ class SettleFile:
         message = work.message
         if isinstance(message, FrameRejected):
             if work.quarantine_to is not None:
-                move_to_quarantine(work.path, work.quarantine_to, message.reason, message.message)
+                await asyncio.to_thread(remove_original, work.path)
             self.state.settle(
                 work.fingerprint,
                 sha256=message.sha256,
@@ -150,7 +185,7 @@ class SettleFile:
             log.warning(
                 "frame rejected site=%s file=%s reason=%s message=%s quarantine=%s",
                 message.site_id,
-                work.path.name,
+                printable_name(work.path.name),
                 message.reason.value,
                 message.message,
                 message.quarantine_path,
@@ -180,7 +215,7 @@ def _announce(score: FrameScore) -> None:
         "%s site=%s file=%s label=%s confidence=%.2f reasons=%s fwhm_arcsec=%s sources=%d",
         event.get(score.label, "frame scored"),
         score.site_id,
-        score.frame.file_name,
+        printable_name(score.frame.file_name),
         score.label.value,
         score.confidence,
         reasons,
@@ -214,10 +249,12 @@ def site_pipeline(
     saturation_adu: float | None = None,
     photometry: PhotometricCalibration | None = None,
     before_publishing: list[Stage] | None = None,
+    after_publishing: list[Stage] | None = None,
     after_settling: list[Stage] | None = None,
 ) -> FramePipeline:
-    """The site agent's stages: read → score → (before publishing) → publish → settle →
-    (after settling)."""
+    """The site agent's stages: read → score → (before publishing) → publish → (after
+    publishing) → settle → (after settling). A stage whose work must survive a crash goes
+    before settling: a frame not yet settled is processed again after a restart."""
     rejecter = Rejecter(site_id, quarantine_dir)
     return FramePipeline(
         [
@@ -226,7 +263,9 @@ def site_pipeline(
                 site_id, predictor, rejecter, pixel_scale_arcsec, saturation_adu, photometry
             ),
             *(before_publishing or []),
+            PlaceInQuarantine(),
             PublishMessage(publisher),
+            *(after_publishing or []),
             SettleFile(state, metrics, on_settled),
             *(after_settling or []),
         ]

@@ -24,6 +24,7 @@ from protos import (
     ModelRef,
     stable_message_id,
 )
+from site_agent.file_names import FILE_NAME_MAX_CHARS, printable_name
 from site_agent.fits_reader import Frame, FrameError, read_frame
 from site_agent.metrics import measure_image_metrics
 from site_agent.photometry import PhotometricCalibration, measure_photometry
@@ -162,10 +163,11 @@ def score_files(
 
 
 def rejection(error: FrameError, *, site_id: str) -> FrameRejected:
-    """The `FrameRejected` message for a file `read_frame` refused."""
-    file_name = error.path.name or str(error.path)
+    """The `FrameRejected` message for a file `read_frame` refused, naming it printably."""
+    file_name = printable_name(error.path.name or error.path, max_chars=FILE_NAME_MAX_CHARS)
+    path = printable_name(error.path)
     return FrameRejected(
-        message_id=stable_message_id("frame-rejected", site_id, str(error.path), error.reason),
+        message_id=stable_message_id("frame-rejected", site_id, path, error.reason),
         site_id=site_id,
         file_name=file_name,
         reason=error.reason,

@@ -16,6 +16,8 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict
 
+from site_agent.file_names import printable_name
+
 Outcome = Literal["scored", "rejected"]
 
 _SCHEMA = """
@@ -45,7 +47,12 @@ class FileFingerprint(BaseModel):
     def of(cls, path: Path) -> Self:
         """The fingerprint of a file (or directory) as it is now; raises OSError if it is gone."""
         stat = path.lstat()
-        return cls(path=str(path.absolute()), size_bytes=stat.st_size, mtime_ns=stat.st_mtime_ns)
+        # SQLite keeps text as UTF-8: a name that is not is kept by its printable form
+        return cls(
+            path=printable_name(path.absolute()),
+            size_bytes=stat.st_size,
+            mtime_ns=stat.st_mtime_ns,
+        )
 
 
 class SettledFrame(BaseModel):

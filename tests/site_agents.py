@@ -1,7 +1,9 @@
 """Running site agents in tests: settings for a site under a test folder, an in-process agent
-for the duration of a block, and simulated frames written where a camera would put them."""
+for the duration of a block or an agent process, and simulated frames written where a camera
+would put them."""
 
 import asyncio
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -12,6 +14,7 @@ from fleetbus.server import EmbeddedNats
 from protos import QualityLabel
 from site_agent.agent import SiteAgent
 from site_agent.settings import SiteAgentSettings
+from tests.conftest import SKYFLEET
 from training.simulator import SimCamera
 from training.simulator.dataset import simulate_labelled_frame
 from training.simulator.fitsio import write_frame
@@ -31,6 +34,7 @@ def site_settings(
         "hub_leaf_url": hub.config.leaf_url if hub else None,
         "heartbeat_interval_s": 1.0,
         "settle_s": 0.3,
+        "incomplete_timeout_s": 2.0,  # a test's cut-short files are rejected soon
     }
     return SiteAgentSettings(**{**values, **overrides})
 
@@ -79,3 +83,25 @@ async def wait_until(condition: Any, *, timeout_s: float, step_s: float = 0.1) -
             return False
         await asyncio.sleep(step_s)
     return True
+
+
+def start_agent_process(settings: SiteAgentSettings, log_path: Path) -> subprocess.Popen[bytes]:
+    """`skyfleet site run` as its own process (as an operator runs it), its output in `log_path`."""
+    args = [
+        str(SKYFLEET),
+        "site",
+        "run",
+        "--site-id",
+        settings.site_id,
+        "--watch",
+        str(settings.watch_dir),
+        "--work-dir",
+        str(settings.work_dir),
+        *(["--hub-leaf-url", settings.hub_leaf_url] if settings.hub_leaf_url else []),
+        "--heartbeat-interval",
+        "1",
+        "--settle",
+        "0.3",
+    ]
+    with log_path.open("ab") as log:
+        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)

@@ -218,6 +218,28 @@ def _corrupt_compressed(tmp_path: Path) -> Path:
     return broken
 
 
+def _with_card(
+    make: Callable[[Path], Path], card: bytes, replacing: bytes | None = None
+) -> Callable[[Path], Path]:
+    """A file `make` writes, with the card of the same keyword (or of `replacing`) replaced by
+    `card`, as a broken camera or a hand edit leaves it; astropy refuses to write these."""
+
+    def edit(tmp_path: Path) -> Path:
+        path = make(tmp_path)
+        raw = bytearray(path.read_bytes())
+        start = raw.index(replacing or card[:9])
+        raw[start : start + 80] = card.ljust(80)
+        broken = path.with_name("broken" + "".join(path.suffixes))
+        broken.write_bytes(bytes(raw))
+        return broken
+
+    return edit
+
+
+def _compressed(tmp_path: Path) -> Path:
+    return write(tmp_path / "whole.fits.fz", fits.PrimaryHDU(), fits.CompImageHDU(noisy_image()))
+
+
 def _handmade(tmp_path: Path, cards: dict, data_bytes: int) -> Path:
     header = fits.Header()
     for key, value in cards.items():
@@ -265,6 +287,31 @@ BROKEN_FILES: dict[str, tuple[Callable[[Path], Path], RejectReason, str]] = {
         lambda p: _handmade(p, {"SIMPLE": True, "BITPIX": -32, "NAXIS": 2, "NAXIS1": 64}, 0),
         RejectReason.NOT_FITS,
         "NAXIS2",
+    ),
+    "compressed, ZBITPIX = abc": (
+        _with_card(_compressed, b"ZBITPIX = abc"),
+        RejectReason.NOT_FITS,
+        "ZBITPIX",
+    ),
+    "compressed, ZBITPIX = 'abc'": (
+        _with_card(_compressed, b"ZBITPIX = 'abc'"),
+        RejectReason.NOT_FITS,
+        "ZBITPIX = 'abc' is not an integer",
+    ),
+    "BITPIX = 'abc'": (
+        _with_card(_image_file(noisy_image()), b"BITPIX  = 'abc'"),
+        RejectReason.NOT_FITS,
+        "BITPIX = 'abc' is not an integer",
+    ),
+    "NAXIS1 = 'abc'": (
+        _with_card(_image_file(noisy_image()), b"NAXIS1  = 'abc'"),
+        RejectReason.NOT_FITS,
+        "NAXIS1 = 'abc' is not an integer",
+    ),
+    "BSCALE = 'abc'": (
+        _with_card(_image_file(noisy_image()), b"BSCALE  = 'abc'", replacing=b"EXTEND  ="),
+        RejectReason.NOT_FITS,
+        "malformed FITS file",
     ),
     "header only": (
         lambda p: write(p / "broken.fits", fits.PrimaryHDU()),
@@ -330,6 +377,28 @@ def test_broken_file_is_refused_with_its_reason_and_one_line_naming_it(tmp_path,
     assert words in error.message
     assert str(error).startswith(f"{path}: ")
     assert "\n" not in str(error)
+
+
+def test_a_frame_whose_name_is_not_utf8_goes_on_the_wire_under_a_printable_name(tmp_path):
+    path = write(tmp_path / os.fsdecode(b"bad_\xff.fits"), fits.PrimaryHDU(noisy_image()))
+    assert os.fsencode(path.name) == b"bad_\xff.fits"
+
+    identity = read_frame(path).identity
+
+    assert identity.file_name == "bad_\\xff.fits"
+    assert '"file_name":"bad_\\\\xff.fits"' in identity.model_dump_json()
+
+
+def test_a_refused_file_with_a_newline_in_its_name_is_named_on_one_line(tmp_path):
+    path = tmp_path / "x\nALERT bad frame site=a.fits"
+    path.write_bytes(b"SIMPLE  =                    T" + b" " * 50)
+
+    with pytest.raises(FrameError) as caught:
+        read_frame(path)
+
+    assert caught.value.path == path  # the real file, to be quarantined
+    assert str(caught.value).startswith(f"{tmp_path}/x\\nALERT bad frame site=a.fits: ")
+    assert "\n" not in str(caught.value)
 
 
 def test_frame_above_the_pixel_limit_is_refused_before_reading(tmp_path):

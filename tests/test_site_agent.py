@@ -4,12 +4,10 @@ arrive at the hub's FLEET stream as scores, once each, through outages and crash
 import asyncio
 import os
 import signal
-import subprocess
 import time
 import urllib.request
 from collections import Counter
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -18,8 +16,14 @@ from fleetbus.server import free_port
 from protos import FrameScore, LinkState, QualityLabel, SiteHeartbeat
 from protos.streams import site_stream_name
 from site_agent.state import ProcessedFrames
-from tests.conftest import SKYFLEET
-from tests.site_agents import NIGHT, running_agent, simulated_frames, site_settings, wait_until
+from tests.site_agents import (
+    NIGHT,
+    running_agent,
+    simulated_frames,
+    site_settings,
+    start_agent_process,
+    wait_until,
+)
 from tests.site_topology import (
     frame_messages_at_hub,
     hub_sourcing,
@@ -154,28 +158,6 @@ async def test_frames_scored_during_a_30_s_hub_outage_arrive_once_when_it_return
     assert sorted(s.frame.file_name for s in scores) == sorted(p.name for p, _ in staged)
 
 
-def _start_agent_process(settings, log_path: Path) -> subprocess.Popen:
-    args = [
-        str(SKYFLEET),
-        "site",
-        "run",
-        "--site-id",
-        settings.site_id,
-        "--watch",
-        str(settings.watch_dir),
-        "--work-dir",
-        str(settings.work_dir),
-        "--hub-leaf-url",
-        settings.hub_leaf_url,
-        "--heartbeat-interval",
-        "1",
-        "--settle",
-        "0.3",
-    ]
-    with log_path.open("ab") as log:
-        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-
-
 def _settled(settings) -> int:
     if not settings.state_path.exists():
         return 0
@@ -190,7 +172,7 @@ async def test_an_agent_killed_mid_batch_loses_nothing_and_publishes_nothing_twi
         settings = site_settings(tmp_path, "kill", hub)
         settings.watch_dir.mkdir(parents=True)
         async with hub_sourcing(hub, ["kill"]) as hub_js:
-            agent = _start_agent_process(settings, tmp_path / "agent.log")
+            agent = start_agent_process(settings, tmp_path / "agent.log")
             try:
                 for path, _ in staged:
                     path.rename(settings.watch_dir / path.name)
@@ -198,7 +180,7 @@ async def test_an_agent_killed_mid_batch_loses_nothing_and_publishes_nothing_twi
                 os.kill(agent.pid, signal.SIGKILL)  # mid-batch: frames queued and in hand
                 agent.wait()
                 assert _settled(settings) < 16
-                agent = _start_agent_process(settings, tmp_path / "agent.log")
+                agent = start_agent_process(settings, tmp_path / "agent.log")
                 assert await wait_until(lambda: _settled(settings) == 16, timeout_s=120)
                 scores, _ = await frame_messages_at_hub(hub_js, 16, timeout_s=30)
                 await asyncio.sleep(3)  # and nothing arrives twice later
@@ -215,7 +197,7 @@ async def test_sigterm_finishes_the_frame_in_hand_and_exits_cleanly(tmp_path):
     with running_hub(tmp_path / "hub") as hub:
         settings = site_settings(tmp_path, "term", hub)
         settings.watch_dir.mkdir(parents=True)
-        agent = _start_agent_process(settings, tmp_path / "agent.log")
+        agent = start_agent_process(settings, tmp_path / "agent.log")
         try:
             for path, _ in staged:
                 path.rename(settings.watch_dir / path.name)

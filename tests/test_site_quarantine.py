@@ -10,6 +10,7 @@ from astropy.io import fits
 
 from protos import QualityLabel, RejectReason
 from site_agent.quarantine import REASON_SUFFIX
+from tests.disks import read_only
 from tests.site_agents import running_agent, simulated_frames, site_settings, wait_until
 from tests.site_topology import frame_messages_at_hub, hub_sourcing, running_hub
 
@@ -152,3 +153,23 @@ async def test_malformed_inputs_are_quarantined_and_good_frames_still_scored(tmp
             settings.quarantine_dir / name
         ).is_symlink()
     assert sorted(m.frame.file_name for m in scored) == sorted(good)
+
+
+async def test_a_file_that_cannot_be_quarantined_is_reported_as_left_in_place(tmp_path):
+    with running_hub(tmp_path / "hub") as hub:
+        settings = site_settings(tmp_path, "ro", hub)
+        async with hub_sourcing(hub, ["ro"]) as hub_js, running_agent(settings) as agent:
+            with read_only(settings.quarantine_dir):
+                (settings.watch_dir / "not-fits.fits").write_bytes(b"not an image\n" * 300)
+                assert await wait_until(lambda: agent.status().frames_rejected == 1, timeout_s=30)
+            good = simulated_frames(tmp_path / "staged", [QualityLabel.GOOD])
+            for path, _ in good:
+                path.rename(settings.watch_dir / path.name)
+            _, (rejection,) = await frame_messages_at_hub(hub_js, 2, timeout_s=60)
+            assert await wait_until(lambda: agent.status().frames_scored == 1, timeout_s=30)
+
+    assert rejection.quarantine_path is None
+    assert "left in place, not quarantined" in rejection.message
+    assert "Read-only file system" in rejection.message
+    assert (settings.watch_dir / "not-fits.fits").exists()
+    assert os.listdir(settings.quarantine_dir) == []

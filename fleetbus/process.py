@@ -82,6 +82,12 @@ class ServerProcess(ABC):
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def exit_status(self) -> int | None:
+        """The exit status of a server that ended by itself (a crash, a kill from outside);
+        None while it runs, and after `stop()` or `kill()`."""
+        return self._process.poll() if self._process is not None else None
+
     def start(self, *, timeout_s: float | None = None) -> Self:
         """Start it and wait until it is ready (stopping it again if it never is)."""
         if self.running:
@@ -141,6 +147,11 @@ class ServerProcess(ABC):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         log.info("%s stopped %s", self.program, self.describe())
+
+    def restart(self) -> Self:
+        """Stop it if it still runs, and start it again with the same configuration."""
+        self.stop()
+        return self.start()
 
     def kill(self) -> None:
         """Kill it at once (SIGKILL), as a crash would; `start()` brings it back."""

@@ -114,6 +114,12 @@ class NatsServerConfig(BaseModel):
     jetstream_domain: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     leaf_listen_port: int | None = Field(default=None, ge=1, le=65535)
     leaf_remotes: list[LeafRemote] = Field(default_factory=list)
+    max_file_store_bytes: int | None = Field(
+        default=None,
+        gt=0,
+        description="JetStream's limit for file storage. None: nats-server's default, 75 % of "
+        "the disk's free space at start, which refuses a stream whose limit is larger.",
+    )
 
     @property
     def client_url(self) -> str:
@@ -134,6 +140,8 @@ class NatsServerConfig(BaseModel):
         jetstream = [f'store_dir: "{self.store_dir}"']
         if self.jetstream_domain:
             jetstream.append(f'domain: "{self.jetstream_domain}"')
+        if self.max_file_store_bytes is not None:
+            jetstream.append(f"max_file_store: {self.max_file_store_bytes}")
         lines = [
             f'server_name: "{self.server_name}"',
             f'listen: "{self.host}:{self.port}"',
@@ -182,6 +190,15 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+STORE_FAULT_MARKERS = ("JetStream failed to store", "no space left on device")
+"""What nats-server logs when a write to its JetStream store fails. It keeps failing on the same
+block file after the disk has room again, with `/healthz` still answering 200 (seen on a full
+64 MB tmpfs: every publish timed out until the server was restarted), so the log is the only
+sign of it."""
+LOG_READ_LIMIT_BYTES = 1 << 20
+"""At most this much new log is read per look (the markers come in short lines)."""
+
+
 class EmbeddedNats(ServerProcess):
     """One nats-server process with JetStream, owned by this Python process (see
     `fleetbus.process.ServerProcess`: start, stop, kill, context manager)."""
@@ -193,6 +210,7 @@ class EmbeddedNats(ServerProcess):
         super().__init__()
         self.config = config
         self.binary = binary or nats_server_binary()
+        self._log_offset = 0
 
     @property
     def url(self) -> str:
@@ -209,6 +227,21 @@ class EmbeddedNats(ServerProcess):
     def prepare(self) -> None:
         self.config.store_dir.mkdir(parents=True, exist_ok=True)
         self._conf_path.write_text(self.config.render())
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    def store_faults(self) -> list[str]:
+        """The lines this server logged, since it started or since the last call, that say a
+        write to its JetStream store failed."""
+        try:
+            with self.log_path.open("rb") as log_file:
+                log_file.seek(self._log_offset)
+                new = log_file.read(LOG_READ_LIMIT_BYTES)
+        except OSError:
+            return []
+        complete = new[: new.rfind(b"\n") + 1]
+        self._log_offset += len(complete)
+        lines = complete.decode(errors="replace").splitlines()
+        return [line for line in lines if any(marker in line for marker in STORE_FAULT_MARKERS)]
 
     def command(self) -> list[str]:
         return [str(self.binary), "-c", str(self._conf_path)]

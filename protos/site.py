@@ -60,3 +60,14 @@ class SiteHeartbeat(FleetMessage):
     disk_free_bytes: int = Field(ge=0)
     link_state: LinkState = LinkState.UNKNOWN
     uptime_s: float = Field(default=0.0, ge=0.0)
+    restarts: dict[str, int] = Field(
+        default_factory=dict,
+        description="Parts of the agent that failed and were started again since it started, "
+        "by name (e.g. nats-server, worker), with how often.",
+    )
+    failed_frames: int = Field(
+        default=0,
+        ge=0,
+        description="Frames whose processing failed unexpectedly since the agent started; each "
+        "is tried again at the next look at the folder.",
+    )

@@ -55,6 +55,10 @@ COMMAND_STREAM = "FLEET_COMMANDS"
 DEAD_LETTER_STREAM = "FLEET_DEADLETTER"
 
 
+SITE_STREAM_MAX_BYTES = 2 * 1024**3
+"""What a site keeps of its own messages at most: days of an outage at a busy site."""
+
+
 def site_domain(site_id: str) -> str:
     """The JetStream domain of a site's own (leaf) server."""
     return f"site-{site_id}"
@@ -73,7 +77,7 @@ def site_stream(site_id: str) -> StreamSpec:
         subjects=[subjects.site_events(site_id)],
         max_age_s=14 * DAY_S,
         duplicate_window_s=1 * DAY_S,
-        max_bytes=2 * 1024**3,
+        max_bytes=SITE_STREAM_MAX_BYTES,
     )
 
 

@@ -1,13 +1,17 @@
 """The site agent service: watch the folder, score each frame once, publish everything, stay up.
 
 `SiteAgent.run(stop)` wires the parts together and runs until `stop` is set:
-- an embedded leaf-node nats-server for the site (unless `nats_url` points at one),
+- an embedded leaf-node nats-server for the site (unless `nats_url` points at one), supervised:
+  restarted when it dies or when its store failed and the disk has room again,
 - the folder watch feeding a bounded queue (a full queue makes intake wait: back-pressure;
   the folder itself is the buffer, so nothing is dropped),
 - one worker taking frames through the pipeline (read → score → publish → settle),
 - the search lane, searching settled frames for transients off that path (its backlog is on
   disk) and publishing candidates and `FrameSearched`,
 - heartbeats with a link probe, the command consumer and the `/metrics` endpoint.
+Every loop runs supervised (`fleetbus.tasks.supervise`): one that crashes is logged, counted in
+the heartbeat's `restarts` and started again. A frame whose processing fails unexpectedly is
+logged, counted, and tried again after a back-off (`FolderWatch.retry`); it never stops the worker.
 On stop it takes no new frames, finishes the frame in hand, and closes everything in order.
 Frames still queued are found again at the next start (they are not settled yet).
 """
@@ -18,8 +22,10 @@ import logging
 import time
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,8 +33,9 @@ from nats.aio.client import Client
 from pydantic import BaseModel, ConfigDict
 
 from fleetbus.client import connect
+from fleetbus.process_supervisor import ProcessSupervisor
 from fleetbus.server import EmbeddedNats
-from fleetbus.tasks import cancel_and_wait
+from fleetbus.tasks import cancel_and_wait, supervise
 from protos import (
     FleetMessage,
     FrameRejected,
@@ -42,6 +49,7 @@ from protos import (
 )
 from protos.base import utc_now
 from site_agent.commands import CommandReceiver
+from site_agent.file_names import printable_name
 from site_agent.followups import CloseFollowUp, FollowUpQueue, ReportFollowUp
 from site_agent.heartbeat import build_heartbeat, disk_free_bytes
 from site_agent.ingest import FolderWatch
@@ -52,7 +60,7 @@ from site_agent.quality_model import QualityModel
 from site_agent.scoring import QualityPredictor
 from site_agent.search_backlog import SearchBacklog
 from site_agent.settings import SiteAgentSettings
-from site_agent.site_nats import site_server_config, start_embedded_server
+from site_agent.site_nats import StoreFaultCheck, site_server_config, start_embedded_server
 from site_agent.state import FileFingerprint, ProcessedFrames
 from site_agent.telemetry import AgentMetrics
 from site_agent.transient_stage import (
@@ -141,6 +149,7 @@ class SiteAgent:
         self._watch = FolderWatch(
             settings.watch_dir,
             settle_s=settings.settle_s,
+            incomplete_timeout_s=settings.incomplete_timeout_s,
             polling=settings.polling,
         )
         self._in_hand: asyncio.Task[FrameWork] | None = None
@@ -148,6 +157,10 @@ class SiteAgent:
         self._ready = asyncio.Event()
         self._model_version: str | None = None
         self._lane: SearchLane | None = None
+        self._server: EmbeddedNats | None = None
+        self.restarts: Counter[str] = Counter()
+        """Parts of the agent that failed and were started again, by name."""
+        self.failed_frames = 0
 
     def status(self) -> AgentStatus:
         """Counts and state right now."""
@@ -163,6 +176,11 @@ class SiteAgent:
             frames_searched=self._searched,
         )
 
+    @property
+    def nats_server(self) -> EmbeddedNats | None:
+        """The site's own nats-server while the agent runs one (None with `nats_url`)."""
+        return self._server
+
     async def wait_ready(self) -> None:
         """Wait until the agent watches its folder and can publish."""
         await self._ready.wait()
@@ -174,7 +192,14 @@ class SiteAgent:
             folder.mkdir(parents=True, exist_ok=True)
         predictor = self._predictor or await asyncio.to_thread(load_predictor, settings)
         self._model_version = predictor.ref.version
+        _check_disk_space(settings)
         server = await asyncio.to_thread(self._start_server)
+        self._server = server
+        watcher = (
+            asyncio.create_task(self._supervise_server(server), name="nats-server-supervisor")
+            if server is not None
+            else None
+        )
         try:
             assert self.nats_url is not None
             nc = await connect(self.nats_url, name=f"site-agent-{settings.site_id}")
@@ -184,6 +209,8 @@ class SiteAgent:
                 with contextlib.suppress(Exception):  # closing during an outage can raise
                     await nc.close()
         finally:
+            if watcher is not None:
+                await cancel_and_wait([watcher], timeout_s=SHUTDOWN_GRACE_S)
             if server is not None:
                 await asyncio.to_thread(server.stop)
         log.info("site agent stopped site=%s", settings.site_id)
@@ -201,6 +228,20 @@ class SiteAgent:
         server = start_embedded_server(config)
         self.nats_url = server.url
         return server
+
+    async def _supervise_server(self, server: EmbeddedNats) -> None:
+        """Keep the site's own nats-server running (see `ProcessSupervisor`, `StoreFaultCheck`)."""
+        fault = StoreFaultCheck(server, min_free_bytes=int(self.settings.min_free_disk_mb * 1e6))
+        await ProcessSupervisor(
+            server, name="nats-server", fault=fault, on_restart=self._restarted
+        ).run()
+
+    def _restarted(self, component: str, error: object) -> None:
+        self.restarts[component] += 1
+        self.metrics.restarted(component)
+
+    def _supervised(self, name: str, loop: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        return asyncio.create_task(supervise(name, loop, on_restart=self._restarted), name=name)
 
     async def _serve(self, nc: Client, predictor: QualityPredictor, stop: asyncio.Event) -> None:
         settings = self.settings
@@ -254,10 +295,8 @@ class SiteAgent:
                 saturation_adu=settings.saturation_adu,
                 photometry=self.photometry,
                 before_publishing=[ReportFollowUp(settings.site_id, queue)],
-                after_settling=[
-                    CloseFollowUp(queue),
-                    *([SubmitSearch(lane)] if lane else []),
-                ],
+                after_publishing=[SubmitSearch(lane)] if lane else [],
+                after_settling=[CloseFollowUp(queue)],
             )
             commands = CommandReceiver(
                 nc,
@@ -269,14 +308,14 @@ class SiteAgent:
             )
             self._watch.start()
             tasks = [
-                asyncio.create_task(self._intake(state), name="intake"),
-                asyncio.create_task(self._heartbeats(publisher), name="heartbeat"),
-                asyncio.create_task(commands.run(), name="commands"),
+                self._supervised("intake", partial(self._intake, state)),
+                self._supervised("heartbeat", partial(self._heartbeats, publisher)),
+                self._supervised("commands", commands.run),
             ]
             if keeper is not None and lane is not None:
-                tasks.append(asyncio.create_task(keeper.run(), name="references"))
-                tasks.append(asyncio.create_task(lane.run(), name="search"))
-            worker = asyncio.create_task(self._work(pipeline), name="worker")
+                tasks.append(self._supervised("references", keeper.run))
+                tasks.append(self._supervised("search", lane.run))
+            worker = self._supervised("worker", partial(self._work, pipeline))
             self._ready.set()
             log.info(
                 "site agent running site=%s watch=%s nats=%s",
@@ -314,9 +353,27 @@ class SiteAgent:
         while True:
             work = await self._queue.get()
             self._in_hand = asyncio.create_task(pipeline.process(work))
-            await asyncio.shield(self._in_hand)
+            try:
+                await asyncio.shield(self._in_hand)
+            except Exception:  # the frame's own failure: the worker goes on with the next
+                self._frame_failed(work)
+            else:
+                self._watch.succeeded(work.path)
             self._in_hand = None
             self.metrics.queue_depth.set(self._queue_depth())
+
+    def _frame_failed(self, work: FrameWork) -> None:
+        """A frame that failed outside the pipeline's own handling (the state store could not
+        be written on a full disk...) is tried again later (`FolderWatch.retry`)."""
+        retry_in_s = self._watch.retry(work.path)
+        log.exception(
+            "frame failed, will be tried again site=%s file=%s in_s=%.0f",
+            self.settings.site_id,
+            printable_name(work.path),
+            retry_in_s,
+        )
+        self.failed_frames += 1
+        self.metrics.frame_failed()
 
     async def _finish(self, worker: asyncio.Task[None]) -> None:
         """Stop the worker, letting the frame in hand finish (within a grace period)."""
@@ -352,6 +409,8 @@ class SiteAgent:
                 disk_free=disk_free_bytes(self.settings.work_dir),
                 link_state=link,
                 uptime_s=time.monotonic() - self._started_s,
+                restarts=dict(self.restarts),
+                failed_frames=self.failed_frames,
             )
             await publisher.send(beat)
             sequence += 1
@@ -386,3 +445,18 @@ class SiteAgent:
             self._candidates += 1
         elif isinstance(message, FrameSearched):
             self._searched += 1
+
+
+def _check_disk_space(settings: SiteAgentSettings) -> None:
+    """Say at start, in one line, when the work folder's disk is already below the site's
+    minimum: the agent runs, but frames will wait in the folder until space is freed."""
+    free = disk_free_bytes(settings.work_dir)
+    if free < settings.min_free_disk_mb * 1e6:
+        log.error(
+            "disk nearly full: frames wait in the folder until space is freed "
+            "site=%s work_dir=%s free_mb=%.0f needed_mb=%.0f",
+            settings.site_id,
+            settings.work_dir,
+            free / 1e6,
+            settings.min_free_disk_mb,
+        )

@@ -31,6 +31,8 @@ def build_heartbeat(
     disk_free: int,
     link_state: LinkState,
     uptime_s: float,
+    restarts: dict[str, int],
+    failed_frames: int,
 ) -> SiteHeartbeat:
     """One heartbeat; its id is unique to this run of the agent (`boot_id`) and `sequence`."""
     return SiteHeartbeat(
@@ -45,4 +47,6 @@ def build_heartbeat(
         disk_free_bytes=disk_free,
         link_state=link_state,
         uptime_s=uptime_s,
+        restarts=restarts,
+        failed_frames=failed_frames,
     )

@@ -14,7 +14,7 @@ import logging
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js.api import PubAck
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
 from fleetbus.client import publish
 from fleetbus.streams import ensure_streams
@@ -23,6 +23,10 @@ from protos.streams import site_stream
 from protos.subjects import subject_for_kind
 
 log = logging.getLogger(__name__)
+
+
+class SiteStreamError(RuntimeError):
+    """The site's stream could not be created (the server refused it, and said why)."""
 
 
 class SitePublisher:
@@ -55,7 +59,13 @@ class SitePublisher:
                 subject_for_kind("frame-score", self.site_id)
             )
         except NotFoundError:
-            [name] = await ensure_streams(self._js, [site_stream(self.site_id)])
+            try:
+                [name] = await ensure_streams(self._js, [site_stream(self.site_id)])
+            except APIError as exc:
+                raise SiteStreamError(
+                    f"the site's nats-server refused the site stream: {exc.description} "
+                    f"(error {exc.err_code})"
+                ) from None
         log.info("publishing site=%s stream=%s", self.site_id, name)
         return name
 

@@ -9,6 +9,7 @@ from pydantic_settings import SettingsConfigDict
 from fleetbus.settings import ServiceSettings
 from protos import CameraConfig, SiteLocation
 from protos.base import SITE_ID_PATTERN
+from site_agent.ingest import INCOMPLETE_TIMEOUT_S
 from site_agent.transients.config import TransientSearchSettings
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "quality"
@@ -53,6 +54,12 @@ class SiteAgentSettings(ServiceSettings):
     settle_s: float = Field(
         default=1.0, ge=0.0, description="Unchanged this long: complete (a rename: at once)."
     )
+    incomplete_timeout_s: float = Field(
+        default=INCOMPLETE_TIMEOUT_S,
+        gt=0.0,
+        description="A file whose FITS headers promise more bytes than it holds is waited for "
+        "until it has been unchanged this long, then rejected as truncated.",
+    )
     polling: bool = Field(
         default=False, description="Poll the folder instead of inotify (network shares)."
     )
@@ -60,15 +67,23 @@ class SiteAgentSettings(ServiceSettings):
         default=16, ge=1, le=10_000, description="Complete frames queued for scoring at most."
     )
     publish_timeout_s: float = Field(default=5.0, gt=0.0)
+    min_free_disk_mb: float = Field(
+        default=100.0,
+        ge=1.0,
+        description="Free space the site's store needs on the work folder's disk. Below it the "
+        "agent says the disk is full and frames wait in the folder; once there is this much "
+        "again, a site nats-server whose store failed is restarted.",
+    )
     search_transients: bool = Field(
         default=True, description="Difference imaging against the site's references."
     )
     search_backlog: int = Field(
-        default=32,
+        default=500,
         ge=1,
-        le=10_000,
-        description="Scored frames that may wait for their transient search; beyond it the "
-        "oldest is reported not searched.",
+        le=100_000,
+        description="Scored frames that may wait for their transient search (on disk); beyond "
+        "it the oldest are reported not searched. 500 frames are ~30 min of searching at the "
+        "measured 3-4 s a 4096² frame: a burst or a restart's backlog is searched, not skipped.",
     )
     realbogus_model_dir: Path = DEFAULT_REALBOGUS_DIR
     transients: TransientSearchSettings = Field(

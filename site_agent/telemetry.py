@@ -48,6 +48,18 @@ class AgentMetrics:
             buckets=LATENCY_BUCKETS_S,
             registry=self.registry,
         ).labels(**labels)
+        self.restarts = Counter(
+            "skyfleet_site_restarts",
+            "Parts of the agent (its nats-server, its loops) that failed and were started again.",
+            ["site", "component"],
+            registry=self.registry,
+        )
+        self.frames_failed = Counter(
+            "skyfleet_site_frames_failed",
+            "Frames whose processing failed unexpectedly (each is tried again later).",
+            ["site"],
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "skyfleet_site_queue_depth",
             "Frames waiting: seen in the folder or queued for scoring.",
@@ -63,6 +75,12 @@ class AgentMetrics:
         self._site_id = site_id
         self._server: WSGIServer | None = None
         self._thread: Thread | None = None
+
+    def restarted(self, component: str) -> None:
+        self.restarts.labels(site=self._site_id, component=component).inc()
+
+    def frame_failed(self) -> None:
+        self.frames_failed.labels(site=self._site_id).inc()
 
     def scored(self, label: str, latency_s: float) -> None:
         self.frames_scored.labels(site=self._site_id, label=label).inc()

@@ -11,8 +11,9 @@ import typer
 from rich.console import Console
 
 from fleetbus.client import connect
-from fleetbus.hub import DEFAULT_LEAF_PORT, hub_server_config, join_sites_to_hub
+from fleetbus.hub import DEFAULT_LEAF_PORT, ensure_hub_streams, hub_server_config
 from fleetbus.logs import configure_logging
+from fleetbus.server import NatsServerError
 from site_agent.allocator import return_large_buffers
 from site_agent.settings import SiteAgentSettings
 from site_agent.site_nats import DEFAULT_CLIENT_PORT, DEFAULT_MONITOR_PORT, site_server_config
@@ -46,6 +47,7 @@ async def _run_agent(settings: SiteAgentSettings) -> None:
     # torch loads here, not for every CLI command
     from site_agent.agent import SiteAgent
     from site_agent.photometry import PhotometryError
+    from site_agent.publisher import SiteStreamError
     from site_agent.quality_model import ModelLoadError
 
     stop = asyncio.Event()
@@ -57,8 +59,8 @@ async def _run_agent(settings: SiteAgentSettings) -> None:
     except ModelLoadError as exc:
         console.print(f"[red]error:[/] cannot load the quality model: {exc}")
         raise typer.Exit(code=1) from None
-    except PhotometryError as exc:
-        console.print(f"[red]error:[/] {exc}")
+    except (PhotometryError, NatsServerError, SiteStreamError) as exc:
+        console.print(f"[red]error:[/] {str(exc).splitlines()[0]}")
         raise typer.Exit(code=1) from None
 
 
@@ -173,7 +175,7 @@ def nats_config(
 async def _join(url: str, site_ids: list[str]) -> list[str]:
     nc = await connect(url, name="skyfleet-site-join")
     try:
-        return await join_sites_to_hub(nc.jetstream(), site_ids)
+        return await ensure_hub_streams(nc.jetstream(), site_ids)
     finally:
         await nc.close()
 
@@ -184,5 +186,9 @@ def join(
     nats: str = typer.Option("nats://127.0.0.1:4222", "--nats", help="The hub's NATS URL."),
 ) -> None:
     """Make the hub's FLEET stream source these sites' streams (existing sources are kept)."""
-    sources = asyncio.run(_join(nats, site_ids))
+    try:
+        sources = asyncio.run(_join(nats, site_ids))
+    except ValueError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(code=2) from None
     console.print(f"FLEET sources: {', '.join(sources)}")

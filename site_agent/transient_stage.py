@@ -2,12 +2,13 @@
 reference, after its score is out, and grow the references from the site's good frames.
 
 The score of a frame never waits for its search (a 4096² search takes seconds, a score a tenth
-of one). `SubmitSearch` runs after a frame is settled and puts it in the `SearchLane`'s backlog
-(on disk: a restart loses nothing). The lane searches frames one at a time, oldest first,
-reading each again from its file; it publishes the frame's `TransientCandidate`s and then its
-`FrameSearched` (searched or not, how many candidates, why not), and hands good frames to the
-`ReferenceKeeper`, which in the background starts the field's reference or replaces a
-shallower member. Searching comes first, so a frame is never searched against itself.
+of one). `SubmitSearch` runs once a frame's score is acknowledged, before the frame is settled,
+and puts it in the `SearchLane`'s backlog (on disk: a crash at any point loses nothing). The lane
+searches frames one at a time, oldest first, reading each again from its file; it publishes the
+frame's `TransientCandidate`s and then its `FrameSearched` (searched or skipped, how many
+candidates, why not), and hands good frames to the `ReferenceKeeper`, which in the background
+starts the field's reference or replaces a shallower member. Searching comes first, so a frame
+is never searched against itself.
 """
 
 import asyncio
@@ -31,6 +32,7 @@ from protos import (
     TransientSearch,
     stable_message_id,
 )
+from site_agent.file_names import printable_name
 from site_agent.fits_reader import Frame, FrameError, read_frame
 from site_agent.pipeline import FrameWork
 from site_agent.search_backlog import PendingSearch, SearchBacklog
@@ -157,7 +159,11 @@ class ReferenceKeeper:
     def offer(self, path: Path) -> None:
         """Queue a good frame's file for its field's reference."""
         if self._pending is not None:
-            log.debug("reference offer replaced file=%s by=%s", self._pending.name, path.name)
+            log.debug(
+                "reference offer replaced file=%s by=%s",
+                printable_name(self._pending),
+                printable_name(path),
+            )
         self._pending = path
         self._wake.set()
 
@@ -174,10 +180,10 @@ class ReferenceKeeper:
         try:
             info = self.searcher.references.offer(read_frame(path))
         except (FrameError, UnusableForReference) as exc:  # no WCS, too few stars, ...
-            log.info("reference offer skipped file=%s reason=%s", path.name, exc)
+            log.info("reference offer skipped file=%s reason=%s", printable_name(path), exc)
             return
         except Exception:  # housekeeping: the frame is already published and settled
-            log.exception("reference update failed file=%s", path.name)
+            log.exception("reference update failed file=%s", printable_name(path))
             return
         if info is not None:
             log.info(
@@ -204,29 +210,35 @@ class SearchLane:
         self.keeper = keeper
         self._send = send
         self._on_published = on_published
-        self._overflow: list[PendingSearch] = []
+        self._searching: str | None = None
+        """The score message id of the frame being searched now (never pushed out)."""
         self._wake = asyncio.Event()
 
     def submit(self, pending: PendingSearch) -> None:
-        """Queue a scored frame; the oldest beyond the backlog's limit will be reported as not
-        searched."""
-        self._overflow += self.backlog.add(pending)
+        """Queue a scored frame; the oldest beyond the backlog's limit are marked, on disk, to be
+        reported as not searched."""
+        if self.backlog.add(pending, busy=self._searching):
+            log.warning("transient search backlog full limit=%d", self.backlog.limit)
         self._wake.set()
 
     async def run(self) -> None:
         """Search queued frames until cancelled (a frame cut off is searched after restart)."""
         while True:
-            while self._overflow:
-                dropped = self._overflow.pop(0)
-                reason = f"search backlog full ({self.backlog.limit} frames): not searched"
-                log.warning("transient search dropped file=%s", dropped.path.name)
-                await self._publish(dropped, SearchOutcome(_skipped(reason), []), 0.0)
             pending = self.backlog.oldest()
             if pending is None:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            await self._search_and_publish(pending)
+            if pending.skipped_reason is not None:
+                log.warning("transient search skipped file=%s", pending.score.frame.file_name)
+                skipped = SearchOutcome(_skipped(pending.skipped_reason), [])
+                await self._publish(pending, skipped, 0.0)
+                continue
+            self._searching = pending.score.message_id
+            try:
+                await self._search_and_publish(pending)
+            finally:
+                self._searching = None
             if self.keeper is not None and pending.score.label is QualityLabel.GOOD:
                 self.keeper.offer(pending.path)
 
@@ -237,7 +249,7 @@ class SearchLane:
         try:
             outcome = await self.searcher.run_in_worker(partial(self._search, pending))
         except Exception as exc:  # a fault in one search must not stop the lane
-            log.exception("transient search failed file=%s", pending.path.name)
+            log.exception("transient search failed file=%s", printable_name(pending.path))
             reason = f"transient search failed: {type(exc).__name__}: {exc}"[:256]
             outcome = SearchOutcome(_skipped(reason), [])
         await self._publish(pending, outcome, 1000 * (time.perf_counter() - started))
@@ -276,8 +288,9 @@ def _skipped(reason: str) -> TransientSearch:
 
 @dataclass
 class SubmitSearch:
-    """After settling: a scored frame goes to the search lane (bad ones too, to be reported
-    as not searched)."""
+    """After publishing, before settling: a scored frame goes to the search lane (bad ones too,
+    to be reported as not searched). A crash before the frame is settled scores it again and
+    queues it again (the same ids: stored once), so no scored frame misses its search record."""
 
     lane: SearchLane
 

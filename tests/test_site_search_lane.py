@@ -1,7 +1,7 @@
 """The site's transient search runs after the frame's score is out: on a real nats-server, a
 frame's score comes first, then its candidates, then its `FrameSearched`; the site's own search
 limits apply; a search cut off by a stop is done after the restart; the backlog on disk is
-bounded."""
+bounded, and every frame it pushes out still gets its record."""
 
 import asyncio
 import dataclasses
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from astropy.io import fits
 
 from fleetbus.client import connect
 from protos import (
@@ -230,22 +231,69 @@ async def test_a_search_that_fails_is_reported_and_the_next_frame_is_searched(
     assert later is not None and later.search.attempted
 
 
-def test_the_backlog_is_bounded_and_survives_reopening(tmp_path: Path, field):
+def _scores(tmp_path: Path, field: SimulatedPair, count: int) -> tuple[Path, list[FrameScore]]:
     path = write_frame(field.new, tmp_path / "f.fits")
     score = score_frame(read_frame(path), AlwaysGood(), site_id="north")
-    scores = [score.model_copy(update={"message_id": f"frame-score:{i:032x}"}) for i in range(4)]
+    ids = [f"frame-score:{i:032x}" for i in range(count)]
+    return path, [score.model_copy(update={"message_id": id_}) for id_ in ids]
+
+
+def test_the_backlog_is_bounded_and_survives_reopening(tmp_path: Path, field):
+    path, scores = _scores(tmp_path, field, 4)
     db = tmp_path / "backlog.sqlite3"
     with closing(SearchBacklog(db, limit=3)) as backlog:
-        pushed_out = [backlog.add(PendingSearch(path=path, score=s)) for s in scores]
-        assert pushed_out[:3] == [[], [], []]
-        assert [p.score.message_id for p in pushed_out[3]] == [scores[0].message_id]
+        marked = [backlog.add(PendingSearch(path=path, score=s)) for s in scores]
+        assert marked == [0, 0, 0, 1]
         backlog.add(PendingSearch(path=path, score=scores[3]))  # again: no second entry
     with closing(SearchBacklog(db, limit=3)) as backlog:
-        assert len(backlog) == 4  # pushed out, but kept until reported
+        assert len(backlog) == 4  # the one pushed out is kept, marked, until reported
         oldest = backlog.oldest()
         assert oldest is not None and oldest.score.message_id == scores[0].message_id
+        assert "backlog full" in (oldest.skipped_reason or "")
         backlog.done(oldest)
         assert len(backlog) == 3
+
+
+def test_the_frame_being_searched_is_never_pushed_out_of_the_backlog(tmp_path: Path, field):
+    path, scores = _scores(tmp_path, field, 3)
+    with closing(SearchBacklog(tmp_path / "backlog.sqlite3", limit=1)) as backlog:
+        backlog.add(PendingSearch(path=path, score=scores[0]))
+        searching = scores[0].message_id
+        for score in scores[1:]:
+            backlog.add(PendingSearch(path=path, score=score), busy=searching)
+        in_order = []
+        while (oldest := backlog.oldest()) is not None:
+            in_order.append(oldest)
+            backlog.done(oldest)
+    assert [p.score.message_id for p in in_order] == [s.message_id for s in scores]
+    assert in_order[0].skipped_reason is None  # the one being searched keeps its search
+    assert all("backlog full" in (p.skipped_reason or "") for p in in_order[1:])
+
+
+@pytest.mark.slow
+async def test_a_burst_beyond_the_backlog_leaves_a_record_for_every_frame(tmp_path, field):
+    settings = site_settings(tmp_path, "north", None, search_backlog=1)
+    references = ReferenceStore(settings.reference_dir)
+    burst = [f"burst-{i}.fits" for i in range(4)]
+
+    async def night() -> None:
+        write_frame(field.reference, settings.watch_dir / "ref.fits")
+        await wait_until(lambda: bool(references.infos()), timeout_s=60)
+        for index, name in enumerate(burst):  # the same field, four exposures at once
+            path = write_frame(field.new, tmp_path / name)
+            fits.setval(path, "EXPNUM", value=index)
+            path.rename(settings.watch_dir / name)
+
+    traffic = SiteTraffic()
+    writer = asyncio.create_task(night())
+    await _run_agent(settings, traffic, lambda: all(traffic.searched(n) for n in burst))
+    await writer
+
+    records = {name: traffic.searched(name) for name in burst}
+    first = records[burst[0]]
+    assert first is not None and first.search.attempted  # searched, not pushed out meanwhile
+    skipped = [r for r in records.values() if r is not None and not r.search.attempted]
+    assert all("backlog full" in (r.search.skipped_reason or "") for r in skipped)
 
 
 def test_a_frame_too_starless_for_a_reference_is_skipped_with_its_reason(tmp_path, caplog):

@@ -89,7 +89,9 @@ class Coordinator:
             await ensure_hub_streams(js, self.settings.sites)
         if self.settings.keep_sources_flowing:
             self._keeper = asyncio.create_task(
-                supervise("sources", partial(keep_sources_flowing, js), on_restart=self._restarted)
+                supervise(
+                    "sources", partial(keep_sources_flowing, self._nc), on_restart=self._restarted
+                )
             )
         writer = StoreWriter(
             self.engine,

@@ -20,11 +20,14 @@ import asyncio
 import dataclasses
 import logging
 import re
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
+from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 
 from fleetbus.server import NatsServerConfig, free_port
@@ -48,6 +51,12 @@ the link returns. One `stream_info` a second costs the hub nothing measurable.""
 SOURCE_STALE_AFTER_S = 5.0
 """A source silent this long is stalled. A healthy one, even with nothing to send, hears from its
 site every 0.85 s (measured `active` of an idle source over 20 s)."""
+SOURCE_REVIVE_GRACE_S = 5.0
+"""A re-added source is left alone this long (see `SourceKeeper`): nats-server took 2-3 s after a
+re-add to reset the source of a re-created site stream."""
+ORIGIN_PROBE_TIMEOUT_S = 1.0
+"""How long the keeper waits for a site's stream to answer through the leaf link (a site that is
+reachable answers in milliseconds)."""
 
 
 def hub_server_config(
@@ -108,39 +117,91 @@ async def ensure_hub_streams(js: JetStreamContext, site_ids: Iterable[str] = ())
     return [source.name for source in [*kept, *added]]
 
 
-async def revive_stalled_sources(
-    js: JetStreamContext, *, stale_after_s: float = SOURCE_STALE_AFTER_S
-) -> list[str]:
-    """Re-add the hub's `FLEET` sources that have been silent for `stale_after_s`. Returns the
-    names re-added."""
-    info = await js.stream_info(FLEET_STREAM)
-    stalled = [
-        source.name
-        for source in info.sources or []
-        if source.active is None or source.active < 0 or source.active / 1e9 > stale_after_s
-    ]
-    if stalled:
-        config = info.config
-        kept = [source for source in config.sources or [] if source.name not in stalled]
-        await js.update_stream(dataclasses.replace(config, sources=kept or None))
-        await js.update_stream(config)
-    return stalled
+class SourceKeeper:
+    """Re-adds the hub's `FLEET` sources that have stalled, so a site's backlog flows as soon as
+    the site can be reached again, not after nats-server's own retry back-off.
 
+    A source is re-added when it has been silent for `stale_after_s` *and* its site's stream
+    answers through the leaf link (re-adding a source whose site is unreachable does nothing),
+    and never twice within `grace_s`: nats-server needs a few seconds after a re-add to notice a
+    site stream that was created anew (a wiped or replaced disk: "source stream ... was
+    recreated, resetting source state"), and re-adding it every second kept it from ever doing
+    so (measured: a re-created site stream was never copied again; with the grace, 3 s after the
+    re-add). Returns from `check` the names re-added."""
 
-async def keep_sources_flowing(
-    js: JetStreamContext,
-    *,
-    every_s: float = SOURCE_CHECK_EVERY_S,
-    stale_after_s: float = SOURCE_STALE_AFTER_S,
-) -> None:
-    """Revive stalled site sources every `every_s` until cancelled (the hub may be down
-    meanwhile: the check waits for it)."""
-    while True:
-        await asyncio.sleep(every_s)
+    def __init__(
+        self,
+        nc: Client,
+        *,
+        stale_after_s: float = SOURCE_STALE_AFTER_S,
+        grace_s: float = SOURCE_REVIVE_GRACE_S,
+    ) -> None:
+        self._nc = nc
+        self._js = nc.jetstream()
+        self.stale_after_s = stale_after_s
+        self.grace_s = grace_s
+        self._revived_at: dict[str, float] = {}
+
+    async def check(self) -> list[str]:
+        """Re-add the stalled sources whose sites answer (see the class)."""
+        info = await self._js.stream_info(FLEET_STREAM)
+        now = time.monotonic()
+        stalled = [
+            source
+            for source in info.sources or []
+            if _silent_for(source) > self.stale_after_s
+            and now - self._revived_at.get(source.name, -self.grace_s) >= self.grace_s
+        ]
+        prefixes = {
+            source.name: source.external.api if source.external else None
+            for source in info.config.sources or []
+        }
+        reachable = [
+            source.name
+            for source in stalled
+            if await self._origin_answers(source.name, prefixes.get(source.name))
+        ]
+        if reachable:
+            config = info.config
+            kept = [source for source in config.sources or [] if source.name not in reachable]
+            await self._js.update_stream(dataclasses.replace(config, sources=kept or None))
+            await self._js.update_stream(config)
+            self._revived_at.update(dict.fromkeys(reachable, now))
+        return reachable
+
+    async def _origin_answers(self, stream: str, api_prefix: str | None) -> bool:
+        """Whether the sourced stream answers from its site (through the leaf link, at its
+        JetStream API prefix; None: this server's own)."""
+        origin = self._nc.jetstream(
+            **({"prefix": api_prefix} if api_prefix else {}), timeout=ORIGIN_PROBE_TIMEOUT_S
+        )
         try:
-            revived = await revive_stalled_sources(js, stale_after_s=stale_after_s)
-        except (TimeoutError, NatsError) as exc:
-            log.warning("cannot check FLEET sources error=%r", exc)
-            continue
-        if revived:
-            log.info("re-added stalled sources streams=%s", ",".join(revived))
+            await origin.stream_info(stream)
+        except (TimeoutError, NatsError):
+            return False
+        return True
+
+    async def run(self, every_s: float = SOURCE_CHECK_EVERY_S) -> None:
+        """Check every `every_s` until cancelled (the hub may be down meanwhile: the check
+        waits for it)."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                revived = await self.check()
+            except (TimeoutError, NatsError) as exc:
+                log.warning("cannot check FLEET sources error=%r", exc)
+                continue
+            if revived:
+                log.info("re-added stalled sources streams=%s", ",".join(revived))
+
+
+def _silent_for(source: js_api.StreamSourceInfo) -> float:
+    """Seconds since the source last heard from its site (infinite: never, or not now)."""
+    if source.active is None or source.active < 0:
+        return float("inf")
+    return source.active / 1e9
+
+
+async def keep_sources_flowing(nc: Client, *, every_s: float = SOURCE_CHECK_EVERY_S) -> None:
+    """Run a `SourceKeeper` on the hub `nc` is connected to until cancelled."""
+    await SourceKeeper(nc).run(every_s)

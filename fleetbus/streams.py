@@ -33,6 +33,7 @@ def stream_config(spec: StreamSpec) -> js_api.StreamConfig:
         max_age=spec.max_age_s,
         duplicate_window=spec.duplicate_window_s,
         max_bytes=spec.max_bytes,
+        first_seq=spec.first_seq,
         sources=sources or None,
     )
 

@@ -47,6 +47,9 @@ class StreamSpec(ContractModel):
     max_age_s: float = Field(gt=0.0)
     duplicate_window_s: float = Field(gt=0.0)
     max_bytes: int = Field(default=-1, description="-1: unlimited.")
+    first_seq: int | None = Field(
+        default=None, ge=1, description="The first message's sequence number (None: 1)."
+    )
     sources: list[StreamSource] = Field(default_factory=list)
 
 
@@ -69,9 +72,14 @@ def site_stream_name(site_id: str) -> str:
     return "SITE_" + site_id.upper().replace("-", "_")
 
 
-def site_stream(site_id: str) -> StreamSpec:
-    """The stream on a site's own server: everything the site publishes, kept through outages."""
+def site_stream(site_id: str, *, first_seq: int | None = None) -> StreamSpec:
+    """The stream on a site's own server: everything the site publishes, kept through outages.
+
+    A site creating its stream anew (a wiped or replaced disk) gives a `first_seq` above every
+    sequence an earlier stream of the site used (`fresh_first_seq`): the hub's source resumes
+    after the last sequence it copied, so a stream starting again at 1 would never be copied."""
     return StreamSpec(
+        first_seq=first_seq,
         name=site_stream_name(site_id),
         description=f"Messages of site {site_id}, kept at the site until the hub has them.",
         subjects=[subjects.site_events(site_id)],
@@ -79,6 +87,13 @@ def site_stream(site_id: str) -> StreamSpec:
         duplicate_window_s=1 * DAY_S,
         max_bytes=SITE_STREAM_MAX_BYTES,
     )
+
+
+def fresh_first_seq(now_s: float) -> int:
+    """The first sequence of a site stream created at `now_s` (Unix time): the time in
+    milliseconds, above every sequence of an earlier stream of the site as long as that one
+    stored fewer than 1,000 messages a second on average (a site stores a few a minute)."""
+    return int(now_s * 1000)
 
 
 def fleet_stream(source_sites: list[str] | None = None) -> StreamSpec:

@@ -10,6 +10,7 @@ with the message's stable id as `Nats-Msg-Id`, so a retry after a timeout is sto
 
 import asyncio
 import logging
+import time
 
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
@@ -19,7 +20,7 @@ from nats.js.errors import APIError, NotFoundError
 from fleetbus.client import publish
 from fleetbus.streams import ensure_streams
 from protos import FleetMessage, LinkState
-from protos.streams import site_stream
+from protos.streams import fresh_first_seq, site_stream
 from protos.subjects import subject_for_kind
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,8 @@ class SitePublisher:
             )
         except NotFoundError:
             try:
-                [name] = await ensure_streams(self._js, [site_stream(self.site_id)])
+                fresh = site_stream(self.site_id, first_seq=fresh_first_seq(time.time()))
+                [name] = await ensure_streams(self._js, [fresh])
             except APIError as exc:
                 raise SiteStreamError(
                     f"the site's nats-server refused the site stream: {exc.description} "

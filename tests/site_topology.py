@@ -59,7 +59,7 @@ async def hub_sourcing(hub: EmbeddedNats, site_ids: list[str]) -> AsyncIterator[
     nc = await connect(hub.url, name="test-hub")
     js = nc.jetstream()
     await ensure_hub_streams(js, site_ids)
-    keeper = asyncio.create_task(keep_sources_flowing(js, every_s=1.0))
+    keeper = asyncio.create_task(keep_sources_flowing(nc))
     try:
         yield js
     finally:

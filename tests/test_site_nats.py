@@ -55,7 +55,7 @@ async def test_messages_published_during_an_outage_arrive_once_when_the_link_ret
             back = time.monotonic()
             hub_nc = await connect(hub.url, name="test-hub")
             hub_js = hub_nc.jetstream()
-            keeper = asyncio.create_task(keep_sources_flowing(hub_js, every_s=0.5))
+            keeper = asyncio.create_task(keep_sources_flowing(hub_nc, every_s=0.5))
             try:
                 assert await wait_for_stored(hub_js, 60, timeout_s=30) == 60
             finally:

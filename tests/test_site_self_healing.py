@@ -3,6 +3,7 @@ agent goes on, delivers every frame to the centre once, and says what happened."
 
 import asyncio
 import os
+import shutil
 import signal
 import time
 
@@ -125,3 +126,24 @@ async def test_a_site_with_a_small_disk_starts_and_delivers(tmp_path):
             scores, _ = await frame_messages_at_hub(hub_js, 2, timeout_s=60)
     assert all(isinstance(score, FrameScore) for score in scores)
     assert sorted(s.frame.file_name for s in scores) == sorted(p.name for p, _ in staged)
+
+
+async def test_a_site_whose_store_was_wiped_delivers_again(tmp_path):
+    # a replaced disk or edge computer: the site starts again with an empty work folder
+    staged = simulated_frames(tmp_path / "staged", [GOOD] * 6, seed=14)
+    with running_hub(tmp_path / "hub") as hub:
+        settings = site_settings(tmp_path, "fresh", hub)
+        async with hub_sourcing(hub, ["fresh"]) as hub_js:
+            async with running_agent(settings):
+                for path, _ in staged[:3]:
+                    path.rename(settings.watch_dir / path.name)
+                await frame_messages_at_hub(hub_js, 3, timeout_s=60)
+            shutil.rmtree(settings.work_dir)
+            async with running_agent(settings):
+                started = time.monotonic()
+                for path, _ in staged[3:]:
+                    path.rename(settings.watch_dir / path.name)
+                scores, _ = await frame_messages_at_hub(hub_js, 6, timeout_s=60)
+                delivered_s = time.monotonic() - started
+    assert sorted(s.frame.file_name for s in scores) == sorted(p.name for p, _ in staged)
+    assert delivered_s <= RECOVERY_S

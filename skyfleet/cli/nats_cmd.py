@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import signal
+from functools import partial
 from pathlib import Path
 
 import typer
@@ -13,7 +14,7 @@ from fleetbus.client import connect
 from fleetbus.hub import ensure_hub_streams, hub_server_config, keep_sources_flowing
 from fleetbus.process_supervisor import ProcessSupervisor
 from fleetbus.server import EmbeddedNats, NatsServerError
-from fleetbus.tasks import cancel_and_wait
+from fleetbus.tasks import cancel_and_wait, supervise
 
 app = typer.Typer(help="Run a local hub nats-server with JetStream and the fleet's streams.")
 console = Console()
@@ -56,7 +57,7 @@ async def _serve(server: EmbeddedNats, sites: list[str]) -> None:
             console.print(f"[red]{component} failed[/] ({reason}); restarting", highlight=False)
 
         tasks = [
-            asyncio.create_task(keep_sources_flowing(js)),
+            asyncio.create_task(supervise("sources", partial(keep_sources_flowing, nc))),
             asyncio.create_task(
                 ProcessSupervisor(server, name="nats-server", on_restart=report).run()
             ),

@@ -37,6 +37,17 @@ def site_status(
     return SiteStatus.ONLINE, []
 
 
+def agent_alerts(restarts: str | None, failed_frames: int | None) -> list[str]:
+    """What a site's latest heartbeat says went wrong inside its agent (it goes on running:
+    these do not change the site's status)."""
+    alerts = []
+    if restarts:
+        alerts.append(f"restarted since the agent started: {restarts.replace(',', ', ')}")
+    if failed_frames:
+        alerts.append(f"{failed_frames} frame(s) failed and are being retried")
+    return alerts
+
+
 def recent_fraction_bad(labels: Sequence[str]) -> float | None:
     """Fraction of bad frames among `labels` (None when there are none)."""
     if not labels:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine
 
-from coordinator.quality import recent_fraction_bad, site_status
+from coordinator.quality import agent_alerts, recent_fraction_bad, site_status
 from coordinator.settings import CoordinatorSettings
 from coordinator.store import reads
 from coordinator.views import FleetSummary, SiteView
@@ -32,6 +32,7 @@ def site_views(conn: Connection, settings: CoordinatorSettings, now: datetime) -
             stale_s=settings.heartbeat_stale_s,
             bad_fraction=settings.weather_bad_fraction,
         )
+        alerts += agent_alerts(site["restarts"], site["failed_frames"])
         q = quality.get(site_id, {})
         frames = int(q.get("frames") or 0)
         counts = {label: int(q.get(label) or 0) for label in ("good", "medium", "bad")}
@@ -50,8 +51,12 @@ def site_views(conn: Connection, settings: CoordinatorSettings, now: datetime) -
                 model_version=site["model_version"],
                 queue_depth=site["queue_depth"],
                 frames=frames,
-                **counts,
-                **{f"fraction_{k}": (v / frames if frames else 0.0) for k, v in counts.items()},
+                good=counts["good"],
+                medium=counts["medium"],
+                bad=counts["bad"],
+                fraction_good=counts["good"] / frames if frames else 0.0,
+                fraction_medium=counts["medium"] / frames if frames else 0.0,
+                fraction_bad=counts["bad"] / frames if frames else 0.0,
                 recent_fraction_bad=recent_fraction_bad(recent),
                 mean_fwhm_arcsec=q.get("mean_fwhm_arcsec"),
                 mean_background_adu=q.get("mean_background_adu"),

@@ -37,6 +37,19 @@ def test_status_prints_every_site_with_its_health(tmp_path):
     assert "alert teide: 100% of the last 3 frames are bad" in result.output
 
 
+def test_status_says_which_parts_of_a_site_agent_were_restarted(tmp_path):
+    url = f"sqlite:///{tmp_path / 'status.sqlite3'}"
+    engine = open_store(url)
+    writer = StoreWriter(engine, None, match_radius_arcsec=2.0, moving_radius_arcsec=1800.0)
+    beat = make_heartbeat("teide", restarts={"nats-server": 2, "worker": 1}, failed_frames=3)
+    writer.write("site-heartbeat", [beat], utc_now())
+    engine.dispose()
+    result = runner.invoke(app, ["status", "--database", url], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "restarted since the agent started: nats-server=2, worker=1" in result.output
+    assert "3 frame(s) failed and are being retried" in result.output
+
+
 def test_status_json_is_the_fleet_summary(tmp_path):
     url = seeded_database(tmp_path)
     result = runner.invoke(app, ["status", "--database", url, "--json"])

@@ -172,7 +172,14 @@ def make_rejection(site_id: str, index: int) -> FrameRejected:
     )
 
 
-def make_heartbeat(site_id: str, *, when: datetime | None = None, queue: int = 0) -> SiteHeartbeat:
+def make_heartbeat(
+    site_id: str,
+    *,
+    when: datetime | None = None,
+    queue: int = 0,
+    restarts: dict[str, int] | None = None,
+    failed_frames: int = 0,
+) -> SiteHeartbeat:
     when = when or utc_now()
     return SiteHeartbeat(
         message_id=stable_message_id("site-heartbeat", site_id, when.isoformat()),
@@ -183,6 +190,8 @@ def make_heartbeat(site_id: str, *, when: datetime | None = None, queue: int = 0
         queue_depths={"ingest": queue},
         disk_free_bytes=10**10,
         link_state=LinkState.UP,
+        restarts=restarts or {},
+        failed_frames=failed_frames,
     )
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -48,6 +49,17 @@ class Base(DeclarativeBase):
     type_annotation_map: dict[Any, Any] = {datetime: UtcDateTime()}  # noqa: RUF012
 
 
+def table_of(model: type[Base]) -> Table:
+    """The `Table` a mapped class maps, for Core statements (`Model.__table__` is typed as any
+    `FromClause`, which has no `insert` or `update`)."""
+    table = model.__table__
+    assert isinstance(table, Table), f"{model.__name__} maps {type(table).__name__}, not a Table"
+    return table
+
+
+RESTARTS_MAX_CHARS = 512
+
+
 class Site(Base):
     """One telescope: where it is (from SiteConfig) and its latest heartbeat."""
 
@@ -65,6 +77,11 @@ class Site(Base):
     model_version: Mapped[str | None] = mapped_column(String(32))
     queue_depth: Mapped[int | None] = mapped_column(Integer)
     link_state: Mapped[str | None] = mapped_column(String(16))
+    restarts: Mapped[str | None] = mapped_column(
+        String(RESTARTS_MAX_CHARS),
+        doc="Parts of the agent restarted since it started: 'nats-server=2,worker=1'.",
+    )
+    failed_frames: Mapped[int | None] = mapped_column(Integer)
 
 
 class FrameScoreRow(Base):

@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from coordinator.followup_states import FollowUpPhase, phase_after_report
 from coordinator.store.tables import (
+    RESTARTS_MAX_CHARS,
     CandidateRow,
     FollowUp,
     FollowUpStatusRow,
@@ -22,6 +23,7 @@ from coordinator.store.tables import (
     HeartbeatRow,
     Site,
     UtcDateTime,
+    table_of,
 )
 from protos import (
     FollowUpStatus,
@@ -119,7 +121,7 @@ def write_frame_scores(
     """Store frame scores (figures the console aggregates)."""
     bulk_insert_new(
         conn,
-        FrameScoreRow.__table__,
+        table_of(FrameScoreRow),
         [
             {
                 "message_id": s.message_id,
@@ -148,7 +150,7 @@ def write_frame_searches(conn: Connection, searches: Sequence[FrameSearched]) ->
     """Store each frame's transient-search record (searched, or skipped and why)."""
     bulk_insert_new(
         conn,
-        FrameSearchRow.__table__,
+        table_of(FrameSearchRow),
         [
             {
                 "message_id": s.message_id,
@@ -172,7 +174,7 @@ def write_rejections(conn: Connection, rejections: Sequence[FrameRejected]) -> N
     """Store rejected files."""
     insert_new(
         conn,
-        FrameRejectionRow.__table__,
+        table_of(FrameRejectionRow),
         [
             {
                 "message_id": r.message_id,
@@ -200,7 +202,7 @@ def _upsert_sites(conn: Connection, rows: list[dict[str, Any]], newer_than: str)
     """Insert or update site rows, only where the row's `newer_than` time is newer."""
     if not rows:
         return
-    table = Site.__table__
+    table = table_of(Site)
     statement = _insert(conn, table)
     columns = [c for c in rows[0] if c != "site_id"]
     conn.execute(
@@ -219,7 +221,7 @@ def write_heartbeats(conn: Connection, heartbeats: Sequence[SiteHeartbeat]) -> N
     """Store heartbeats and keep each site's latest one on its site row."""
     insert_new(
         conn,
-        HeartbeatRow.__table__,
+        table_of(HeartbeatRow),
         [
             {
                 "message_id": h.message_id,
@@ -242,6 +244,10 @@ def write_heartbeats(conn: Connection, heartbeats: Sequence[SiteHeartbeat]) -> N
                 "model_version": h.model_version,
                 "queue_depth": sum(h.queue_depths.values()),
                 "link_state": h.link_state.value,
+                "restarts": ",".join(f"{part}={n}" for part, n in sorted(h.restarts.items()))[
+                    :RESTARTS_MAX_CHARS
+                ],
+                "failed_frames": h.failed_frames,
             }
             for h in _latest_per_site(heartbeats)
         ],
@@ -273,7 +279,7 @@ def write_candidates(conn: Connection, candidates: Sequence[TransientCandidate])
     """Store transient candidates, not yet fused into targets."""
     insert_new(
         conn,
-        CandidateRow.__table__,
+        table_of(CandidateRow),
         [
             {
                 "message_id": c.message_id,
@@ -303,7 +309,7 @@ def write_followup_statuses(conn: Connection, statuses: Sequence[FollowUpStatus]
     but change nothing)."""
     insert_new(
         conn,
-        FollowUpStatusRow.__table__,
+        table_of(FollowUpStatusRow),
         [
             {
                 "message_id": s.message_id,
@@ -316,7 +322,7 @@ def write_followup_statuses(conn: Connection, statuses: Sequence[FollowUpStatus]
             for s in statuses
         ],
     )
-    table = FollowUp.__table__
+    table = table_of(FollowUp)
     for status in sorted(statuses, key=lambda s: s.created_at):
         current = conn.execute(
             select(table.c.state).where(

@@ -26,6 +26,9 @@ test: $(STAMP)
 	@bash scripts/ensure_chromium.sh >/dev/null
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy --strict protos fleetbus coordinator
+	$(BIN)/mypy site_agent training skyfleet
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

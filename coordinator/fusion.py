@@ -15,7 +15,7 @@ import numpy as np
 from astropy.coordinates import SkyCoord
 from sqlalchemy import Connection, func, select, update
 
-from coordinator.store.tables import CandidateRow, Target
+from coordinator.store.tables import CandidateRow, Target, table_of
 
 SINGLE_FRAME_WEIGHT = 0.5
 MOVING_WEIGHT = 0.2
@@ -92,8 +92,8 @@ def fuse_new_candidates(
     conn: Connection, radius_arcsec: float, moving_radius_arcsec: float
 ) -> set[int]:
     """Assign every stored candidate without a target to one; return the targets touched."""
-    candidates = CandidateRow.__table__
-    targets = Target.__table__
+    candidates = table_of(CandidateRow)
+    targets = table_of(Target)
     new = conn.execute(
         select(
             candidates.c.message_id,
@@ -139,7 +139,8 @@ def fuse_new_candidates(
 def _create_target(conn: Connection, ra_deg: float, dec_deg: float, seen: datetime) -> int:
     return int(
         conn.execute(
-            Target.__table__.insert()
+            table_of(Target)
+            .insert()
             .values(
                 name=target_name(ra_deg, dec_deg),
                 ra_deg=ra_deg,
@@ -153,7 +154,7 @@ def _create_target(conn: Connection, ra_deg: float, dec_deg: float, seen: dateti
                 confidence=0.0,
                 priority=5,
             )
-            .returning(Target.__table__.c.target_id)
+            .returning(table_of(Target).c.target_id)
         ).scalar_one()
     )
 
@@ -163,7 +164,7 @@ def _link_moving(
 ) -> set[int]:
     """Flag new single detections that pair with another single detection nearby at another
     time (farther than the match radius, within the motion radius): a moving object's track."""
-    targets = Target.__table__
+    targets = table_of(Target)
     linked: set[int] = set()
     for target_id in created:
         this = conn.execute(select(targets).where(targets.c.target_id == target_id)).one()
@@ -196,8 +197,8 @@ def _link_moving(
 
 def _refresh_target(conn: Connection, target_id: int) -> None:
     """Recompute a target's position, counts, times and confidence from its detections."""
-    candidates = CandidateRow.__table__
-    targets = Target.__table__
+    candidates = table_of(CandidateRow)
+    targets = table_of(Target)
     rows = conn.execute(
         select(
             candidates.c.site_id,

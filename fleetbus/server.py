@@ -261,4 +261,4 @@ class EmbeddedNats(ServerProcess):
                 varz = json.load(r)
         except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
             return False
-        return varz.get("server_name") == self.config.server_name
+        return bool(varz.get("server_name") == self.config.server_name)

@@ -11,7 +11,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
 SITE_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,31}$"
 MESSAGE_ID_PATTERN = r"^[a-z0-9-]{1,40}:[0-9a-f]{32}$"

@@ -190,7 +190,9 @@ class SiteAgent:
         settings = self.settings
         for folder in (settings.work_dir, settings.watch_dir, settings.quarantine_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        predictor = self._predictor or await asyncio.to_thread(load_predictor, settings)
+        predictor = self._predictor
+        if predictor is None:
+            predictor = await asyncio.to_thread(load_predictor, settings)
         self._model_version = predictor.ref.version
         _check_disk_space(settings)
         server = await asyncio.to_thread(self._start_server)

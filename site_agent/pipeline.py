@@ -90,8 +90,8 @@ class ReadFrame:
             log.exception(
                 "reading failed site=%s file=%s", self.rejecter.site_id, printable_name(work.path)
             )
-            error = FrameError(work.path, RejectReason.UNREADABLE, f"reading failed: {exc!r}")
-            self.rejecter.reject(work, error)
+            unreadable = FrameError(work.path, RejectReason.UNREADABLE, f"reading failed: {exc!r}")
+            self.rejecter.reject(work, unreadable)
 
 
 @dataclass

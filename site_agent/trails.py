@@ -75,7 +75,7 @@ def _binned(data: np.ndarray, saturation_adu: float) -> tuple[np.ndarray, np.nda
         binned[blank] = np.nanmedian(binned) if not blank.all() else 0.0
     saturated = (cropped >= SATURATED_FRACTION * saturation_adu).any(axis=0)
     bleeding = saturated.reshape(columns, factor).any(axis=1)
-    return np.ascontiguousarray(binned, dtype=np.float32), bleeding
+    return np.ascontiguousarray(binned, dtype=np.float32), np.asarray(bleeding)
 
 
 def _line_like_pixels(lit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +97,8 @@ def _line_like_pixels(lit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         keep[index] = big >= MIN_AXIS_RATIO**2 * max(small, 0.25)
     fill = ndimage.uniform_filter(lit.astype(np.float32), size=THIN_WINDOW_PX)
     thin = fill < MAX_THIN_FILL
-    return np.nonzero(keep[labels] | (large[labels] & thin))
+    rows, columns = np.nonzero(keep[labels] | (large[labels] & thin))
+    return rows, columns
 
 
 def _count_lines(x: np.ndarray, y: np.ndarray, shape: tuple[int, int]) -> int:

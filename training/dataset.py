@@ -15,7 +15,7 @@ the training split; it respects the mosaic layout of the preprocessed tensor.
 """
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -229,7 +229,7 @@ def build_dataset(
     kept: list[int] = []
     skipped: list[SkippedFrame] = []
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        inputs = map(read, paths)
+        inputs: Iterator[FrameInput | str] = map(read, paths)
         if jobs > 1:
             inputs = pool.map(read, paths, chunksize=16)
         for done, (path, frame) in enumerate(zip(paths, inputs, strict=True), start=1):

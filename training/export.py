@@ -85,6 +85,8 @@ def export_onnx(model: torch.nn.Module, path: Path, example: np.ndarray) -> Path
         dynamo=True,
         verbose=False,
     )
+    if program is None:
+        raise RuntimeError("torch.onnx.export gave no ONNX program")
     program.save(str(path), external_data=False)
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     return path

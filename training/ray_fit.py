@@ -201,7 +201,7 @@ def trainer_for(
                 checkpoint_score_order="min",
             ),
             failure_config=FailureConfig(max_failures=settings.max_failures),
-            callbacks=callbacks or [],
+            callbacks=callbacks or [],  # type: ignore[arg-type]  # V2 callbacks; ray's hints are V1's
         ),
     )
 
@@ -245,7 +245,7 @@ def fit_on_ray(
             follower.join()
     model = QualityNet(width=settings.width)
     state = restore_best(result, settings, model)
-    returned = result.return_value
+    returned = result.return_value  # type: ignore[attr-defined]  # V2's Result; hints are V1's
     history = [EpochMetrics.model_validate(m) for m in returned["history"]]
     return FitOutcome(
         model=model.eval(),

@@ -208,9 +208,9 @@ def run_epochs(
         ):
             break
         started = time.perf_counter()
-        sampler = getattr(train_loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
+        set_epoch = getattr(getattr(train_loader, "sampler", None), "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(epoch)
         train_loss, train_accuracy = _pass_over(state.model, train_loader, device, state.optimizer)
         val_loss, val_accuracy = _pass_over(state.model, val_loader, device, optimizer=None)
         state.scheduler.step(val_loss)

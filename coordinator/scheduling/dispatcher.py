@@ -20,7 +20,7 @@ from coordinator.scheduling.planner import Plan, best_plan, default_constraints
 from coordinator.scheduling.sky import SiteState
 from coordinator.settings import CoordinatorSettings
 from coordinator.store import reads
-from coordinator.store.tables import FollowUp, Target
+from coordinator.store.tables import FollowUp, Target, table_of
 from coordinator.summary import site_views
 from coordinator.views import SiteStatus
 from fleetbus.client import publish
@@ -29,8 +29,8 @@ from protos.base import utc_now
 
 log = logging.getLogger(__name__)
 
-followups = FollowUp.__table__
-targets = Target.__table__
+followups = table_of(FollowUp)
+targets = table_of(Target)
 SETTLED_PHASES = ACTIVE_PHASES | {FollowUpPhase.DONE, FollowUpPhase.CANCELLED}
 FAILED_PHASES = (FollowUpPhase.FAILED, FollowUpPhase.TIMED_OUT, FollowUpPhase.REPLANNED)
 EXPOSURE = ExposurePlan(filter="r", exptime_s=120.0, count=3)
@@ -40,7 +40,7 @@ NOT_FOLLOWED_MARKS = ("dismissed", "artefact")
 def site_states(conn: Connection, settings: CoordinatorSettings, now: datetime) -> list[SiteState]:
     """Sites with a known location, with their health and queue (ours included)."""
     views = {v.site_id: v for v in site_views(conn, settings, now)}
-    ours = dict(
+    ours: dict[str, int] = dict(
         conn.execute(
             select(followups.c.site_id, func.count())
             .where(followups.c.state.in_(list(ACTIVE_PHASES)))
@@ -111,7 +111,7 @@ def targets_to_follow(
         )
         .order_by(targets.c.priority, targets.c.confidence.desc())
     ).all()
-    return [tuple(r) for r in rows]  # type: ignore[misc]
+    return [(r.target_id, r.name, r.ra_deg, r.dec_deg) for r in rows]
 
 
 def failed_sites(conn: Connection, target_id: int) -> set[str]:

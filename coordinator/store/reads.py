@@ -16,6 +16,7 @@ from coordinator.store.tables import (
     FrameSearchRow,
     Site,
     Target,
+    table_of,
 )
 from coordinator.views import (
     CutoutView,
@@ -26,12 +27,12 @@ from coordinator.views import (
     TargetView,
 )
 
-scores = FrameScoreRow.__table__
-sites = Site.__table__
-targets = Target.__table__
-candidates = CandidateRow.__table__
-followups = FollowUp.__table__
-searches = FrameSearchRow.__table__
+scores = table_of(FrameScoreRow)
+sites = table_of(Site)
+targets = table_of(Target)
+candidates = table_of(CandidateRow)
+followups = table_of(FollowUp)
+searches = table_of(FrameSearchRow)
 
 
 def site_records(conn: Connection) -> list[dict[str, Any]]:
@@ -71,7 +72,7 @@ def frames_since_by_site(conn: Connection, since: datetime) -> dict[str, int]:
 
 def rejections_by_site(conn: Connection) -> dict[str, int]:
     """Rejected files per site."""
-    table = FrameRejectionRow.__table__
+    table = table_of(FrameRejectionRow)
     rows = conn.execute(select(table.c.site_id, func.count()).group_by(table.c.site_id)).all()
     return {site_id: int(n) for site_id, n in rows}
 
@@ -110,7 +111,11 @@ def recent_labels(conn: Connection, site_id: str, limit: int) -> list[str]:
     )
 
 
-def quality_series(conn: Connection, site_id: str, since: datetime) -> list[Row[Any]]:
+QualityRow = Row[datetime, str, float | None, float, float | None]
+"""Time, label, seeing (arcsec), background (ADU), transparency."""
+
+
+def quality_series(conn: Connection, site_id: str, since: datetime) -> list[QualityRow]:
     """A site's frames since a time, oldest first: time, label, seeing, background, transparency."""
     return list(
         conn.execute(
@@ -196,7 +201,8 @@ def cutout(conn: Connection, message_id: str) -> CutoutView | None:
 def _pixels(encoded: dict[str, Any]) -> list[list[float]]:
     raw = zlib.decompress(base64.b64decode(encoded["data"]))
     image = np.frombuffer(raw, dtype="<f4").reshape(encoded["shape"])
-    return np.nan_to_num(image).astype(float).tolist()
+    pixels: list[list[float]] = np.nan_to_num(image).astype(float).tolist()
+    return pixels
 
 
 def followup_views(conn: Connection, states: list[str] | None = None) -> list[FollowUpView]:

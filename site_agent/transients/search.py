@@ -262,6 +262,7 @@ def find_candidates(
             for x, y in zip(measured.x, measured.y, strict=True)
         ]
     ).reshape(-1, 3, CUTOUT_SIDE_PX, CUTOUT_SIDE_PX)
+    assert frame.wcs is not None, "the search's alignment needed the frame's WCS"
     ra, dec = frame.wcs.pixel_to_world_values(measured.x, measured.y)
     return Detections(
         difference=difference,

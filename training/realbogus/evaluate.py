@@ -9,6 +9,7 @@ site would detect it. Agreement and ROC AUC are against `drb > 0.5` as the label
 import gzip
 import io
 from pathlib import Path
+from typing import Any, cast
 
 import fastavro
 import numpy as np
@@ -67,7 +68,7 @@ def read_ztf_alerts(alerts_dir: Path = ZTF_ALERTS_DIR) -> tuple[np.ndarray, np.n
     stamps, drb = [], []
     for path in sorted(Path(alerts_dir).rglob("*.avro")):
         with path.open("rb") as stream:
-            record = next(fastavro.reader(stream))
+            record = cast(dict[str, Any], next(fastavro.reader(stream)))
         science, template = _stamp(record, "cutoutScience"), _stamp(record, "cutoutTemplate")
         difference = _stamp(record, "cutoutDifference")
         if record["candidate"]["isdiffpos"] in ("f", "0"):

@@ -172,5 +172,6 @@ def fit_realbogus_on_ray(
         result = trainer_for(settings, train_func, [EpochLogCallback(epoch_log)]).fit()
     model = RealBogusNet()
     restore_best(result, settings, model)
-    history = [EpochMetrics.model_validate(m) for m in result.return_value["history"]]
+    returned = result.return_value  # type: ignore[attr-defined]  # V2's Result; hints are V1's
+    history = [EpochMetrics.model_validate(m) for m in returned["history"]]
     return model.eval(), history

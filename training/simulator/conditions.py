@@ -169,11 +169,15 @@ def sample_conditions(
     }
     transparency = float(values["transparency"])
     moon_share = max(0.0, 1.0 - 10 ** (-0.4 * (DARK_SKY_MAG_ARCSEC2 - values["sky_mag_arcsec2"])))
-    return ObservingConditions(
-        **values,
-        moffat_beta=float(rng.uniform(3.0, 5.0)),
-        cloud_patchiness=float(rng.uniform(0.3, 0.8) * (1.0 - transparency)),
-        trail_angle_deg=float(rng.uniform(0.0, 180.0)),
-        sky_gradient_fraction=float(rng.uniform(0.0, 0.04) + rng.uniform(0.0, 0.25) * moon_share),
-        sky_gradient_angle_deg=float(rng.uniform(0.0, 360.0)),
+    return ObservingConditions.model_validate(
+        values
+        | {
+            "moffat_beta": float(rng.uniform(3.0, 5.0)),
+            "cloud_patchiness": float(rng.uniform(0.3, 0.8) * (1.0 - transparency)),
+            "trail_angle_deg": float(rng.uniform(0.0, 180.0)),
+            "sky_gradient_fraction": float(
+                rng.uniform(0.0, 0.04) + rng.uniform(0.0, 0.25) * moon_share
+            ),
+            "sky_gradient_angle_deg": float(rng.uniform(0.0, 360.0)),
+        }
     )

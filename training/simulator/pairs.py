@@ -71,7 +71,9 @@ class SimulatedPair:
     transients: list[InjectedTransient]
 
 
-def transient_flux_e(snr: np.ndarray, background_var_e: np.ndarray, area_px: float) -> np.ndarray:
+def transient_flux_e(
+    snr: np.ndarray, background_var_e: np.ndarray | float, area_px: float
+) -> np.ndarray:
     """The flux giving PSF-photometry S/N `snr` over a per-pixel background variance."""
     snr2 = np.asarray(snr) ** 2
     return (snr2 + np.sqrt(snr2**2 + 4.0 * snr2 * background_var_e * area_px)) / 2.0

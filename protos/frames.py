@@ -7,6 +7,9 @@ from pydantic import Field, model_validator
 
 from protos.base import ContractModel, FleetMessage, Sha256, UtcDatetime
 
+FILE_NAME_MAX_CHARS = 512
+"""The longest file name a message carries (a site shows longer ones cut)."""
+
 
 class QualityLabel(StrEnum):
     """The three quality classes, in the model's output order."""
@@ -26,7 +29,7 @@ class SkyPosition(ContractModel):
 class FrameIdentity(ContractModel):
     """Which frame a message is about, and the header facts that place it."""
 
-    file_name: str = Field(min_length=1, max_length=512)
+    file_name: str = Field(min_length=1, max_length=FILE_NAME_MAX_CHARS)
     sha256: Sha256
     date_obs: UtcDatetime | None = Field(default=None, description="DATE-OBS, start of exposure.")
     exptime_s: float | None = Field(default=None, ge=0.0, description="EXPTIME in seconds.")
@@ -153,7 +156,7 @@ class FrameRejected(FleetMessage):
 
     KIND: ClassVar[str] = "frame-rejected"
 
-    file_name: str = Field(min_length=1, max_length=512)
+    file_name: str = Field(min_length=1, max_length=FILE_NAME_MAX_CHARS)
     sha256: Sha256 | None = None
     reason: RejectReason
     message: str = Field(min_length=1, max_length=REJECTION_MESSAGE_MAX_CHARS)

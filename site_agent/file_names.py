@@ -9,11 +9,8 @@ surrogate escapes) is still what is opened and moved.
 
 import os
 
-FILE_NAME_MAX_CHARS = 512
-"""The most characters `FrameIdentity.file_name` and `FrameRejected.file_name` take
-(protos/frames.py); a longer printable name is cut, its end marked with `ELLIPSIS`."""
-
 ELLIPSIS = "…"
+"""Ends a name cut to `max_chars` (a message takes `protos.frames.FILE_NAME_MAX_CHARS`)."""
 
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 

@@ -31,7 +31,8 @@ from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_scales
 
 from protos import FrameIdentity, RejectReason, SkyPosition
-from site_agent.file_names import FILE_NAME_MAX_CHARS, printable_name
+from protos.frames import FILE_NAME_MAX_CHARS
+from site_agent.file_names import printable_name
 from site_agent.fits_completeness import Completeness, file_completeness
 
 FITS_MAGIC = b"SIMPLE  ="

@@ -24,7 +24,8 @@ from protos import (
     ModelRef,
     stable_message_id,
 )
-from site_agent.file_names import FILE_NAME_MAX_CHARS, printable_name
+from protos.frames import FILE_NAME_MAX_CHARS
+from site_agent.file_names import printable_name
 from site_agent.fits_reader import Frame, FrameError, read_frame
 from site_agent.metrics import measure_image_metrics
 from site_agent.photometry import PhotometricCalibration, measure_photometry

@@ -11,8 +11,6 @@ from typing import Any, ClassVar, Literal, Self
 
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
-CONFIG_ENV = "SKYFLEET_CONFIG"
-
 
 class SettingsFileError(ValueError):
     """The TOML settings file is missing, unreadable or malformed."""

@@ -36,6 +36,8 @@ import math
 
 import numpy as np
 
+from site_agent.gaussian import MAD_TO_SIGMA
+
 PREPROCESS_VERSION = "mosaic-asinh-1"
 INPUT_SHAPE = (1, 128, 128)
 PANEL_PX = 64
@@ -48,7 +50,6 @@ SEARCH_HALF_FRACTION = 0.125
 SEARCH_HALF_MAX_PX = 128
 
 STATS_SAMPLE_PX = 16_384
-MAD_TO_SIGMA = 1.4826
 STRETCH_SIGMAS = 3.0
 STRETCH_SOFTENING = 1000.0
 

@@ -27,6 +27,7 @@ import numpy as np
 from astropy.wcs import WCS
 
 from site_agent.catalogue import ReferenceCatalogue
+from site_agent.gaussian import MAD_TO_SIGMA
 
 APERTURE_RADII_PX = np.array([2, 3, 4, 5, 6, 8, 10, 12, 15, 19, 24, 30, 36], dtype=float)
 """Radii of the curve of growth; the last one holds all the light of any star we grade."""
@@ -106,7 +107,7 @@ def starlight_transparency(
     ratio_variance = variance / expected**2 + (STAR_SYSTEMATIC * first_guess) ** 2
     estimate = weighted_median(ratios, 1.0 / ratio_variance)
     from_noise = 1.0 / np.sqrt(np.sum(1.0 / ratio_variance))
-    from_scatter = 1.4826 * float(np.median(np.abs(ratios - estimate))) / np.sqrt(len(ratios))
+    from_scatter = MAD_TO_SIGMA * float(np.median(np.abs(ratios - estimate))) / np.sqrt(len(ratios))
     error = MEDIAN_EFFICIENCY * max(from_noise, from_scatter)
     return Starlight(transparency=estimate, error=error, stars=len(chosen))
 
@@ -217,7 +218,7 @@ def _aperture_sums(
     if len(sky) < 20:
         return None
     level = float(np.median(sky))
-    spread = 1.4826 * float(np.median(np.abs(sky - level)))
+    spread = MAD_TO_SIGMA * float(np.median(np.abs(sky - level)))
     signal = np.nan_to_num(stamp - level)
     inside = [distance <= r for r in radii]
     sums = np.array([signal[mask].sum() for mask in inside])

@@ -11,6 +11,7 @@ from bench.detection_limit import (
     noise_peaks_per_frame,
     threshold_for_false_rate,
 )
+from site_agent.gaussian import FWHM_PER_SIGMA
 
 
 def test_noise_peaks_per_frame_counts_the_peaks_of_smoothed_gaussian_noise():
@@ -20,7 +21,7 @@ def test_noise_peaks_per_frame_counts_the_peaks_of_smoothed_gaussian_noise():
     peaks = 0
     for _ in range(frames):
         field = ndimage.gaussian_filter(
-            rng.standard_normal((1024, 1024)), fwhm / 2.3548, mode="wrap", truncate=5
+            rng.standard_normal((1024, 1024)), fwhm / FWHM_PER_SIGMA, mode="wrap", truncate=5
         )
         field /= field.std()
         local_max = field == ndimage.maximum_filter(field, 3, mode="wrap")

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from site_agent.fits_reader import read_frame
+from site_agent.gaussian import FWHM_PER_SIGMA
 from site_agent.metrics import measure_image_metrics, measure_tile, measured_tiles
 from tests.conftest import REAL_DATA
 
@@ -27,7 +28,7 @@ def star_field(
     Moffat with exponent `moffat_beta` (the broad-winged profile of real seeing)."""
     rng = np.random.default_rng(seed)
     image = rng.normal(SKY_ADU, NOISE_ADU, shape)
-    sigma_major = fwhm_px / 2.3548
+    sigma_major = fwhm_px / FWHM_PER_SIGMA
     sigma_minor = sigma_major * axis_ratio
     angle = np.radians(angle_deg)
     radius = int(np.ceil((5 if moffat_beta is None else 12) * sigma_major))

@@ -8,6 +8,7 @@ import pytest
 from astropy.nddata import block_reduce
 
 from site_agent.fits_reader import read_frame
+from site_agent.gaussian import FWHM_PER_SIGMA
 from site_agent.preprocess import (
     INPUT_SHAPE,
     PANEL_PX,
@@ -26,7 +27,7 @@ def sky(shape, seed=0, level=1000.0, noise=10.0) -> np.ndarray:
 
 
 def add_star(image: np.ndarray, row: float, column: float, peak: float, fwhm_px: float) -> None:
-    sigma = fwhm_px / 2.3548
+    sigma = fwhm_px / FWHM_PER_SIGMA
     rows, columns = np.indices(image.shape)
     image += peak * np.exp(-0.5 * ((rows - row) ** 2 + (columns - column) ** 2) / sigma**2)
 

@@ -3,12 +3,13 @@
 import numpy as np
 from scipy import ndimage
 
+from site_agent.gaussian import FWHM_PER_SIGMA
 from training.realbogus.artefacts import add_star_dipoles
 from training.realbogus.dataset import stack_like
 
 
 def _star(shape=(64, 64), x=31.3, y=30.8, flux=1e4, fwhm=3.0):
-    sigma = fwhm / 2.3548
+    sigma = fwhm / FWHM_PER_SIGMA
     yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
     image = (
         flux * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2)) / (2 * np.pi * sigma**2)

@@ -6,6 +6,7 @@ import sep
 from astropy.wcs import WCS
 from scipy import ndimage
 
+from site_agent.gaussian import FWHM_PER_SIGMA
 from site_agent.transients.align import (
     refine_on_stars,
     resample_onto_new,
@@ -44,8 +45,8 @@ def test_kernel_fit_matches_seeing_and_recovers_the_flux_scale():
         blurred,
         np.full(sharp.shape, 2 * noise**2),
         xy.astype(float),
-        source_fwhm_px=1.2 * 2.3548,
-        target_fwhm_px=2.0 * 2.3548,
+        source_fwhm_px=1.2 * FWHM_PER_SIGMA,
+        target_fwhm_px=2.0 * FWHM_PER_SIGMA,
         convolved="reference",
         min_stamps=6,
     )
@@ -65,7 +66,7 @@ def test_hot_pixels_are_not_stars_and_do_not_sharpen_the_seeing():
     found = find_stars(subtract_background(image), min_snr=15.0)
     distance_to_hot = np.hypot(*(found.xy[:, None, :] - hot[None, :, :]).transpose(2, 0, 1))
     assert not (distance_to_hot.min(axis=1) < 0.5).any()
-    assert abs(psf_fwhm_px(found) - 2.3548 * 1.5) < 0.6
+    assert abs(psf_fwhm_px(found) - FWHM_PER_SIGMA * 1.5) < 0.6
 
 
 def _tan(crval, crpix=(100.0, 100.0), scale_deg=0.5 / 3600):
@@ -145,7 +146,7 @@ def test_a_transient_on_the_sharper_new_frame_does_not_raise_its_own_noise():
         ref_noise,
         solution,
         np.zeros(shape, dtype=bool),
-        psf_fwhm_px=2.3548 * sigma_ref,
+        psf_fwhm_px=FWHM_PER_SIGMA * sigma_ref,
         star_xy=np.zeros((0, 2)),
     )
     around = difference.noise[60:69, 60:69]
@@ -189,7 +190,7 @@ def _point_source_at_filtered_snr(fwhm_px: float, snr: float, shape=(64, 64)) ->
     (unit white noise)."""
     source = np.zeros(shape, dtype=np.float32)
     source[shape[0] // 2, shape[1] // 2] = 1.0
-    source = ndimage.gaussian_filter(source, fwhm_px / 2.3548)
+    source = ndimage.gaussian_filter(source, fwhm_px / FWHM_PER_SIGMA)
     kernel = gaussian_filter_kernel(fwhm_px)
     filtered = ndimage.convolve(source, kernel) / np.sqrt(np.sum(kernel**2))
     return (source * snr / filtered.max()).astype(np.float32)
@@ -216,7 +217,7 @@ def test_a_sharp_point_source_just_above_the_threshold_is_detected():
 
 def test_a_cosmic_ray_is_sharper_than_the_psf_and_a_point_source_is_not():
     rng = np.random.default_rng(4)
-    fwhm, sigma = 4.0, 4.0 / 2.3548
+    fwhm, sigma = 4.0, 4.0 / FWHM_PER_SIGMA
     yy, xx = np.mgrid[0:96, 0:96]
     data = rng.normal(0.0, 1.0, (96, 96)).astype(np.float32)
     star = np.exp(-((xx - 30.3) ** 2 + (yy - 40.6) ** 2) / (2 * sigma**2)) / (2 * np.pi * sigma**2)
@@ -235,7 +236,7 @@ def test_a_cosmic_ray_is_sharper_than_the_psf_and_a_point_source_is_not():
 def _trail(shape: tuple[int, int], angle_deg: float, peak: float, fwhm: float) -> np.ndarray:
     """A satellite trail through the image's centre: a Gaussian profile `peak` sigma high."""
     yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
-    angle, sigma = np.deg2rad(angle_deg), fwhm / 2.3548
+    angle, sigma = np.deg2rad(angle_deg), fwhm / FWHM_PER_SIGMA
     across = (yy - shape[0] / 2) * np.cos(angle) - (xx - shape[1] / 2) * np.sin(angle)
     return (peak * np.exp(-(across**2) / (2 * sigma**2))).astype(np.float32)
 
@@ -257,7 +258,7 @@ def test_a_satellite_trail_leaves_nothing_but_the_noise_it_lies_on():
 
 def test_point_sources_on_and_beside_a_satellite_trail_are_still_detected():
     rng = np.random.default_rng(7)
-    fwhm, sigma = 4.0, 4.0 / 2.3548
+    fwhm, sigma = 4.0, 4.0 / FWHM_PER_SIGMA
     yy, xx = np.mgrid[0:512, 0:512]
     # a trail 8 sigma at its peak, across the frame at 30 degrees
     data = rng.normal(0.0, 1.0, (512, 512)).astype(np.float32) + _trail((512, 512), 30.0, 8.0, fwhm)

@@ -8,6 +8,7 @@ from astropy.wcs import WCS
 from scipy import ndimage
 
 from protos import TransientCandidate
+from site_agent.gaussian import MAD_TO_SIGMA
 from site_agent.transients.config import TransientSearchSettings
 from site_agent.transients.cutouts import decode
 from site_agent.transients.search import find_candidates, search_transients
@@ -159,7 +160,7 @@ def test_a_faint_trail_broken_into_pieces_leaves_no_candidates_and_does_not_floo
     # A trail this faint breaks into a row of point-like peaks on the difference (26 false
     # candidates from one trail on a bench frame); at 1.2 sigma they once failed the frame.
     sky = pair.new.data[::2, ::2]
-    noise = 1.4826 * np.median(np.abs(sky - np.median(sky)))
+    noise = MAD_TO_SIGMA * np.median(np.abs(sky - np.median(sky)))
     yy, xx = np.mgrid[0 : pair.new.data.shape[0], 0 : pair.new.data.shape[1]]
     distance = np.abs(yy - (0.3 * xx + 100)) / np.hypot(1.0, 0.3)
     trail = peak_sigma * noise * np.exp(-(distance**2) / (2 * 1.3**2))

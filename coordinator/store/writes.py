@@ -37,7 +37,6 @@ from protos import (
 
 SiteMessage = TypeVar("SiteMessage", SiteHeartbeat, SiteConfig)
 
-SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # what SQLAlchemy writes for DateTime
 SQLITE_MAX_VARIABLES = 32766  # SQLITE_MAX_VARIABLE_NUMBER since SQLite 3.32
 _INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 

@@ -14,6 +14,8 @@ from astropy.wcs import WCS
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from site_agent.gaussian import MAD_TO_SIGMA
+
 GRID_POINTS = 9
 MIN_MATCHES_FOR_AFFINE = 20
 MIN_MATCHES_FOR_SHIFT = 2
@@ -124,7 +126,7 @@ def _without_outliers(
         return pairs
     offsets = ref_xy[pairs[:, 1]] - transform.apply(new_xy[pairs[:, 0]])
     deviation = np.hypot(*(offsets - np.median(offsets, axis=0)).T)
-    limit = max(3.0 * 1.4826 * float(np.median(deviation)), 0.3)
+    limit = max(3.0 * MAD_TO_SIGMA * float(np.median(deviation)), 0.3)
     return pairs[deviation <= limit]
 
 

@@ -11,6 +11,7 @@ faster, since sep's matched filter convolves the variance image too.
 
 import numpy as np
 
+from site_agent.gaussian import FWHM_PER_SIGMA
 from site_agent.transients.sources import extract_whole_frame
 from site_agent.transients.subtract import DifferenceImage
 from site_agent.transients.trail_removal import detections_on_trails
@@ -26,7 +27,7 @@ pixel), and cost 4-9 % of the sources at difference S/N 4.5-5.5 (docs/transients
 
 def gaussian_filter_kernel(fwhm_px: float) -> np.ndarray:
     """A normalised Gaussian the size of the PSF, the matched filter for point sources."""
-    sigma = fwhm_px / 2.3548
+    sigma = fwhm_px / FWHM_PER_SIGMA
     half = max(2, int(np.ceil(FILTER_HALF_WIDTH_PER_FWHM * fwhm_px)))
     u = np.arange(-half, half + 1)
     uu, vv = np.meshgrid(u, u)

@@ -12,6 +12,7 @@ import numpy as np
 import sep
 from scipy import ndimage
 
+from site_agent.gaussian import FWHM_PER_SIGMA
 from site_agent.transients.sources import FWHM_PER_HALF_LIGHT_RADIUS
 from site_agent.transients.subtract import DifferenceImage
 
@@ -60,7 +61,7 @@ def psf_photometry(
     difference: DifferenceImage, x: np.ndarray, y: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Optimal flux and its 1-sigma error for point sources at (x, y)."""
-    sigma = difference.psf_fwhm_px / 2.3548
+    sigma = difference.psf_fwhm_px / FWHM_PER_SIGMA
     half = int(np.ceil(2.0 * difference.psf_fwhm_px))
     height, width = difference.data.shape
     flux = np.zeros(len(x))
@@ -86,7 +87,7 @@ def measure_candidates(difference: DifferenceImage, objects: np.ndarray) -> Meas
     """Positions, fluxes and shapes of the detections `objects` (sep structured array)."""
     if len(objects) == 0:
         return Measurements(*(np.zeros(0) for _ in Measurements.__dataclass_fields__))
-    sigma = difference.psf_fwhm_px / 2.3548
+    sigma = difference.psf_fwhm_px / FWHM_PER_SIGMA
     height, width = difference.data.shape
     start_x, start_y = objects["x"], objects["y"]
     outside = ~((start_x >= 0) & (start_x <= width - 1) & (start_y >= 0) & (start_y <= height - 1))
@@ -128,7 +129,7 @@ def _peak_above_psf(
     difference: DifferenceImage, x: np.ndarray, y: np.ndarray, flux: np.ndarray
 ) -> dict[str, np.ndarray]:
     """`Measurements.peak_excess` and `peak_over_psf` at (x, y), for PSF fluxes `flux`."""
-    sigma = difference.psf_fwhm_px / 2.3548
+    sigma = difference.psf_fwhm_px / FWHM_PER_SIGMA
     height, width = difference.data.shape
     excess, ratio = np.zeros(len(x)), np.ones(len(x))
     for i, (xc, yc) in enumerate(zip(x, y, strict=True)):
@@ -152,7 +153,7 @@ def _peak_above_psf(
 def dipole_ratios(difference: DifferenceImage, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """`Measurements.dipole_ratio` at (x, y): the difference over its noise is filtered with the
     PSF in a window around each position, and the extremes within `DIPOLE_RADIUS_FWHM` taken."""
-    sigma = difference.psf_fwhm_px / 2.3548
+    sigma = difference.psf_fwhm_px / FWHM_PER_SIGMA
     radius = int(np.ceil(DIPOLE_RADIUS_FWHM * difference.psf_fwhm_px))
     half = radius + int(np.ceil(3.0 * sigma))
     height, width = difference.data.shape

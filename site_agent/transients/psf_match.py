@@ -23,6 +23,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy import fft, signal
 from scipy.optimize import nnls
 
+from site_agent.gaussian import FWHM_PER_SIGMA, MAD_TO_SIGMA
+
 GAUSSIAN_DEGREES = (4, 3, 2)
 STAMP_HALF_PX_PER_FWHM = 2.0
 CLIP_ROUNDS = 2
@@ -64,7 +66,7 @@ def kernel_half_width_px(target_fwhm_px: float) -> int:
 
 def gaussian_basis(half_width_px: int, source_fwhm_px: float, target_fwhm_px: float) -> np.ndarray:
     """The Alard-Lupton basis `[n, k, k]`: Gaussians times polynomials in (u, v)."""
-    sigma_match = np.sqrt(max(target_fwhm_px**2 - source_fwhm_px**2, 0.5)) / 2.3548
+    sigma_match = np.sqrt(max(target_fwhm_px**2 - source_fwhm_px**2, 0.5)) / FWHM_PER_SIGMA
     sigmas = (0.5 * sigma_match, sigma_match, 2.0 * sigma_match)
     u = np.arange(-half_width_px, half_width_px + 1, dtype=np.float64)
     uu, vv = np.meshgrid(u, u)
@@ -141,7 +143,7 @@ def fit_kernel(
             ]
         )
         median = np.median(relative[keep])
-        mad = np.median(np.abs(relative[keep] - median)) * 1.4826
+        mad = np.median(np.abs(relative[keep] - median)) * MAD_TO_SIGMA
         new_keep = relative <= median + CLIP_MADS * max(mad, 1e-3 * median)
         if new_keep.sum() < min_stamps or (new_keep == keep).all():
             break

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from protos import ModelRef
 from protos.base import Sha256
 from site_agent.fits_reader import sha256_of_file
+from site_agent.gaussian import MAD_TO_SIGMA
 from site_agent.quality_model import inference_ready
 from site_agent.transients.cutouts import CUTOUT_SIDE_PX
 
@@ -65,7 +66,7 @@ def _row_medians(rows: np.ndarray, finite_count: np.ndarray) -> np.ndarray:
 def normalise_triplets(stamps: np.ndarray) -> np.ndarray:
     """Model input from `[N, 3, S, S]` raw stamps (new, reference, difference).
 
-    Each stamp has its median removed and is divided by its robust noise (1.4826 x the median
+    Each stamp has its median removed and is divided by its robust noise (MAD_TO_SIGMA x the median
     absolute deviation; the standard deviation where that is 0; 1 where both are, or with fewer
     than `MIN_FINITE_FOR_NOISE` finite pixels), so depth, gain and exposure do not matter, then
     compressed with asinh; NaN (off the image) becomes 0. All stamps at once: a 4096² search
@@ -76,7 +77,7 @@ def normalise_triplets(stamps: np.ndarray) -> np.ndarray:
     finite_count = np.isfinite(rows).sum(axis=1)
     median = _row_medians(rows, finite_count)
     deviation = np.abs(rows - median[:, None])
-    sigma = 1.4826 * _row_medians(deviation, finite_count)
+    sigma = MAD_TO_SIGMA * _row_medians(deviation, finite_count)
     flat = sigma <= 0
     if flat.any():
         sigma[flat] = np.nanstd(rows[flat], axis=1)

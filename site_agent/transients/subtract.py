@@ -21,6 +21,7 @@ import sep
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from site_agent.gaussian import FWHM_PER_SIGMA
 from site_agent.transients.psf_match import KernelSolution, convolve
 
 NOISE_CROP_PX = 1024
@@ -205,7 +206,7 @@ class _CentralCrop:
         if good.sum() < 1000:
             return None
         normalised = np.where(good, data[crop] / noise[crop], 0.0).astype(np.float32)
-        sigma = psf_fwhm_px / 2.3548
+        sigma = psf_fwhm_px / FWHM_PER_SIGMA
         filtered = ndimage.gaussian_filter(normalised, sigma, truncate=3.0)
         coverage = ndimage.gaussian_filter(good.astype(np.float32), sigma, truncate=3.0)
         filtered /= np.maximum(coverage, 1e-3)

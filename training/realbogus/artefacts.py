@@ -8,6 +8,8 @@ edges add theirs.
 
 import numpy as np
 
+from site_agent.gaussian import FWHM_PER_SIGMA
+
 
 def add_hot_pixels(
     image: np.ndarray, rng: np.random.Generator, count: int, noise_adu: float
@@ -42,7 +44,7 @@ def add_satellite_trail(
     angle = rng.uniform(0.0, np.pi)
     x0, y0 = rng.uniform(0, width), rng.uniform(0, height)
     distance = np.abs((xx - x0) * np.sin(angle) - (yy - y0) * np.cos(angle))
-    sigma = width_px / 2.3548
+    sigma = width_px / FWHM_PER_SIGMA
     peak = noise_adu * rng.uniform(2.0, 20.0)
     image += (peak * np.exp(-(distance**2) / (2.0 * sigma**2))).astype(np.float32)
 
@@ -57,7 +59,7 @@ def add_star_dipoles(
     """Move each star at `star_xy` (n, 2) of flux `star_flux` (ADU) by 0.1-0.5 px and widen or
     narrow it by up to 5 %, in place, as a registration or PSF error would: its subtraction
     leaves the dipoles and rings real differences show around stars (the DECam pair does)."""
-    sigma = fwhm_px / 2.3548
+    sigma = fwhm_px / FWHM_PER_SIGMA
     half = int(np.ceil(4.0 * sigma * 1.05))
     height, width = image.shape
     offsets = np.arange(-half, half + 1, dtype=np.float64)

@@ -22,6 +22,7 @@ from scipy import ndimage
 
 from protos import FrameIdentity, QualityLabel
 from site_agent.fits_reader import Frame
+from site_agent.gaussian import MAD_TO_SIGMA
 from site_agent.transients.config import TransientSearchSettings
 from site_agent.transients.references import Reference, build_reference
 from site_agent.transients.search import SearchSkipped, find_candidates
@@ -308,7 +309,7 @@ def _centre_excess(stamps: np.ndarray) -> np.ndarray:
     centre = np.nanmean(stamps[:, half - 1 : half + 2, half - 1 : half + 2], axis=(1, 2))
     median = np.nanmedian(stamps, axis=(1, 2))
     mad = np.nanmedian(np.abs(stamps - median[:, None, None]), axis=(1, 2))
-    return (centre - median) / np.maximum(1.4826 * mad, 1e-6)
+    return (centre - median) / np.maximum(MAD_TO_SIGMA * mad, 1e-6)
 
 
 def with_hosted_reals(triplets: Triplets, rng: np.random.Generator, fraction: float) -> Triplets:

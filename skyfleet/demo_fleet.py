@@ -82,6 +82,10 @@ class DemoSummary(BaseModel):
     """What the demo did: per site, and as the coordinator saw the fleet."""
 
     duration_s: float
+    cut_short: bool = Field(
+        description="A scripted night stopped at `max_duration_s` before every frame was in the "
+        "coordinator's store and every follow-up finished."
+    )
     console_url: str | None
     sites: list[SiteSummary]
     coordinator: FleetSummary
@@ -97,6 +101,7 @@ class DemoFleet:
         self.agents: dict[str, SiteAgent] = {}
         self.telescopes: dict[str, NightSimulator] = {}
         self._started = time.monotonic()
+        self._cut_short = False
 
     async def run(
         self, stop: asyncio.Event, on_tick: Callable[["DemoFleet"], None] | None = None
@@ -187,6 +192,7 @@ class DemoFleet:
             return False
         if time.monotonic() - self._started > self.options.max_duration_s:
             log.warning("scripted night cut short after %.0f s", self.options.max_duration_s)
+            self._cut_short = True
             return True
         written = sum(t.frames_written for t in self.telescopes.values())
         if any(t.survey_written < frames for t in self.telescopes.values()):
@@ -211,6 +217,7 @@ class DemoFleet:
         fleet = self.coordinator.summary()
         return DemoSummary(
             duration_s=round(time.monotonic() - self._started, 1),
+            cut_short=self._cut_short,
             console_url=self.coordinator.console_url,
             sites=[
                 SiteSummary(

@@ -19,7 +19,7 @@ def test_fast_demo_runs_a_scripted_night_and_prints_what_the_fleet_did(tmp_path)
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout)
-    assert summary["duration_s"] < 120
+    assert not summary["cut_short"], "the scripted night did not finish in its time limit"
     sites = {site["site_id"]: site for site in summary["sites"]}
     assert set(sites) == {"teide", "lasilla", "sidingspring"}
     fleet = summary["coordinator"]

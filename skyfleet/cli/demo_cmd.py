@@ -98,6 +98,12 @@ def demo(
         f"({c.rejected} rejected), {c.candidates} candidates, {c.targets} targets "
         f"({c.multi_site_targets} seen by two or more sites), follow-ups {dict(c.followups)}."
     )
+    if summary.cut_short:
+        console.print(
+            "[yellow]The scripted night was cut short at its time limit[/]: some frames or "
+            "follow-ups were still under way (this machine may be busy).",
+            highlight=False,
+        )
 
 
 async def _run(fleet: "DemoFleet", *, live: bool) -> "DemoSummary":

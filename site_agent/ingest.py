@@ -186,11 +186,11 @@ class FolderWatch:
         """Hand `path` out again later: its processing failed and may succeed then (the disk
         was full, the bus refused it...). The first retry is after `RETRY_FIRST_S`, each further
         one twice as late up to `RETRY_MAX_S`; a file handed out for good (or gone) starts
-        again from the first. Returns the delay."""
+        again from the first. A file gone meanwhile is not handed out. Returns the delay."""
         self._handed.pop(path, None)
         delay_s = min(RETRY_FIRST_S * 2 ** self._retries.get(path, 0), RETRY_MAX_S)
         self._retries[path] = self._retries.get(path, 0) + 1
-        asyncio.get_running_loop().call_later(delay_s, self.note, path, True)
+        asyncio.get_running_loop().call_later(delay_s, self.note, path, False)
         return delay_s
 
     def succeeded(self, path: Path) -> None:
@@ -207,6 +207,8 @@ class FolderWatch:
         present = {self.folder / name for name in names}
         for gone in set(self._handed) - present:
             del self._handed[gone]
+        for gone in set(self._retries) - present:
+            del self._retries[gone]
         for path in sorted(present):
             self.note(path, complete=False)
 

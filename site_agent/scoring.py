@@ -24,7 +24,7 @@ from protos import (
     ModelRef,
     stable_message_id,
 )
-from protos.frames import FILE_NAME_MAX_CHARS
+from protos.frames import FILE_NAME_MAX_CHARS, REJECTION_MESSAGE_MAX_CHARS
 from site_agent.file_names import printable_name
 from site_agent.fits_reader import Frame, FrameError, read_frame
 from site_agent.metrics import measure_image_metrics
@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 
 # Used when neither the caller nor the header (SATURATE, integer BITPIX) gives a level.
 DEFAULT_SATURATION_ADU = 65535.0
-MESSAGE_MAX_CHARS = 1024
 
 
 class QualityPredictor(Protocol):
@@ -172,5 +171,5 @@ def rejection(error: FrameError, *, site_id: str) -> FrameRejected:
         site_id=site_id,
         file_name=file_name,
         reason=error.reason,
-        message=str(error)[:MESSAGE_MAX_CHARS],
+        message=str(error)[:REJECTION_MESSAGE_MAX_CHARS],
     )

@@ -78,6 +78,17 @@ def test_the_planner_picks_the_site_where_the_target_is_up_at_night():
     )
 
 
+def wrap_longitude(lon_deg: float) -> float:
+    """The same meridian given in [-180, 180) degrees east."""
+    return ((lon_deg + 180.0) % 360.0) - 180.0
+
+
+def test_wrapped_longitudes_stay_on_the_same_meridian():
+    assert wrap_longitude(181.0) == pytest.approx(-179.0)
+    assert wrap_longitude(-180.0) == pytest.approx(-180.0)
+    assert wrap_longitude(45.0) == pytest.approx(45.0)
+
+
 def test_a_request_nobody_accepts_is_timed_out_and_planned_elsewhere(tmp_path):
     now = datetime.now(UTC)
     settings = CoordinatorSettings(
@@ -86,9 +97,11 @@ def test_a_request_nobody_accepts_is_timed_out_and_planned_elsewhere(tmp_path):
     engine = open_store(f"sqlite:///{tmp_path / 'plan.sqlite3'}")
     writer = StoreWriter(engine, None, match_radius_arcsec=2.0, moving_radius_arcsec=1800.0)
     # Two sites 10 degrees apart in longitude, both at local midnight-ish.
-    lon = ((-15.0 * (now.hour + now.minute / 60) + 180.0) % 360.0) - 180.0
+    lon = wrap_longitude(-15.0 * (now.hour + now.minute / 60))
     writer.write(
-        "site-config", [make_config("a", 30.0, lon), make_config("b", 30.0, lon + 10)], now
+        "site-config",
+        [make_config("a", 30.0, lon), make_config("b", 30.0, wrap_longitude(lon + 10.0))],
+        now,
     )
     writer.write("site-heartbeat", [make_heartbeat("a"), make_heartbeat("b")], now)
     ra = float(Time(now).sidereal_time("mean", longitude=lon * u.deg).deg)

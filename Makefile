@@ -28,7 +28,7 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy --strict protos fleetbus coordinator
-	$(BIN)/mypy site_agent training skyfleet
+	$(BIN)/mypy imaging site_agent training skyfleet
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -21,13 +21,13 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from site_agent.fits_reader import read_frame
-from site_agent.photometry import PhotometricCalibration
-from site_agent.preprocess import preprocess_frame
-from site_agent.quality_model import QualityModel
-from site_agent.scoring import score_frame
-from site_agent.settings import DEFAULT_MODEL_DIR
-from site_agent.verdict import CLASS_ORDER, image_grade
+from imaging.fits_reader import read_frame
+from imaging.photometry import PhotometricCalibration
+from imaging.preprocess import preprocess_frame
+from imaging.quality_model import QualityModel
+from imaging.scoring import score_frame
+from imaging.shipped_models import SHIPPED_QUALITY_MODEL_DIR
+from imaging.verdict import CLASS_ORDER, image_grade
 from training.simulator.catalogue import CALIBRATION_FILE_NAME
 from training.simulator.dataset import write_mixed_set
 from training.simulator.fitsio import read_truth
@@ -53,7 +53,7 @@ def _accuracy_cells(truth: np.ndarray, predicted: np.ndarray) -> list[str]:
 
 def main() -> None:
     per_class = int(os.environ.get("SKYFLEET_BENCH_QUALITY_PER_CLASS", str(DEFAULT_PER_CLASS)))
-    model = QualityModel.load(DEFAULT_MODEL_DIR)
+    model = QualityModel.load(SHIPPED_QUALITY_MODEL_DIR)
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as folder:
         data = Path(folder)
         started = time.perf_counter()

@@ -11,7 +11,7 @@ Goals: (b) at least 8x faster than (a); (c) median at most 0.5 s; peak RSS while
 should run; the peak RSS is the process's VmHWM.
 
 Frames come from `training.simulator` (good, medium and bad conditions). The model is the
-exported one in `site_agent/models/quality/` when it loads, else the seed's CNN architecture
+exported one in `imaging/models/quality/` when it loads, else the seed's CNN architecture
 with untrained weights, exported the same way (inference costs the same).
 """
 
@@ -33,13 +33,13 @@ from rich.table import Table
 from scipy.ndimage import zoom
 from torch import nn
 
+from imaging.fits_reader import read_frame
+from imaging.photometry import PhotometricCalibration
+from imaging.preprocess import preprocess_frame
+from imaging.quality_model import ModelLoadError, QualityModel, write_model
+from imaging.scoring import score_frame
+from imaging.shipped_models import SHIPPED_QUALITY_MODEL_DIR
 from protos import FrameScore, QualityLabel
-from site_agent.fits_reader import read_frame
-from site_agent.photometry import PhotometricCalibration
-from site_agent.preprocess import preprocess_frame
-from site_agent.quality_model import ModelLoadError, QualityModel, write_model
-from site_agent.scoring import score_frame
-from site_agent.settings import DEFAULT_MODEL_DIR
 
 FRAME_SIDE_PX = 4096
 ROUNDS = 3
@@ -160,8 +160,8 @@ def calibration_path(folder: Path) -> Path:
 def quality_model_dir(folder: Path) -> tuple[Path, str]:
     """The exported model if it loads, else the seed architecture exported into `folder`."""
     try:
-        QualityModel.load(DEFAULT_MODEL_DIR)
-        return DEFAULT_MODEL_DIR, "exported model"
+        QualityModel.load(SHIPPED_QUALITY_MODEL_DIR)
+        return SHIPPED_QUALITY_MODEL_DIR, "exported model"
     except ModelLoadError:
         write_model(SeedQualityClassifier().eval(), folder / "1", name="seed-cnn", version="0")
         return folder, "seed CNN, untrained (no exported model)"

@@ -23,11 +23,11 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.detection_limit import ideal_completeness, threshold_for_false_rate
-from site_agent.fits_reader import read_frame
-from site_agent.transients.config import TransientSearchSettings
-from site_agent.transients.realbogus import RealBogusModel
-from site_agent.transients.references import build_reference
-from site_agent.transients.search import search_transients
+from imaging.fits_reader import read_frame
+from imaging.transients.config import TransientSearchSettings
+from imaging.transients.realbogus import RealBogusModel
+from imaging.transients.references import build_reference
+from imaging.transients.search import search_transients
 from training.realbogus.dataset import label_detections, simulate_search_pair
 from training.realbogus.evaluate import evaluate_on_ztf
 

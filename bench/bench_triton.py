@@ -2,7 +2,7 @@
 
 Batch-1 latency (p50/p95 over many single-frame requests, what a site scoring frames as they
 arrive sees) and batch-32 throughput, on real frames preprocessed as a site does. Serves the
-shipped model in `site_agent/models/quality/` when it is there, else a freshly exported
+shipped model in `imaging/models/quality/` when it is there, else a freshly exported
 QualityNet with seeded weights (same architecture, same cost). Both sides run torch with
 `TORCH_THREADS` intra-op threads: on a small shared CPU two torch thread pools spinning against
 each other (and against other work) would measure contention, not serving.
@@ -19,10 +19,10 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from site_agent.fits_reader import read_frame
-from site_agent.preprocess import preprocess_frame
-from site_agent.quality_model import ModelLoadError, QualityModel, model_version_dir, write_model
-from site_agent.settings import DEFAULT_MODEL_DIR
+from imaging.fits_reader import read_frame
+from imaging.preprocess import preprocess_frame
+from imaging.quality_model import ModelLoadError, QualityModel, model_version_dir, write_model
+from imaging.shipped_models import SHIPPED_QUALITY_MODEL_DIR
 from site_agent.triton_scorer import TritonPredictor
 from training.quality_net import QualityNet
 from training.triton.repository import build_serving_repository
@@ -39,8 +39,8 @@ TORCH_THREADS = 1
 
 def _model_dir(scratch: Path) -> Path:
     try:
-        model_version_dir(DEFAULT_MODEL_DIR)
-        return DEFAULT_MODEL_DIR
+        model_version_dir(SHIPPED_QUALITY_MODEL_DIR)
+        return SHIPPED_QUALITY_MODEL_DIR
     except ModelLoadError:
         torch.manual_seed(0)
         write_model(QualityNet().eval(), scratch / "quality" / "1", name="quality", version="1")

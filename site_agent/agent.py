@@ -36,6 +36,10 @@ from fleetbus.client import connect
 from fleetbus.process_supervisor import ProcessSupervisor
 from fleetbus.server import EmbeddedNats
 from fleetbus.tasks import cancel_and_wait, supervise
+from imaging.file_names import printable_name
+from imaging.photometry import PhotometricCalibration
+from imaging.quality_model import QualityModel
+from imaging.scoring import QualityPredictor
 from protos import (
     FleetMessage,
     FrameRejected,
@@ -49,15 +53,11 @@ from protos import (
 )
 from protos.base import utc_now
 from site_agent.commands import CommandReceiver
-from site_agent.file_names import printable_name
 from site_agent.followups import CloseFollowUp, FollowUpQueue, ReportFollowUp
 from site_agent.heartbeat import build_heartbeat, disk_free_bytes
 from site_agent.ingest import FolderWatch
-from site_agent.photometry import PhotometricCalibration
 from site_agent.pipeline import FramePipeline, FrameWork, site_pipeline
 from site_agent.publisher import SitePublisher
-from site_agent.quality_model import QualityModel
-from site_agent.scoring import QualityPredictor
 from site_agent.search_backlog import SearchBacklog
 from site_agent.settings import SiteAgentSettings
 from site_agent.site_nats import StoreFaultCheck, site_server_config, start_embedded_server

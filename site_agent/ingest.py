@@ -4,7 +4,7 @@ Events come from `watchdog`: inotify on Linux (no polling cost, a rename is seen
 its polling observer for network shares where inotify sees nothing (`polling=True`). A file
 is *complete* when it was renamed into place (the safe way for a camera to write), or when its
 size and modification time have not changed for `settle_s` and its FITS headers promise no more
-bytes than it holds (`site_agent.fits_completeness`): a camera that pauses mid-write is waited
+bytes than it holds (`imaging.fits_completeness`): a camera that pauses mid-write is waited
 for. A file that stays incomplete and unchanged for `incomplete_timeout_s` is handed out anyway
 (a camera that died mid-write), for the reader to reject as truncated; a file that is not FITS
 at all is handed out once settled, for the same reason. Directories with a FITS name are
@@ -34,8 +34,8 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from site_agent.file_names import printable_name
-from site_agent.fits_completeness import Completeness, FitsCompleteness, file_completeness
+from imaging.file_names import printable_name
+from imaging.fits_completeness import Completeness, FitsCompleteness, file_completeness
 
 log = logging.getLogger(__name__)
 

@@ -18,6 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from imaging.file_names import printable_name
+from imaging.fits_reader import Frame, FrameError, read_frame
+from imaging.photometry import PhotometricCalibration
+from imaging.scoring import QualityPredictor, rejection, score_frame
 from protos import (
     FleetMessage,
     FrameRejected,
@@ -26,12 +30,8 @@ from protos import (
     RejectReason,
 )
 from protos.frames import REJECTION_MESSAGE_MAX_CHARS
-from site_agent.file_names import printable_name
-from site_agent.fits_reader import Frame, FrameError, read_frame
-from site_agent.photometry import PhotometricCalibration
 from site_agent.publisher import SitePublisher
 from site_agent.quarantine import place_in_quarantine, quarantine_target, remove_original
-from site_agent.scoring import QualityPredictor, rejection, score_frame
 from site_agent.state import FileFingerprint, ProcessedFrames
 from site_agent.telemetry import AgentMetrics
 

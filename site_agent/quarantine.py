@@ -13,7 +13,7 @@ message (same id) is stored once; the earlier copy stays in quarantine under its
 Placing never overwrites an earlier file of the same name. If the original cannot be removed
 (a read-only camera share), it stays where it is, the processed-frames store keeps it from being
 retried, and the log says so. The reason file and the log name files printably
-(`site_agent.file_names`).
+(`imaging.file_names`).
 """
 
 import contextlib
@@ -25,8 +25,8 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
+from imaging.file_names import printable_name
 from protos import RejectReason
-from site_agent.file_names import printable_name
 
 log = logging.getLogger(__name__)
 

@@ -7,13 +7,11 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from fleetbus.settings import ServiceSettings
+from imaging.shipped_models import SHIPPED_QUALITY_MODEL_DIR, SHIPPED_REALBOGUS_MODEL_DIR
+from imaging.transients.config import TransientSearchSettings
 from protos import CameraConfig, SiteLocation
 from protos.base import SITE_ID_PATTERN
 from site_agent.ingest import INCOMPLETE_TIMEOUT_S
-from site_agent.transients.config import TransientSearchSettings
-
-DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "quality"
-DEFAULT_REALBOGUS_DIR = Path(__file__).parent / "models" / "realbogus"
 
 
 class SiteAgentSettings(ServiceSettings):
@@ -34,7 +32,7 @@ class SiteAgentSettings(ServiceSettings):
         default=None, description="The central server's leaf-node URL (nats-leaf://host:7422)."
     )
     triton_url: str | None = Field(default=None, description="Triton gRPC address, host:port.")
-    model_dir: Path = DEFAULT_MODEL_DIR
+    model_dir: Path = SHIPPED_QUALITY_MODEL_DIR
     heartbeat_interval_s: float = Field(default=10.0, gt=0.0)
     pixel_scale_arcsec: float | None = Field(default=None, gt=0.0)
     saturation_adu: float | None = Field(default=None, gt=0.0)
@@ -85,7 +83,7 @@ class SiteAgentSettings(ServiceSettings):
         "it the oldest are reported not searched. 500 frames are ~30 min of searching at the "
         "measured 3-4 s a 4096² frame: a burst or a restart's backlog is searched, not skipped.",
     )
-    realbogus_model_dir: Path = DEFAULT_REALBOGUS_DIR
+    realbogus_model_dir: Path = SHIPPED_REALBOGUS_MODEL_DIR
     transients: TransientSearchSettings = Field(
         default_factory=TransientSearchSettings,
         description="Limits of the transient search ([site.transients]: real_bogus_threshold, "
@@ -94,7 +92,7 @@ class SiteAgentSettings(ServiceSettings):
     photometry_file: Path | None = Field(
         default=None,
         description="The camera's photometric calibration (JSON or TOML, see "
-        "site_agent.photometry): with it, frames get transparency and sky brightness.",
+        "imaging.photometry): with it, frames get transparency and sky brightness.",
     )
     location: SiteLocation | None = Field(
         default=None, description="Where the telescope is; with `camera`, sent as SiteConfig."

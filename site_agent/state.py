@@ -16,7 +16,7 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict
 
-from site_agent.file_names import printable_name
+from imaging.file_names import printable_name
 
 Outcome = Literal["scored", "rejected"]
 

@@ -24,6 +24,13 @@ from functools import partial
 from pathlib import Path
 from typing import Self, TypeVar
 
+from imaging.file_names import printable_name
+from imaging.fits_reader import Frame, FrameError, read_frame
+from imaging.transients.config import TransientSearchSettings
+from imaging.transients.realbogus import RealBogusModel
+from imaging.transients.references import ReferenceError as UnusableForReference
+from imaging.transients.references import ReferenceStore
+from imaging.transients.search import BAD_FRAME_REASON, SearchOutcome, search_transients
 from protos import (
     FleetMessage,
     FrameScore,
@@ -32,15 +39,8 @@ from protos import (
     TransientSearch,
     stable_message_id,
 )
-from site_agent.file_names import printable_name
-from site_agent.fits_reader import Frame, FrameError, read_frame
 from site_agent.pipeline import FrameWork
 from site_agent.search_backlog import PendingSearch, SearchBacklog
-from site_agent.transients.config import TransientSearchSettings
-from site_agent.transients.realbogus import RealBogusModel
-from site_agent.transients.references import ReferenceError as UnusableForReference
-from site_agent.transients.references import ReferenceStore
-from site_agent.transients.search import BAD_FRAME_REASON, SearchOutcome, search_transients
 
 log = logging.getLogger(__name__)
 

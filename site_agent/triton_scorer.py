@@ -18,7 +18,7 @@ import numpy as np
 import tritonclient.grpc as triton_grpc
 from tritonclient.utils import InferenceServerException
 
-from site_agent.preprocess import INPUT_SHAPE
+from imaging.preprocess import INPUT_SHAPE
 
 log = logging.getLogger(__name__)
 

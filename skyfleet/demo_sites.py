@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from imaging.catalogue import catalogue_file_name
 from protos import CameraConfig, FollowUpRequest, QualityLabel, SiteLocation
-from site_agent.catalogue import catalogue_file_name
 from site_agent.followups import FOLLOWUP_KEYWORD, FollowUpQueue
 from site_agent.settings import SiteAgentSettings
 from training.simulator import SimCamera

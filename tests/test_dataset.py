@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from site_agent.fits_reader import read_frame
-from site_agent.preprocess import INPUT_SHAPE, PANEL_PX, asinh_stretch, preprocess_frame
-from site_agent.verdict import CLASS_ORDER, image_grade
+from imaging.fits_reader import read_frame
+from imaging.preprocess import INPUT_SHAPE, PANEL_PX, asinh_stretch, preprocess_frame
+from imaging.verdict import CLASS_ORDER, image_grade
 from training.dataset import (
     SPLIT_NAMES,
     LabelledArrays,

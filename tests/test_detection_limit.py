@@ -11,7 +11,7 @@ from bench.detection_limit import (
     noise_peaks_per_frame,
     threshold_for_false_rate,
 )
-from site_agent.gaussian import FWHM_PER_SIGMA
+from imaging.gaussian import FWHM_PER_SIGMA
 
 
 def test_noise_peaks_per_frame_counts_the_peaks_of_smoothed_gaussian_noise():

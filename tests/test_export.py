@@ -7,9 +7,9 @@ import torch
 import tritonclient.grpc.model_config_pb2 as triton_config_pb2
 from google.protobuf import text_format
 
-from site_agent.fits_reader import sha256_of_file
-from site_agent.preprocess import INPUT_SHAPE
-from site_agent.quality_model import QualityModel, read_manifest
+from imaging.fits_reader import sha256_of_file
+from imaging.preprocess import INPUT_SHAPE
+from imaging.quality_model import QualityModel, read_manifest
 from training.export import (
     ExportedModel,
     ExportError,

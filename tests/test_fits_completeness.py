@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from site_agent.fits_completeness import (
+from imaging.fits_completeness import (
     FITS_BLOCK_BYTES,
     Completeness,
     FitsCompleteness,

@@ -14,8 +14,8 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from imaging.fits_reader import FrameError, read_frame
 from protos import RejectReason
-from site_agent.fits_reader import FrameError, read_frame
 from tests.conftest import REAL_DATA
 
 REAL_FRAMES = sorted(REAL_DATA.glob("*/*.fits"))

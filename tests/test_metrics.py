@@ -4,9 +4,9 @@ on a sampled large frame as on the whole of it, and usable on every real frame."
 import numpy as np
 import pytest
 
-from site_agent.fits_reader import read_frame
-from site_agent.gaussian import FWHM_PER_SIGMA
-from site_agent.metrics import measure_image_metrics, measure_tile, measured_tiles
+from imaging.fits_reader import read_frame
+from imaging.gaussian import FWHM_PER_SIGMA
+from imaging.metrics import measure_image_metrics, measure_tile, measured_tiles
 from tests.conftest import REAL_DATA
 
 REAL_FRAMES = sorted(REAL_DATA.glob("*/*.fits"))

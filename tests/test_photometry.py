@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from imaging.catalogue import CatalogueError, catalogue_file_name, read_catalogue
+from imaging.fits_reader import read_frame
+from imaging.metrics import global_background
+from imaging.photometry import PhotometricCalibration, PhotometryError, measure_photometry
+from imaging.scoring import score_frame
+from imaging.verdict import floored_probabilities
 from protos import ModelRef, QualityLabel
-from site_agent.catalogue import CatalogueError, catalogue_file_name, read_catalogue
-from site_agent.fits_reader import read_frame
-from site_agent.metrics import global_background
-from site_agent.photometry import PhotometricCalibration, PhotometryError, measure_photometry
-from site_agent.scoring import score_frame
-from site_agent.verdict import floored_probabilities
 from training.simulator import ObservingConditions, SimCamera, simulate_frame, write_frame
 from training.simulator.catalogue import camera_calibration, write_field_catalogue
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from astropy.nddata import block_reduce
 
-from site_agent.fits_reader import read_frame
-from site_agent.gaussian import FWHM_PER_SIGMA
-from site_agent.preprocess import (
+from imaging.fits_reader import read_frame
+from imaging.gaussian import FWHM_PER_SIGMA
+from imaging.preprocess import (
     INPUT_SHAPE,
     PANEL_PX,
     PREPROCESS_VERSION,

@@ -5,8 +5,8 @@ import warnings
 
 import torch
 
+from imaging.preprocess import INPUT_SHAPE
 from protos import QualityLabel
-from site_agent.preprocess import INPUT_SHAPE
 from training.quality_net import CLASS_NAMES, PanelSymmetricNet, QualityNet, count_parameters
 
 

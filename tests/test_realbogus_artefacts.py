@@ -3,7 +3,7 @@
 import numpy as np
 from scipy import ndimage
 
-from site_agent.gaussian import FWHM_PER_SIGMA
+from imaging.gaussian import FWHM_PER_SIGMA
 from training.realbogus.artefacts import add_star_dipoles
 from training.realbogus.dataset import stack_like
 

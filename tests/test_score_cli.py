@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from imaging.quality_model import write_model
 from protos import FrameScore
-from site_agent.quality_model import write_model
 from skyfleet.cli import app
 from tests.conftest import REAL_DATA, REPO_ROOT, SKYFLEET
 from tests.test_scoring import TinyQualityNet

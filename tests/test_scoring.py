@@ -10,6 +10,18 @@ import torch
 from astropy.io import fits
 from torch import nn
 
+from imaging.fits_reader import read_frame
+from imaging.preprocess import preprocess_frame
+from imaging.quality_model import (
+    MANIFEST_FILE,
+    MODEL_FILE,
+    ModelLoadError,
+    QualityModel,
+    write_model,
+)
+from imaging.quality_reasons import explain_quality
+from imaging.quality_thresholds import Limit, QualityThresholds
+from imaging.scoring import score_files, score_frame
 from protos import (
     FrameRejected,
     FrameScore,
@@ -18,18 +30,6 @@ from protos import (
     RejectReason,
     stable_message_id,
 )
-from site_agent.fits_reader import read_frame
-from site_agent.preprocess import preprocess_frame
-from site_agent.quality_model import (
-    MANIFEST_FILE,
-    MODEL_FILE,
-    ModelLoadError,
-    QualityModel,
-    write_model,
-)
-from site_agent.quality_reasons import explain_quality
-from site_agent.quality_thresholds import Limit, QualityThresholds
-from site_agent.scoring import score_files, score_frame
 from tests.conftest import REAL_DATA
 from tests.test_fits_reader import sky_wcs
 from tests.test_metrics import star_field

@@ -9,8 +9,8 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from imaging.quality_thresholds import QualityThresholds
 from protos import QualityLabel
-from site_agent.quality_thresholds import QualityThresholds
 from training.simulator import (
     ObservingConditions,
     SimCamera,

@@ -6,8 +6,8 @@ import itertools
 
 import numpy as np
 
+from imaging.fits_reader import read_frame
 from protos import QualityLabel
-from site_agent.fits_reader import read_frame
 from skyfleet.demo_sites import NightSimulator, NightWeather
 from training.simulator import SimCamera
 

@@ -15,6 +15,10 @@ import pytest
 from astropy.io import fits
 
 from fleetbus.client import connect
+from imaging.fits_reader import read_frame
+from imaging.scoring import score_frame
+from imaging.transients.config import TransientSearchSettings
+from imaging.transients.references import ReferenceStore
 from protos import (
     FleetMessage,
     FrameScore,
@@ -25,13 +29,9 @@ from protos import (
 )
 from protos.subjects import SITE_ROOT
 from site_agent.agent import SiteAgent
-from site_agent.fits_reader import read_frame
-from site_agent.scoring import score_frame
 from site_agent.search_backlog import PendingSearch, SearchBacklog
 from site_agent.settings import SiteAgentSettings
 from site_agent.transient_stage import ReferenceKeeper, TransientSearcher
-from site_agent.transients.config import TransientSearchSettings
-from site_agent.transients.references import ReferenceStore
 from tests.site_agents import site_settings, wait_until
 from training.simulator import SimCamera, SimulatedFrame
 from training.simulator.fitsio import write_frame

@@ -4,10 +4,10 @@ counted trail floors the verdict with its reason."""
 import numpy as np
 import pytest
 
+from imaging.fits_reader import read_frame
+from imaging.scoring import score_frame
+from imaging.trails import count_trails
 from protos import QualityLabel
-from site_agent.fits_reader import read_frame
-from site_agent.scoring import score_frame
-from site_agent.trails import count_trails
 from tests.test_photometry import AlwaysGood, observe
 from training.simulator import ObservingConditions
 

@@ -11,7 +11,7 @@ import pytest
 from torch.utils.data import DataLoader
 from typer.testing import CliRunner
 
-from site_agent.quality_model import QualityModel
+from imaging.quality_model import QualityModel
 from skyfleet.cli import app
 from training.config import QualityTrainingSettings
 from training.dataset import LabelledArrays, QualityTensorDataset, build_dataset

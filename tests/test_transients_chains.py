@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from site_agent.transients.chains import on_lines
+from imaging.transients.chains import on_lines
 
 
 def test_pieces_of_a_trail_are_found_and_scattered_detections_are_not():

@@ -15,10 +15,10 @@ import pytest
 from astropy.io import fits
 from typer.testing import CliRunner
 
-from site_agent.fits_reader import read_frame
-from site_agent.transients.config import TransientSearchSettings
-from site_agent.transients.references import build_reference
-from site_agent.transients.search import find_candidates
+from imaging.fits_reader import read_frame
+from imaging.transients.config import TransientSearchSettings
+from imaging.transients.references import build_reference
+from imaging.transients.search import find_candidates
 from skyfleet.cli import app
 
 TRANSIENT_XY = (128.7, 127.4)

@@ -6,24 +6,24 @@ import sep
 from astropy.wcs import WCS
 from scipy import ndimage
 
-from site_agent.gaussian import FWHM_PER_SIGMA
-from site_agent.transients.align import (
+from imaging.gaussian import FWHM_PER_SIGMA
+from imaging.transients.align import (
     refine_on_stars,
     resample_onto_new,
     wcs_transform,
 )
-from site_agent.transients.cutouts import cutout, decode, encode, encode_triplet
-from site_agent.transients.detect import detect_peaks, gaussian_filter_kernel
-from site_agent.transients.measure import measure_candidates
-from site_agent.transients.psf_match import KernelSolution, convolve, fit_kernel
-from site_agent.transients.search import SHARP_PEAK_RATIO, SHARP_PEAK_SIGMA, _dilate
-from site_agent.transients.sources import (
+from imaging.transients.cutouts import cutout, decode, encode, encode_triplet
+from imaging.transients.detect import detect_peaks, gaussian_filter_kernel
+from imaging.transients.measure import measure_candidates
+from imaging.transients.psf_match import KernelSolution, convolve, fit_kernel
+from imaging.transients.search import SHARP_PEAK_RATIO, SHARP_PEAK_SIGMA, _dilate
+from imaging.transients.sources import (
     extract_whole_frame,
     find_stars,
     psf_fwhm_px,
     subtract_background,
 )
-from site_agent.transients.subtract import DifferenceImage, difference_image
+from imaging.transients.subtract import DifferenceImage, difference_image
 
 
 def _star_field(rng, shape=(200, 200), count=60, sigma=1.2):

@@ -7,17 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from site_agent.transients.realbogus import (
-    DEFAULT_MODEL_DIR,
+from imaging.transients.realbogus import (
     SCORE_BATCH,
+    SHIPPED_REALBOGUS_MODEL_DIR,
     RealBogusLoadError,
     RealBogusModel,
     normalise_triplets,
     write_realbogus_model,
 )
-from training.realbogus.__main__ import next_version
 from training.realbogus.dataset import Triplets, simulate_triplets
 from training.realbogus.evaluate import evaluate_on_ztf, roc_auc
+from training.realbogus.run import next_version
 from training.realbogus.train import (
     RealBogusTrainingSettings,
     fit_realbogus_on_ray,
@@ -66,7 +66,7 @@ def test_shipped_model_ranks_real_ztf_alerts_like_ztf_does():
 
 def test_a_model_whose_file_was_changed_is_refused(tmp_path):
     copy = tmp_path / "1"
-    shutil.copytree(DEFAULT_MODEL_DIR / "1", copy)
+    shutil.copytree(SHIPPED_REALBOGUS_MODEL_DIR / RealBogusModel.load().manifest.version, copy)
     with (copy / "model.pt").open("ab") as stream:
         stream.write(b"tampered")
     with pytest.raises(RealBogusLoadError, match="sha256"):
@@ -75,13 +75,13 @@ def test_a_model_whose_file_was_changed_is_refused(tmp_path):
 
 def test_fine_tuning_starts_from_the_shipped_weights_and_exports_a_new_version(tmp_path):
     stamps = simulate_triplets(1, seed=11, size_px=512).stamps[:16]
-    network = initial_network(DEFAULT_MODEL_DIR).eval()
+    network = initial_network(SHIPPED_REALBOGUS_MODEL_DIR).eval()
     scratch = tmp_path / "models"
     loaded = RealBogusModel.load(write_realbogus_model(network, scratch / "1", "1"))
     assert np.allclose(loaded.score(stamps), RealBogusModel.load().score(stamps), atol=1e-6)
     assert next_version(scratch) == 2
     settings = RealBogusTrainingSettings(
-        data_dir=tmp_path, run_dir=tmp_path, initial_model=Path("site_agent/models/realbogus")
+        data_dir=tmp_path, run_dir=tmp_path, initial_model=Path("imaging/models/realbogus")
     )
     assert settings.initial_model is not None and settings.initial_model.is_absolute()
 

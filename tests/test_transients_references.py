@@ -7,8 +7,8 @@ import pytest
 from astropy.io import fits
 from typer.testing import CliRunner
 
-from site_agent.fits_reader import read_frame
-from site_agent.transients.references import ReferenceError, ReferenceStore, build_reference
+from imaging.fits_reader import read_frame
+from imaging.transients.references import ReferenceError, ReferenceStore, build_reference
 from skyfleet.cli import app
 from training.realbogus.dataset import frame_from_simulated
 from training.simulator.camera import SimCamera

@@ -7,11 +7,11 @@ import pytest
 from astropy.wcs import WCS
 from scipy import ndimage
 
+from imaging.gaussian import MAD_TO_SIGMA
+from imaging.transients.config import TransientSearchSettings
+from imaging.transients.cutouts import decode
+from imaging.transients.search import find_candidates, search_transients
 from protos import TransientCandidate
-from site_agent.gaussian import MAD_TO_SIGMA
-from site_agent.transients.config import TransientSearchSettings
-from site_agent.transients.cutouts import decode
-from site_agent.transients.search import find_candidates, search_transients
 from training.realbogus.dataset import SearchPair, ideal_difference_snr, simulate_search_pair
 
 

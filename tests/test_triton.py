@@ -14,9 +14,9 @@ import torch
 from typer.testing import CliRunner
 
 from fleetbus.server import free_port
-from site_agent.fits_reader import read_frame
-from site_agent.preprocess import preprocess_frame
-from site_agent.quality_model import MODEL_FILE, ModelLoadError, QualityModel, write_model
+from imaging.fits_reader import read_frame
+from imaging.preprocess import preprocess_frame
+from imaging.quality_model import MODEL_FILE, ModelLoadError, QualityModel, write_model
 from site_agent.triton_scorer import FallbackPredictor, TritonPredictor, TritonUnavailableError
 from skyfleet.cli import app
 from tests.conftest import REAL_DATA, REPO_ROOT, SKYFLEET

@@ -8,7 +8,7 @@ caches each split as one `.npz` beside a `dataset.json` summary: images, labels,
 the model's targets and the photometric floors. The model learns what a frame shows: a
 simulated frame's target is the grade of the criteria other than transparency and sky
 brightness (from its truth); those two are measured by the site's photometry when the folder
-has a `photometry.json` calibration, and floor the verdict (`site_agent.verdict`). A frame
+has a `photometry.json` calibration, and floor the verdict (`imaging.verdict`). A frame
 without truth keeps its folder's label as target.
 Unreadable frames are reported and skipped. `augment_mosaic` is the on-the-fly augmentation of
 the training split; it respects the mosaic layout of the preprocessed tensor.
@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from site_agent.fits_reader import FrameError, read_frame
-from site_agent.metrics import global_background
-from site_agent.photometry import PhotometricCalibration, PhotometryResult, measure_photometry
-from site_agent.preprocess import (
+from imaging.fits_reader import FrameError, read_frame
+from imaging.metrics import global_background
+from imaging.photometry import PhotometricCalibration, PhotometryResult, measure_photometry
+from imaging.preprocess import (
     PANEL_PX,
     PREPROCESS_VERSION,
     STRETCH_SIGMAS,
@@ -37,10 +37,10 @@ from site_agent.preprocess import (
     asinh_stretch,
     preprocess_frame,
 )
-from site_agent.quality_thresholds import QualityThresholds
-from site_agent.scoring import DEFAULT_SATURATION_ADU
-from site_agent.trails import count_trails
-from site_agent.verdict import CLASS_ORDER, image_grade, measured_floor
+from imaging.quality_thresholds import QualityThresholds
+from imaging.scoring import DEFAULT_SATURATION_ADU
+from imaging.trails import count_trails
+from imaging.verdict import CLASS_ORDER, image_grade, measured_floor
 from training.quality_net import CLASS_NAMES
 from training.simulator.fitsio import read_truth, truth_path
 
@@ -174,7 +174,7 @@ def _frame_input(path: Path, calibration: PhotometricCalibration | None) -> Fram
     A simulated frame (truth beside it) teaches the model the grade of the criteria it can see;
     a frame without truth, its folder's label (None here). The floor is what the site measures
     (satellite trails; with a calibration, transparency and sky brightness), as
-    `site_agent.scoring` does."""
+    `imaging.scoring` does."""
     try:
         frame = read_frame(path)
     except FrameError as exc:
@@ -298,7 +298,7 @@ def augment_mosaic(
 ) -> np.ndarray:
     """A physically plausible variant of one preprocessed frame [1, 128, 128].
 
-    The tensor is a 2x2 mosaic of 64x64 panels (`site_agent.preprocess`), so each panel is
+    The tensor is a 2x2 mosaic of 64x64 panels (`imaging.preprocess`), so each panel is
     transformed in place and nothing moves from one panel to another. Every panel gets the same
     transform, as a real change of camera orientation, pointing or detector would give them:
     - a 90-degree rotation and an optional flip (the sky has no preferred orientation; star

@@ -271,7 +271,7 @@ class ModelCard(BaseModel):
 ## Model
 Frame-quality classifier (`training.quality_net.QualityNet`, served as `PanelSymmetricNet`: the
 mean of its probabilities over the eight rotations and flips of each mosaic panel): input
-float32 `[N, 1, 128, 128]` from `site_agent.preprocess.preprocess_frame` (version
+float32 `[N, 1, 128, 128]` from `imaging.preprocess.preprocess_frame` (version
 `{self.preprocess_version}`), output log-probabilities over `{", ".join(self.data.class_names)}`.
 {self.parameters:,} parameters, TorchScript file {self.model_size_bytes / 1e6:.2f} MB.
 
@@ -291,7 +291,7 @@ Reproduce with:{command}
 ## Test-split metrics (never trained on)
 Scored as a site scores: the model (averaged over the eight rotations and flips of its input)
 floored by the photometry of each frame where the data set has a calibration and catalogues
-(`site_agent/verdict.py`), against the frames' labels.
+(`imaging/verdict.py`), against the frames' labels.
 Accuracy {self.test.accuracy:.2%} on {self.test.frames} frames; expected calibration error
 {self.test.expected_calibration_error:.4f} ({self.test.calibration_bins} bins).
 
@@ -303,7 +303,7 @@ Confusion matrix (rows true, columns predicted): `{self.test.confusion_matrix}`.
 {causes}
 ## Limits
 - The labels are those of the training data. Simulated frames are labelled from their true
-  conditions with `site_agent/quality_thresholds.py`; a real camera whose noise, optics or
+  conditions with `imaging/quality_thresholds.py`; a real camera whose noise, optics or
   artefacts the simulator does not model may be scored differently. Check on labelled real
   frames before trusting the verdicts, and retrain when the thresholds change.
 - One frame does not show how much light clouds took or how bright the sky is: the

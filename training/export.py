@@ -26,8 +26,8 @@ import torch
 from onnx.reference import ReferenceEvaluator
 from pydantic import BaseModel
 
-from site_agent.fits_reader import sha256_of_file
-from site_agent.quality_model import MANIFEST_FILE, MODEL_FILE, write_model
+from imaging.fits_reader import sha256_of_file
+from imaging.quality_model import MANIFEST_FILE, MODEL_FILE, write_model
 from training.triton.repository import PYTHON_BACKEND_MODEL, render_python_backend_config
 
 ONNX_FILE = "model.onnx"

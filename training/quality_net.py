@@ -25,8 +25,8 @@ from itertools import pairwise
 import torch
 from torch import nn
 
+from imaging.preprocess import INPUT_SHAPE, PANEL_PX
 from protos import QualityLabel
-from site_agent.preprocess import INPUT_SHAPE, PANEL_PX
 
 CLASS_NAMES: tuple[str, ...] = tuple(label.value for label in QualityLabel)
 MOSAIC_PANELS_PER_SIDE = INPUT_SHAPE[-1] // PANEL_PX

@@ -20,8 +20,8 @@ from pydantic import BaseModel
 from torch import nn
 from torch.utils.data import DataLoader
 
+from imaging.verdict import CLASS_ORDER, floored_probabilities
 from protos import QualityLabel
-from site_agent.verdict import CLASS_ORDER, floored_probabilities
 from training.config import QualityTrainingSettings
 from training.dataset import (
     LabelledArrays,

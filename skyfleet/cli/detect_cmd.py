@@ -1,6 +1,6 @@
 """`skyfleet detect`: difference imaging and candidate detection on two files.
 
-It runs the site's own path (`site_agent.transients.search`): the reference file is made into a
+It runs the site's own path (`imaging.transients.search`): the reference file is made into a
 one-frame reference, the new frame is aligned, PSF-matched, subtracted and searched, and the
 survivors of the real/bogus model are printed as a table or as `TransientCandidate` JSON lines.
 A frame that cannot be searched prints why and exits with status 1.
@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from site_agent.settings import DEFAULT_REALBOGUS_DIR
+from imaging.shipped_models import SHIPPED_REALBOGUS_MODEL_DIR
 
 
 def detect(
@@ -21,7 +21,9 @@ def detect(
     reference: Path = typer.Option(..., "--reference", help="The reference frame (FITS)."),
     json_out: bool = typer.Option(False, "--json", help="Print candidates as JSON."),
     model_dir: Path = typer.Option(
-        DEFAULT_REALBOGUS_DIR, "--model", help="Real/bogus model folder (version or repository)."
+        SHIPPED_REALBOGUS_MODEL_DIR,
+        "--model",
+        help="Real/bogus model folder (version or repository).",
     ),
     threshold: float | None = typer.Option(
         None,
@@ -34,11 +36,11 @@ def detect(
 ) -> None:
     """Find transient candidates in NEW against a REFERENCE frame."""
     errors = Console(stderr=True, highlight=False, soft_wrap=True)
-    from site_agent.fits_reader import FrameError, read_frame
-    from site_agent.transients.config import TransientSearchSettings
-    from site_agent.transients.realbogus import RealBogusLoadError, RealBogusModel
-    from site_agent.transients.references import ReferenceError, build_reference
-    from site_agent.transients.search import search_transients
+    from imaging.fits_reader import FrameError, read_frame
+    from imaging.transients.config import TransientSearchSettings
+    from imaging.transients.realbogus import RealBogusLoadError, RealBogusModel
+    from imaging.transients.references import ReferenceError, build_reference
+    from imaging.transients.search import search_transients
 
     try:
         model = RealBogusModel.load(model_dir)

@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from imaging.shipped_models import SHIPPED_QUALITY_MODEL_DIR
 from protos.base import SITE_ID_PATTERN
-from site_agent.settings import DEFAULT_MODEL_DIR
 
 if TYPE_CHECKING:
     from protos import FrameScore
@@ -26,7 +26,9 @@ def score(
         False, "--json", help="Print one FrameScore JSON document per line instead of a table."
     ),
     model_dir: Path = typer.Option(
-        DEFAULT_MODEL_DIR, "--model", help="Model repository (Triton layout) or version folder."
+        SHIPPED_QUALITY_MODEL_DIR,
+        "--model",
+        help="Model repository (Triton layout) or version folder.",
     ),
     site_id: str = typer.Option("local", "--site-id", help="Site name put on the messages."),
     pixel_scale_arcsec: float | None = typer.Option(
@@ -55,10 +57,10 @@ def score(
         )
         raise typer.Exit(code=2)
 
+    from imaging.photometry import PhotometricCalibration, PhotometryError
+    from imaging.quality_model import ModelLoadError, QualityModel
+    from imaging.scoring import score_files
     from protos import FrameRejected  # torch, astropy and sep load here, not for every command
-    from site_agent.photometry import PhotometricCalibration, PhotometryError
-    from site_agent.quality_model import ModelLoadError, QualityModel
-    from site_agent.scoring import score_files
 
     try:
         model = QualityModel.load(model_dir)

@@ -45,10 +45,10 @@ def _exit_now(deadline_s: float) -> None:
 
 async def _run_agent(settings: SiteAgentSettings) -> None:
     # torch loads here, not for every CLI command
+    from imaging.photometry import PhotometryError
+    from imaging.quality_model import ModelLoadError
     from site_agent.agent import SiteAgent
-    from site_agent.photometry import PhotometryError
     from site_agent.publisher import SiteStreamError
-    from site_agent.quality_model import ModelLoadError
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -153,3 +153,39 @@ def quality(
         Console(stderr=True).print(f"[red]Training failed:[/] {exc}")
         raise typer.Exit(code=1) from None
     console.print(_summary(report))
+
+
+@app.command("realbogus")
+def realbogus(
+    out: Annotated[Path, typer.Argument(help="Run directory for the triplets and checkpoints.")],
+    pairs: Annotated[
+        int, typer.Option(min=1, help="Simulated pairs when OUT/data/triplets.npz is missing.")
+    ] = 120,
+    repository: Annotated[
+        Path | None,
+        typer.Option(help="Model repository to write the next version into (default: shipped)."),
+    ] = None,
+) -> None:
+    """Train the real/bogus classifier on Ray Train, export its next version and evaluate it.
+
+    Other knobs (epochs, learning rate, a model to fine-tune) are SKYFLEET_RB_* variables.
+    """
+    from imaging.shipped_models import SHIPPED_REALBOGUS_MODEL_DIR
+    from training.realbogus.run import train_realbogus  # torch and Ray load only to train
+
+    console = Console()
+    with console.status(f"Training real/bogus in {out} ({pairs} simulated pairs at most)"):
+        report = train_realbogus(out, pairs, repository or SHIPPED_REALBOGUS_MODEL_DIR)
+    table = Table(title=f"realbogus v{report.version}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("epochs", str(len(report.history)))
+    table.add_row("held-out ROC AUC", _auc(report.held_out.roc_auc))
+    table.add_row("held-out reals", f"{report.held_out_reals} of {report.held_out.samples}")
+    table.add_row("real ZTF alerts ROC AUC", _auc(report.ztf.roc_auc))
+    table.add_row("model", str(report.model_dir))
+    console.print(table)
+
+
+def _auc(value: float | None) -> str:
+    return "n/a (one class only)" if value is None else f"{value:.3f}"

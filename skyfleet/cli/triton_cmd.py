@@ -27,7 +27,7 @@ def serve(
     gpu: bool | None = typer.Option(None, "--gpu/--cpu", help="Default: GPU if CUDA is here."),
 ) -> None:
     """Serve the exported model in --model-dir through tritonserver until Ctrl-C."""
-    from site_agent.quality_model import ModelLoadError  # torch loads only to serve
+    from imaging.quality_model import ModelLoadError  # torch loads only to serve
     from training.triton.repository import build_serving_repository
     from training.triton.server import TritonServer, TritonServerConfig, TritonServerError
 

@@ -8,7 +8,7 @@ edges add theirs.
 
 import numpy as np
 
-from site_agent.gaussian import FWHM_PER_SIGMA
+from imaging.gaussian import FWHM_PER_SIGMA
 
 
 def add_hot_pixels(

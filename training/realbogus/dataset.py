@@ -20,13 +20,13 @@ import numpy as np
 from astropy.io import fits
 from scipy import ndimage
 
+from imaging.fits_reader import Frame
+from imaging.gaussian import MAD_TO_SIGMA
+from imaging.transients.config import TransientSearchSettings
+from imaging.transients.references import Reference, build_reference
+from imaging.transients.search import SearchSkipped, find_candidates
+from imaging.transients.sources import find_stars, subtract_background
 from protos import FrameIdentity, QualityLabel
-from site_agent.fits_reader import Frame
-from site_agent.gaussian import MAD_TO_SIGMA
-from site_agent.transients.config import TransientSearchSettings
-from site_agent.transients.references import Reference, build_reference
-from site_agent.transients.search import SearchSkipped, find_candidates
-from site_agent.transients.sources import find_stars, subtract_background
 from training.realbogus.artefacts import (
     add_cosmic_rays,
     add_hot_pixels,

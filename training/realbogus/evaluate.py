@@ -17,8 +17,8 @@ from astropy.io import fits
 from pydantic import BaseModel
 from scipy.stats import rankdata
 
-from site_agent.transients.cutouts import CUTOUT_SIDE_PX
-from site_agent.transients.realbogus import RealBogusModel
+from imaging.transients.cutouts import CUTOUT_SIDE_PX
+from imaging.transients.realbogus import RealBogusModel
 
 ZTF_ALERTS_DIR = Path(__file__).resolve().parents[2] / ".." / "shared/data/real/ztf-alerts-kowalski"
 DRB_REAL = 0.5

@@ -8,7 +8,7 @@ the same wherever its light sits in the stamp) and one linear layer. About 60 k 
 import torch
 from torch import nn
 
-from site_agent.transients.realbogus import INPUT_SHAPE
+from imaging.transients.realbogus import INPUT_SHAPE
 
 
 def _block(channels_in: int, channels_out: int) -> nn.Sequential:

@@ -20,7 +20,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 from torch.utils.data import DataLoader
 
-from site_agent.transients.realbogus import RealBogusModel, normalise_triplets
+from imaging.transients.realbogus import RealBogusModel, normalise_triplets
 from training.config import QualityTrainingSettings
 from training.evaluate import EpochMetrics
 from training.ray_fit import (

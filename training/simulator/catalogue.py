@@ -1,7 +1,7 @@
 """What a site knows about the simulated sky: field catalogues and the camera's calibration.
 
 A real site measures transparency against a reference catalogue of its fields and its camera's
-photometric calibration (`site_agent.photometry`). For simulated frames both come from the
+photometric calibration (`imaging.photometry`). For simulated frames both come from the
 simulator: `field_catalogue` is the extract a site would hold of the frame's field (the stars
 brighter than `CATALOGUE_FAINT_MAG`, with catalogue errors of `CATALOGUE_ERROR_MAG`, as a Gaia
 extract transformed to the camera's filter has) and `camera_calibration` is what a clear night
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from site_agent.catalogue import ReferenceCatalogue, catalogue_file_name, write_catalogue
-from site_agent.photometry import PhotometricCalibration
+from imaging.catalogue import ReferenceCatalogue, catalogue_file_name, write_catalogue
+from imaging.photometry import PhotometricCalibration
 from training.simulator.camera import SimCamera
 from training.simulator.frame import SimulatedFrame
 

@@ -1,7 +1,7 @@
 """Observing conditions: what the sky and telescope did during one exposure, and its label.
 
 A frame's label is the worst grade of its true conditions, graded by the fleet's one table
-(`site_agent.quality_thresholds`); the simulator adds the saturated-pixel fraction it measures
+(`imaging.quality_thresholds`); the simulator adds the saturated-pixel fraction it measures
 on the rendered frame (see `frame.py`). `sample_conditions` draws conditions for a wanted label
 with a margin of 20 % of each criterion's medium span away from every threshold, so no frame
 sits on a boundary. Medium and bad frames degrade one criterion (sometimes two), so the classes
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from imaging.quality_thresholds import Limit, QualityThresholds, worst
 from protos import QualityLabel
-from site_agent.quality_thresholds import Limit, QualityThresholds, worst
 
 DARK_SKY_MAG_ARCSEC2 = 21.5
 """Zenith night-sky brightness of a dark site in r; brighter sky is moonlight or twilight."""

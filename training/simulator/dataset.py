@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from imaging.quality_thresholds import QualityThresholds
 from protos import QualityLabel, SiteLocation
-from site_agent.quality_thresholds import QualityThresholds
 from training.simulator.camera import SimCamera
 from training.simulator.catalogue import (
     CALIBRATION_FILE_NAME,

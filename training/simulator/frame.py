@@ -16,8 +16,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from imaging.quality_thresholds import QualityThresholds, worst
 from protos import SiteLocation
-from site_agent.quality_thresholds import QualityThresholds, worst
 from training.simulator.camera import SimCamera
 from training.simulator.conditions import ObservingConditions, label_conditions
 from training.simulator.defects import (

@@ -1,6 +1,6 @@
 """Build a Triton serving repository from an exported quality model.
 
-An exported model folder (what training writes, and what ships in `site_agent/models/quality/`)
+An exported model folder (what training writes, and what ships in `imaging/models/quality/`)
 holds `config.pbtxt`, a manifest and `<version>/model.pt` (TorchScript). The serving repository
 this module builds is the standard Triton layout for the python backend:
 
@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from site_agent.quality_model import (
+from imaging.quality_model import (
     MANIFEST_FILE,
     MODEL_FILE,
     ModelLoadError,

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench chaos soak install clean
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,10 +29,23 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/mypy --strict protos fleetbus coordinator
 	$(BIN)/mypy imaging site_agent training skyfleet
+	$(BIN)/hadolint docker/*.Dockerfile
+	$(BIN)/python k8s/validate.py
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Fault scenarios with real processes, 60-s faults, counted (bench/chaos; README, *Chaos*).
+# Needs root (small tmpfs disks), PostgreSQL on 127.0.0.1:5432 and Debian's faketime.
+chaos: $(STAMP)
+	@command -v faketime >/dev/null || apt-get install -y -q faketime >/dev/null
+	SKYFLEET_CHAOS_FAULT_S=60 $(BIN)/python -m bench faults
+
+# A 30-minute fleet run (the demo) with every process's RSS and open descriptors sampled;
+# growth per hour reported (bench/soak.py).
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak 30
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -3,11 +3,11 @@
 Measures, in the same run: the raw nats-py rate (fetch + decode + ack, nothing stored), the
 coordinator's sustained FrameScore ingest into SQLite and into PostgreSQL (if reachable), and
 the end-to-end latency from publishing a score to seeing it in the console API.
-Run: `python -m bench ingest` (env BENCH_INGEST_MESSAGES, SKYFLEET_BENCH_POSTGRES_URL).
+Run: `python -m bench ingest` (knobs, `bench.settings`: SKYFLEET_BENCH_INGEST_MESSAGES, 20,000
+unless set; SKYFLEET_BENCH_POSTGRES_URL, the PostgreSQL admin database).
 """
 
 import asyncio
-import os
 import tempfile
 import time
 import uuid
@@ -22,6 +22,7 @@ from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
+from bench.settings import BenchSettings
 from coordinator.ingest import KindConsumer, StoreWriter
 from coordinator.service import Coordinator, freeze_startup_heap, open_store
 from coordinator.settings import CoordinatorSettings
@@ -41,10 +42,6 @@ from protos.base import utc_now
 from protos.streams import FLEET_STREAM, central_streams
 from protos.subjects import subject_for
 
-MESSAGES = int(os.environ.get("BENCH_INGEST_MESSAGES", "20000"))
-POSTGRES_ADMIN_URL = os.environ.get(
-    "SKYFLEET_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 LATENCY_RATE_HZ = 500
 LATENCY_SECONDS = 4.0
 SITES = ("la-silla", "paranal", "teide")
@@ -57,7 +54,7 @@ def score_payloads(count: int, first: int = 0) -> list[tuple[str, str, bytes]]:
         site = SITES[i % len(SITES)]
         digest = f"{i:064x}"
         score = FrameScore(
-            message_id=stable_message_id("frame-score", site, digest),
+            message_id=stable_message_id(FrameScore.KIND, site, digest),
             site_id=site,
             frame=FrameIdentity(
                 file_name=f"{site}-{i:06d}.fits", sha256=digest, width_px=2048, height_px=2048
@@ -133,8 +130,9 @@ async def coordinator_rate(nc, database_url: str, count: int, batch: int) -> flo
     return count / elapsed
 
 
-async def console_latency(nats_url: str, database_url: str) -> np.ndarray:
-    """Seconds from publishing each score to the console API counting it, at a steady rate."""
+async def console_latency(nats_url: str, database_url: str, first: int) -> np.ndarray:
+    """Seconds from publishing each score to the console API counting it, at a steady rate
+    (scores numbered from `first`, unlike any published before)."""
     settings = CoordinatorSettings(
         nats_url=nats_url,
         database_url=database_url,
@@ -146,7 +144,7 @@ async def console_latency(nats_url: str, database_url: str) -> np.ndarray:
     await coordinator.start()
     nc = await connect(nats_url, name="bench-latency")
     js = nc.jetstream()
-    payloads = score_payloads(int(LATENCY_RATE_HZ * LATENCY_SECONDS), first=MESSAGES)
+    payloads = score_payloads(int(LATENCY_RATE_HZ * LATENCY_SECONDS), first=first)
     sent_at: list[float] = []
     seen: list[tuple[float, int]] = []
     async with httpx.AsyncClient(base_url=coordinator.console_url) as http:
@@ -172,59 +170,64 @@ async def console_latency(nats_url: str, database_url: str) -> np.ndarray:
     return first_seen - np.array(sent_at)
 
 
-def fresh_postgres() -> str | None:
+def fresh_postgres(admin_url: str) -> str | None:
     """A new PostgreSQL database for the run, or None if the server is not reachable."""
     name = f"skyfleet_bench_{uuid.uuid4().hex[:12]}"
     try:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3) as admin:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=3) as admin:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     except psycopg.OperationalError:
         return None
-    return f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    return f"{admin_url.rsplit('/', 1)[0]}/{name}"
 
 
-def drop_postgres(url: str) -> None:
+def drop_postgres(admin_url: str, url: str) -> None:
     name = url.rsplit("/", 1)[1]
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+    with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
 
 
-async def run_all(workdir: Path) -> list[tuple[str, float, str]]:
+async def run_all(workdir: Path, knobs: BenchSettings) -> list[tuple[str, float, str]]:
     rows: list[tuple[str, float, str]] = []
+    messages = knobs.ingest_messages
     config = NatsServerConfig.on_free_ports("bench-ingest", workdir / "nats")
-    postgres = fresh_postgres()
+    postgres = fresh_postgres(knobs.postgres_url)
     with EmbeddedNats(config) as server:
         nc = await connect(server.url, name="bench-ingest")
         js = nc.jetstream()
         await ensure_streams(js, central_streams())
-        await publish_payloads(js, score_payloads(MESSAGES))
+        await publish_payloads(js, score_payloads(messages))
         batch = CoordinatorSettings().ingest_batch
         freeze_startup_heap()  # as the coordinator does once started; the raw loop gains too
-        raw = await raw_rate(js, MESSAGES, batch)
+        raw = await raw_rate(js, messages, batch)
         rows.append(("raw nats-py fetch+decode+ack", raw, "1.00"))
         targets = [("SQLite", f"sqlite:///{workdir / 'bench.sqlite3'}")]
         if postgres:
             targets.append(("PostgreSQL", postgres))
         for name, url in targets:
-            rate = await coordinator_rate(nc, url, MESSAGES, batch)
+            rate = await coordinator_rate(nc, url, messages, batch)
             rows.append((f"coordinator ingest → {name}", rate, f"{rate / raw:.2f}"))
         await js.purge_stream(FLEET_STREAM)  # the latency run starts on an empty stream
         await nc.close()
-        latency = await console_latency(server.url, f"sqlite:///{workdir / 'latency.sqlite3'}")
+        latency = await console_latency(
+            server.url, f"sqlite:///{workdir / 'latency.sqlite3'}", first=messages
+        )
         rows.append(("latency p50 score → console API (s)", float(np.percentile(latency, 50)), ""))
         rows.append(("latency p95 score → console API (s)", float(np.percentile(latency, 95)), ""))
     if postgres:
-        drop_postgres(postgres)
+        drop_postgres(knobs.postgres_url, postgres)
     return rows
 
 
 def main() -> None:
+    knobs = BenchSettings()
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
-        rows = asyncio.run(run_all(Path(tmp)))
+        rows = asyncio.run(run_all(Path(tmp), knobs))
     table = Table(
-        title=f"Coordinator ingest, {MESSAGES} FrameScore messages ({utc_now():%Y-%m-%d %H:%M} UTC)"
+        title=f"Coordinator ingest, {knobs.ingest_messages} FrameScore messages "
+        f"({utc_now():%Y-%m-%d %H:%M} UTC)"
     )
     table.add_column("measure")
     table.add_column("value", justify="right")

@@ -1,9 +1,9 @@
 """Accuracy of the site's quality verdict on fresh simulated frames the model never trained on.
 
 `python -m bench quality` simulates `SKYFLEET_BENCH_QUALITY_PER_CLASS` frames per class (default
-40) on each of four square cameras (256, 512, 1024 and 2048 px), with seeds the shipped model's
-training set did not use, each with its field's catalogue and the camera's calibration, and
-scores every file with the site's own `score_frame`:
+40, `bench.settings`) on each of four square cameras (256, 512, 1024 and 2048 px), with seeds
+the shipped model's training set did not use, each with its field's catalogue and the
+camera's calibration, and scores every file with the site's own `score_frame`:
 - the verdict: the shipped model floored by what the site measures (transparency and sky
   brightness from photometry, satellite trails counted on the pixels), against each frame's
   true label;
@@ -12,7 +12,6 @@ scores every file with the site's own `score_frame`:
 It prints accuracy and recall per class overall and per camera, and the confusion matrix.
 """
 
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from bench.settings import BenchSettings
 from imaging.fits_reader import read_frame
 from imaging.photometry import PhotometricCalibration
 from imaging.preprocess import preprocess_frame
@@ -35,7 +35,6 @@ from training.simulator.fitsio import read_truth
 SIDES = (256, 512, 1024, 2048)
 BENCH_SEED = 20261127
 """Far from the training sets' seeds (42 and the frame streams derived from it)."""
-DEFAULT_PER_CLASS = 40
 GOAL_ACCURACY = 0.97
 GOAL_RECALL = 0.95
 
@@ -52,7 +51,7 @@ def _accuracy_cells(truth: np.ndarray, predicted: np.ndarray) -> list[str]:
 
 
 def main() -> None:
-    per_class = int(os.environ.get("SKYFLEET_BENCH_QUALITY_PER_CLASS", str(DEFAULT_PER_CLASS)))
+    per_class = BenchSettings().quality_per_class
     model = QualityModel.load(SHIPPED_QUALITY_MODEL_DIR)
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as folder:
         data = Path(folder)

@@ -20,10 +20,10 @@ from rich.table import Table
 from training.config import QualityTrainingSettings
 from training.dataset import build_dataset
 from training.evaluate import EpochMetrics
+from training.quality_fit import FitOutcome, train_locally
 from training.ray_fit import fit_on_ray
 from training.simulator.camera import SimCamera
 from training.simulator.dataset import write_labelled_set
-from training.train_quality import FitOutcome, train_locally
 
 FRAMES_PER_CLASS = 300
 EPOCHS = 6

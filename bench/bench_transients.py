@@ -1,9 +1,10 @@
 """Transient detection: completeness and false candidates on held-out simulations, the real DECam
 pair, ZTF real/bogus agreement, and the time to search a 4096^2 frame.
 
-`python -m bench transients` (SKYFLEET_BENCH_PAIRS sets the number of simulated 1024^2 pairs,
-SKYFLEET_BENCH_SEED their seed: 424242 unless set; docs/transients.md also reports 777 and 31337;
-SKYFLEET_BENCH_REFERENCE_EPOCHS the frames in each reference: 3 unless set, a site keeps up to 5).
+`python -m bench transients` (knobs, `bench.settings`: SKYFLEET_BENCH_PAIRS sets the number of
+simulated 1024^2 pairs, 40 unless set; SKYFLEET_BENCH_SEED their seed: 424242 unless set;
+docs/transients.md also reports 777 and 31337; SKYFLEET_BENCH_REFERENCE_EPOCHS the frames in
+each reference: 3 unless set, a site keeps up to 5).
 Simulations use seeds the real/bogus model never trained on. Completeness is given against two
 S/N of each injection (docs/transients.md): on the new frame alone (as injected) and in the best
 difference image its reference allows (`SearchPair.difference_snr`), the one a search's
@@ -23,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.detection_limit import ideal_completeness, threshold_for_false_rate
+from bench.settings import REFERENCE_EPOCHS, TRANSIENTS_SEED, BenchSettings
 from imaging.fits_reader import read_frame
 from imaging.transients.config import TransientSearchSettings
 from imaging.transients.realbogus import RealBogusModel
@@ -33,13 +35,9 @@ from training.realbogus.evaluate import evaluate_on_ztf
 
 DECAM = Path(__file__).resolve().parents[1].parent / "shared/data/real/decam-sfft"
 DECAM_TRANSIENT_XY = (128.7, 127.4)
-BENCH_SEED = 424242
-BENCH_REFERENCE_EPOCHS = 3
 SNR_BINS = ((3, 4), (4, 4.5), (4.5, 5.5), (5.5, 7), (7, 10), (10, 20), (20, 100))
 RB_THRESHOLDS = (0.5, 0.7, 0.8, 0.9)
 """Columns besides the default threshold (always shown)."""
-DEFAULT_PAIRS = 40
-"""Enough for ~85 injections at S/N 4.5-5.5 (12 pairs held 20: a 10 % statistical error)."""
 MATCH_RADIUS_PX = 2.5
 FALSE_RATE_GOAL = 0.5
 """False candidates per 1024^2 frame the issue allows: the faint end is compared with the ideal
@@ -71,8 +69,8 @@ def simulated_completeness(
     model: RealBogusModel,
     pairs: int,
     thresholds: tuple[float, ...] = RB_THRESHOLDS,
-    seed: int = BENCH_SEED,
-    reference_epochs: int = BENCH_REFERENCE_EPOCHS,
+    seed: int = TRANSIENTS_SEED,
+    reference_epochs: int = REFERENCE_EPOCHS,
 ) -> tuple[list[Table], dict[str, float]]:
     """Completeness per S/N bin (new frame alone, and ideal difference) and false candidates per
     frame, per real/bogus threshold, on `pairs` pairs simulated from `seed`."""
@@ -216,7 +214,10 @@ def decam_result(model: RealBogusModel) -> dict[str, float]:
 def search_time_4096(model: RealBogusModel, repeats: int = 5) -> dict[str, float]:
     """Median wall time of `search_transients` on a 4096^2 frame with its reference in memory."""
     pair = simulate_search_pair(
-        np.random.default_rng(BENCH_SEED + 1), size_px=4096, n_transients=50, reference_epochs=1
+        np.random.default_rng(TRANSIENTS_SEED + 1),
+        size_px=4096,
+        n_transients=50,
+        reference_epochs=1,
     )
     times = []
     for _ in range(repeats):
@@ -229,10 +230,10 @@ def search_time_4096(model: RealBogusModel, repeats: int = 5) -> dict[str, float
 def main() -> None:
     console = Console()
     model = RealBogusModel.load()
-    pairs = int(os.environ.get("SKYFLEET_BENCH_PAIRS", str(DEFAULT_PAIRS)))
-    seed = int(os.environ.get("SKYFLEET_BENCH_SEED", str(BENCH_SEED)))
-    epochs = int(os.environ.get("SKYFLEET_BENCH_REFERENCE_EPOCHS", str(BENCH_REFERENCE_EPOCHS)))
-    tables, numbers = simulated_completeness(model, pairs, seed=seed, reference_epochs=epochs)
+    knobs = BenchSettings()
+    tables, numbers = simulated_completeness(
+        model, knobs.pairs, seed=knobs.seed, reference_epochs=knobs.reference_epochs
+    )
     for table in tables:
         console.print(table)
     numbers |= decam_result(model)

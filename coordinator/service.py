@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from coordinator.console.app import create_console
 from coordinator.ingest import StoreWriter, kind_consumers
 from coordinator.scheduling.dispatcher import Dispatcher
+from coordinator.scheduling.sky import configure_offline_iers
 from coordinator.settings import CoordinatorSettings
 from coordinator.store.engine import open_engine
 from coordinator.store.migrations import upgrade_to_head
@@ -27,6 +28,7 @@ from coordinator.summary import fleet_summary
 from coordinator.views import FleetSummary, SiteStatus
 from fleetbus.client import connect
 from fleetbus.hub import ensure_hub_streams, keep_sources_flowing
+from fleetbus.identity import read_seed
 from fleetbus.tasks import cancel_and_wait, supervise
 
 log = logging.getLogger(__name__)
@@ -82,8 +84,15 @@ class Coordinator:
 
     async def start(self) -> None:
         """Open the store, connect to NATS, start ingest, dispatch, health watch and console."""
+        configure_offline_iers()
         self.engine = await asyncio.to_thread(open_store, self.settings.database_url)
-        self._nc = await connect(self.settings.nats_url, name="skyfleet-coordinator")
+        seed = None if self.settings.nkey_file is None else read_seed(self.settings.nkey_file)
+        self._nc = await connect(
+            self.settings.nats_url,
+            name="skyfleet-coordinator",
+            nkey_seed=seed,
+            tls_ca_file=self.settings.tls_ca_file,
+        )
         js = self._nc.jetstream()
         if self.settings.ensure_streams:
             await ensure_hub_streams(js, self.settings.sites)
@@ -121,8 +130,14 @@ class Coordinator:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.settings.http_host, self.settings.http_port))
         host, port = sock.getsockname()[:2]
+        # proxy_headers off: uvicorn would otherwise take the client's address from
+        # X-Forwarded-For when the peer is 127.0.0.1, and the console's access rules (loopback
+        # reads, trusted proxies) must see the peer that actually connected.
         config = uvicorn.Config(
-            create_console(self.engine, self.settings), log_level="warning", lifespan="off"
+            create_console(self.engine, self.settings),
+            log_level="warning",
+            lifespan="off",
+            proxy_headers=False,
         )
         server = EmbeddedServer(config)
         self._server = server

@@ -3,11 +3,13 @@
 The database URL is also read from `SKYFLEET_DATABASE_URL`, the name every tool shares.
 """
 
+from pathlib import Path
 from typing import Annotated, ClassVar
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, IPvAnyNetwork
 from pydantic_settings import SettingsConfigDict
 
+from coordinator.store.roles import Role
 from fleetbus.settings import ServiceSettings
 from protos.base import SITE_ID_PATTERN
 
@@ -21,6 +23,14 @@ class CoordinatorSettings(ServiceSettings):
     toml_table: ClassVar[str] = "coordinator"
 
     nats_url: str = "nats://127.0.0.1:4222"
+    nkey_file: Path | None = Field(
+        default=None,
+        description="The coordinator's seed file (coordinator.nk of `skyfleet fleet "
+        "credentials`) where the hub lets in only the fleet's identities.",
+    )
+    tls_ca_file: Path | None = Field(
+        default=None, description="The CA of a hub that speaks TLS (its certificate is checked)."
+    )
     database_url: str = Field(
         default="sqlite:///var/coordinator.sqlite3",
         validation_alias=AliasChoices(
@@ -30,8 +40,38 @@ class CoordinatorSettings(ServiceSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
     serve_console: bool = Field(default=True, description="Serve the ops console over HTTP.")
-    action_token: str | None = Field(
-        default=None, description="Token for console actions; None disables them."
+    console_https: bool = Field(
+        default=False,
+        description="The console is served over https (by a TLS-terminating proxy): its session "
+        "cookie is marked Secure, so a browser never sends it over plain http.",
+    )
+    console_session_hours: float = Field(
+        default=12.0, gt=0.0, le=24.0 * 30, description="How long a console login lasts."
+    )
+    loopback_reads: bool = Field(
+        default=True,
+        description="Clients on this machine may read the console without logging in (a laptop). "
+        "Turn it off where a proxy on the same host or pod (a sidecar) forwards other people's "
+        "requests: they all come from loopback.",
+    )
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Addresses of authenticating reverse proxies (e.g. oauth2-proxy) whose user "
+        "header is believed; from any other address the header is ignored. "
+        "E.g. SKYFLEET_COORDINATOR_TRUSTED_PROXIES='[\"127.0.0.1/32\"]'.",
+    )
+    proxy_user_header: str = Field(
+        default="X-Forwarded-User",
+        pattern=r"^[A-Za-z0-9-]{1,64}$",
+        description="The header in which a trusted proxy names the user (oauth2-proxy's).",
+    )
+    proxy_default_role: Role = Field(
+        default=Role.VIEWER, description="The role of a proxy's user who is not a console user."
+    )
+    proxy_unknown_users: bool = Field(
+        default=True,
+        description="Let in a proxy's users who are not console users (with proxy_default_role); "
+        "off: only console users, with their own roles.",
     )
     heartbeat_stale_s: float = Field(default=60.0, gt=0.0)
     ensure_streams: bool = Field(

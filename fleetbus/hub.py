@@ -30,11 +30,12 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 
-from fleetbus.server import NatsServerConfig, free_port
+from fleetbus.server import NatsServerConfig, TlsFiles, free_port
 from fleetbus.streams import ensure_streams
 from protos.base import SITE_ID_PATTERN
 from protos.streams import (
     FLEET_STREAM,
+    HUB_JS_DOMAIN,
     StreamSource,
     command_stream,
     dead_letter_stream,
@@ -43,7 +44,6 @@ from protos.streams import (
 
 log = logging.getLogger(__name__)
 
-HUB_JS_DOMAIN = "hub"
 DEFAULT_LEAF_PORT = 7422
 SOURCE_CHECK_EVERY_S = 1.0
 """How often the hub's sources are checked: a stalled source flows again about this long after
@@ -67,8 +67,11 @@ def hub_server_config(
     port: int = 0,
     monitor_port: int = 0,
     leaf_port: int = 0,
+    authorization_file: Path | None = None,
+    tls: TlsFiles | None = None,
 ) -> NatsServerConfig:
-    """The central server: JetStream in the `hub` domain, listening for site leaf nodes."""
+    """The central server: JetStream in the `hub` domain, listening for site leaf nodes; with
+    `authorization_file` (`skyfleet fleet credentials`) only the fleet's identities get in."""
     return NatsServerConfig(
         server_name=server_name,
         host=host,
@@ -77,6 +80,8 @@ def hub_server_config(
         store_dir=store_dir,
         jetstream_domain=HUB_JS_DOMAIN,
         leaf_listen_port=leaf_port or free_port(host),
+        authorization_file=authorization_file,
+        tls=tls,
     )
 
 

@@ -9,8 +9,10 @@ caller's, are ready when `/healthz?js-enabled-only=true` answers 200, and die wi
 
 import json
 import logging
+import os
 import random
 import shutil
+import signal
 import socket
 import sys
 import urllib.error
@@ -18,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from fleetbus.process import ServerProcess
 
@@ -99,6 +101,41 @@ class LeafRemote(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     url: str = Field(description="e.g. nats-leaf://127.0.0.1:7422")
+    nkey_seed: SecretStr | None = Field(
+        default=None, description="The site's nkey seed: the hub knows the site by it."
+    )
+    tls_ca_file: Path | None = Field(
+        default=None, description="The CA that signed the hub's certificate: the link uses TLS."
+    )
+
+
+class TlsFiles(BaseModel):
+    """A server's certificate and key (PEM): its client and leaf ports then speak only TLS."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cert_file: Path
+    key_file: Path
+
+    def render(self, indent: str) -> list[str]:
+        return [
+            f"{indent}tls {{",
+            f"{indent}  cert_file: {json.dumps(str(self.cert_file.resolve()))}",
+            f"{indent}  key_file: {json.dumps(str(self.key_file.resolve()))}",
+            f"{indent}}}",
+        ]
+
+
+def tls_files(cert_file: Path | None, key_file: Path | None) -> TlsFiles | None:
+    """TLS for a server from a certificate and key given together (ValueError for one alone)."""
+    if cert_file is None and key_file is None:
+        return None
+    if cert_file is None or key_file is None:
+        raise ValueError("TLS needs both a certificate and its key")
+    for path in (cert_file, key_file):
+        if not path.is_file():
+            raise ValueError(f"{path}: no such file (TLS certificate or key)")
+    return TlsFiles(cert_file=cert_file, key_file=key_file)
 
 
 class NatsServerConfig(BaseModel):
@@ -114,6 +151,16 @@ class NatsServerConfig(BaseModel):
     jetstream_domain: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     leaf_listen_port: int | None = Field(default=None, ge=1, le=65535)
     leaf_remotes: list[LeafRemote] = Field(default_factory=list)
+    authorization_file: Path | None = Field(
+        default=None,
+        description="A file holding the `authorization` block (the hub's users and permissions, "
+        "`fleetbus.identity`), copied into the configuration each time it is written (an "
+        "`include` would be read relative to wherever the configuration lies). None: no "
+        "authentication, for a server on loopback only.",
+    )
+    tls: TlsFiles | None = Field(
+        default=None, description="TLS on the client and leaf ports (None: plain TCP)."
+    )
     max_file_store_bytes: int | None = Field(
         default=None,
         gt=0,
@@ -149,15 +196,19 @@ class NatsServerConfig(BaseModel):
             "jetstream {",
             *(f"  {line}" for line in jetstream),
             "}",
+            *(self.tls.render("") if self.tls is not None else []),
         ]
         leaf: list[str] = []
         if self.leaf_listen_port is not None:
             leaf += [f'  listen: "{self.host}:{self.leaf_listen_port}"', "  no_advertise: true"]
+            leaf += self.tls.render("  ") if self.tls is not None else []
         if self.leaf_remotes:
-            urls = ", ".join(f'{{ url: "{r.url}" }}' for r in self.leaf_remotes)
-            leaf.append(f"  remotes: [ {urls} ]")
+            remotes = ", ".join(_render_remote(r) for r in self.leaf_remotes)
+            leaf.append(f"  remotes: [ {remotes} ]")
         if leaf:
             lines += ["leafnodes {", *leaf, "}"]
+        if self.authorization_file is not None:
+            lines.append(_authorization_block(self.authorization_file))
         return "\n".join(lines) + "\n"
 
     @classmethod
@@ -182,6 +233,27 @@ class NatsServerConfig(BaseModel):
         )
 
 
+def _authorization_block(path: Path) -> str:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise NatsServerError(
+            f"{path}: cannot read the hub's authorization ({exc.strerror})"
+        ) from exc
+    if not text.lstrip().startswith("authorization"):
+        raise NatsServerError(f"{path}: not an authorization block (skyfleet fleet credentials)")
+    return text.rstrip("\n")
+
+
+def _render_remote(remote: LeafRemote) -> str:
+    fields = [f"url: {json.dumps(remote.url)}"]
+    if remote.nkey_seed is not None:
+        fields.append(f"nkey: {json.dumps(remote.nkey_seed.get_secret_value())}")
+    if remote.tls_ca_file is not None:
+        fields.append(f"tls: {{ ca_file: {json.dumps(str(remote.tls_ca_file.resolve()))} }}")
+    return "{ " + ", ".join(fields) + " }"
+
+
 def _http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1.0) as response:
@@ -197,6 +269,8 @@ block file after the disk has room again, with `/healthz` still answering 200 (s
 sign of it."""
 LOG_READ_LIMIT_BYTES = 1 << 20
 """At most this much new log is read per look (the markers come in short lines)."""
+CONFIG_FILE_MODE = 0o600
+"""A server's configuration may hold a site's nkey seed: only its owner reads it."""
 
 
 class EmbeddedNats(ServerProcess):
@@ -226,8 +300,24 @@ class EmbeddedNats(ServerProcess):
 
     def prepare(self) -> None:
         self.config.store_dir.mkdir(parents=True, exist_ok=True)
-        self._conf_path.write_text(self.config.render())
+        self._write_config()
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    def _write_config(self) -> None:
+        # the configuration may hold the site's nkey seed: readable by its owner only
+        fd = os.open(self._conf_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, CONFIG_FILE_MODE)
+        with os.fdopen(fd, "w") as stream:
+            stream.write(self.config.render())
+        self._conf_path.chmod(CONFIG_FILE_MODE)
+
+    def reload(self) -> None:
+        """Write the configuration again and make the running server read it (SIGHUP): how a
+        changed `authorization` block (a site added or revoked) takes effect without a
+        restart."""
+        if self.pid is None:
+            raise NatsServerError(f"{self.describe()} is not running: nothing to reload")
+        self._write_config()
+        os.kill(self.pid, signal.SIGHUP)
 
     def store_faults(self) -> list[str]:
         """The lines this server logged, since it started or since the last call, that say a

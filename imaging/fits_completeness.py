@@ -13,6 +13,11 @@ a file), but a file that stops inside the padding is still being written. A prim
 without data that announces extensions (EXTEND = T), with nothing after it, is waiting for its
 first extension (a tile-compressed frame written header first). Bytes after the last HDU that
 do not begin an extension header are left for the reader to judge.
+
+A whole file compressed with gzip or bzip2 (`.fits.gz`, `.fits.bz2`) shows its end only to a
+decompressor that reads all of it, too slow to do on the watcher's event loop for every file:
+such a file is judged complete once settled (its size and mtime unchanged), and the reader
+rejects one cut short as truncated. Tile-compressed files (`.fz`) are FITS and judged as such.
 """
 
 import math
@@ -25,6 +30,8 @@ from typing import BinaryIO
 FITS_BLOCK_BYTES = 2880
 CARD_BYTES = 80
 PRIMARY_MAGIC = b"SIMPLE  ="
+GZIP_MAGIC = b"\x1f\x8b"
+BZIP2_MAGIC = b"BZh"
 EXTENSION_MAGIC = b"XTENSION="
 MAX_HEADER_BLOCKS = 1000
 """Blocks one header may span (36,000 cards) before it is called not FITS; real headers take
@@ -85,6 +92,9 @@ def fits_completeness(stream: BinaryIO, size_bytes: int) -> FitsCompleteness:
         if start != magic:
             if magic.startswith(start):  # the first bytes of the header, the rest to come
                 return _incomplete(size_bytes, offset + FITS_BLOCK_BYTES, f"HDU {index} header")
+            if index == 0 and start.startswith((GZIP_MAGIC, BZIP2_MAGIC)):
+                detail = "compressed whole: judged complete once settled"
+                return FitsCompleteness(Completeness.COMPLETE, size_bytes, detail=detail)
             if index == 0:
                 return _not_fits(size_bytes, "no SIMPLE card at the start")
             return FitsCompleteness(Completeness.COMPLETE, size_bytes)  # trailing bytes
@@ -97,7 +107,9 @@ def fits_completeness(stream: BinaryIO, size_bytes: int) -> FitsCompleteness:
         except _NotFits as exc:
             return _not_fits(size_bytes, f"HDU {index}: {exc}")
         data_end = header.end + data_bytes
-        padded_end = header.end + FITS_BLOCK_BYTES * math.ceil(data_bytes / FITS_BLOCK_BYTES)
+        padded_end = header.end + FITS_BLOCK_BYTES * -(
+            -data_bytes // FITS_BLOCK_BYTES
+        )  # exact for any size
         if size_bytes < data_end:
             return _incomplete(size_bytes, data_end, f"HDU {index} data")
         if size_bytes == data_end and data_bytes > 0:
@@ -115,6 +127,20 @@ def file_completeness(path: Path) -> FitsCompleteness:
     read."""
     with open(path, "rb") as stream:
         return fits_completeness(stream, os.fstat(stream.fileno()).st_size)
+
+
+def header_is_complete(stream: BinaryIO, offset: int) -> bool:
+    """Whether the header at `offset` has an END card and the stream holds its whole last
+    block (a header astropy failed on is then malformed, not cut off)."""
+    stream.seek(offset)
+    for _ in range(MAX_HEADER_BLOCKS):
+        block = stream.read(FITS_BLOCK_BYTES)
+        cards = (block[start : start + CARD_BYTES] for start in range(0, len(block), CARD_BYTES))
+        if any(card.rstrip() == b"END" for card in cards):
+            return len(block) == FITS_BLOCK_BYTES
+        if len(block) < FITS_BLOCK_BYTES:
+            return False
+    return True
 
 
 def _incomplete(size_bytes: int, needed_bytes: int, part: str) -> FitsCompleteness:

@@ -3,48 +3,59 @@
 `read_frame` finds the first HDU holding a 2-D image (primary, extension or tile-compressed
 `CompImageHDU`), checks the file against what its headers promise before touching any pixel,
 and returns a `Frame`: float32 pixels with BZERO/BSCALE applied and BLANK pixels as NaN, the
-header, the WCS when there is one, and the `FrameIdentity` that goes on the wire.
+header, the WCS when there is one, and the `FrameIdentity` that goes on the wire (what the
+header says, its time, filter, pointing and saturation, is read by `imaging.fits_header`).
 
 Every problem becomes a `FrameError` carrying a `RejectReason` and one line that names the file
 (printably, `imaging.file_names`) and what is wrong with it; no astropy or numpy exception
 escapes, even one nobody foresaw (a header card astropy cannot parse, BITPIX = 'abc').
 Uncompressed data is read through a memory map and scaled once into a native float32 array
 (the one copy), while the file's sha256 is computed in a second thread, since hashing a
-4096x4096 frame costs as much as reading it.
+4096x4096 frame costs as much as reading it. A whole file compressed with gzip or bzip2
+(`.fits.gz`, `.fits.bz2`, known by its first bytes) is decompressed into memory first, within a
+bound (`imaging.fits_source`), and read the same way; its sha256 is the file's on disk.
 """
 
 import hashlib
 import itertools
-import math
-import re
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
-from astropy.time import Time
 from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS
-from astropy.wcs.utils import proj_plane_pixel_scales
 
 from imaging.file_names import printable_name
-from imaging.fits_completeness import Completeness, file_completeness
-from protos import FrameIdentity, RejectReason, SkyPosition
+from imaging.fits_completeness import Completeness, header_is_complete
+from imaging.fits_header import (
+    celestial_wcs,
+    date_obs_utc,
+    exptime_s,
+    filter_name,
+    pixel_scale_arcsec,
+    pointing,
+    saturation_adu,
+)
+from imaging.fits_source import (
+    Compression,
+    DecompressionError,
+    FitsSource,
+    compression_of,
+    decompressed_bytes,
+)
+from protos import FrameIdentity, RejectReason
 from protos.frames import FILE_NAME_MAX_CHARS
 
 FITS_MAGIC = b"SIMPLE  ="
-FITS_BLOCK_BYTES = 2880
-CARD_BYTES = 80
-MAX_HEADER_BLOCKS = 1000
 SUPPORTED_BITPIX = (8, 16, 32, -32, -64)
 MIN_SIDE_PX = 16
 SAMPLE_STRIDE_PX = 16
-FILTER_MAX_CHARS = 32
-
-_OLD_FITS_DATE = re.compile(r"^\s*(\d{1,2})/(\d{1,2})/(\d{2,3})\s*$")
+HEADER_ROOM_BYTES = 1 << 20
+"""Bytes allowed beyond the largest image's pixels when decompressing a whole file: headers and
+small extensions. The largest image is `max_pixels` of 8 bytes (BITPIX -64)."""
 
 
 class FrameError(Exception):
@@ -85,24 +96,28 @@ class _ImageLayout:
 
 
 def read_frame(path: Path, *, max_pixels: int = 64_000_000) -> Frame:
-    """Read and validate the first 2-D image of a FITS file; raise `FrameError` if unusable."""
+    """Read and validate the first 2-D image of a FITS file (gzip or bzip2 compressed, or not);
+    raise `FrameError` if unusable."""
     path = Path(path)
+    source: FitsSource | None = None
     try:
-        return _validated_frame(path, max_pixels)
+        source = _checked_source(path, max_pixels)
+        return _validated_frame(source, max_pixels)
     except FrameError:
         raise
     except Exception as exc:  # astropy raises many types on a malformed header: all reject
-        raise _malformed(path, exc) from exc
+        raise _malformed(source or FitsSource(path, 0), exc) from exc
 
 
-def _malformed(path: Path, exc: Exception) -> FrameError:
+def _malformed(source: FitsSource, exc: Exception) -> FrameError:
     """A file astropy or numpy failed on in a way no check foresaw, named with the error."""
+    path = source.path
     if isinstance(exc, OSError) and exc.strerror:
         return _unreadable(path, exc)
     if isinstance(exc, MemoryError):
         return FrameError(path, RejectReason.TOO_LARGE, "too large to read into memory")
     try:  # the headers' structure often names the card at fault better than astropy's error
-        structure = file_completeness(path)
+        structure = source.completeness()
     except OSError:
         structure = None
     if structure is not None and structure.verdict is Completeness.NOT_FITS:
@@ -115,15 +130,15 @@ def _malformed(path: Path, exc: Exception) -> FrameError:
     )
 
 
-def _validated_frame(path: Path, max_pixels: int) -> Frame:
+def _validated_frame(source: FitsSource, max_pixels: int) -> Frame:
     """The checks and the read in order; astropy's own exceptions are left to the caller."""
-    size_bytes = _checked_file_size(path)
+    path = source.path
     with ThreadPoolExecutor(max_workers=1) as hasher:
         sha256 = hasher.submit(sha256_of_file, path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyWarning)
-            data, header = _read_image(path, size_bytes, max_pixels)
-            wcs = _celestial_wcs(header)
+            data, header = _read_image(source, max_pixels)
+            wcs = celestial_wcs(header)
         try:
             digest = sha256.result()
         except OSError as exc:
@@ -133,10 +148,10 @@ def _validated_frame(path: Path, max_pixels: int) -> Frame:
     identity = FrameIdentity(
         file_name=printable_name(path.name, max_chars=FILE_NAME_MAX_CHARS),
         sha256=digest,
-        date_obs=_date_obs_utc(header),
-        exptime_s=_exptime_s(header),
-        filter=_filter_name(header),
-        pointing=_pointing(wcs, width, height),
+        date_obs=date_obs_utc(header),
+        exptime_s=exptime_s(header),
+        filter=filter_name(header),
+        pointing=pointing(wcs, width, height),
         width_px=width,
         height_px=height,
     )
@@ -146,13 +161,38 @@ def _validated_frame(path: Path, max_pixels: int) -> Frame:
         header=header,
         wcs=wcs,
         identity=identity,
-        pixel_scale_arcsec=_pixel_scale_arcsec(wcs),
-        saturation_adu=_saturation_adu(header),
+        pixel_scale_arcsec=pixel_scale_arcsec(wcs),
+        saturation_adu=saturation_adu(header),
     )
 
 
-def _checked_file_size(path: Path) -> int:
-    """The file's size in bytes, after checking that it is a readable FITS file."""
+def _checked_source(path: Path, max_pixels: int) -> FitsSource:
+    """The file's FITS bytes, after checking that it is a readable FITS file (decompressed
+    first when it is a compressed one)."""
+    size_bytes, compression = _checked_file_size(path)
+    if compression is None:
+        return FitsSource(path, size_bytes)
+    limit = max_pixels * 8 + HEADER_ROOM_BYTES
+    try:
+        content = decompressed_bytes(path, compression, limit_bytes=limit)
+    except OSError as exc:
+        raise _unreadable(path, exc) from exc
+    except DecompressionError as exc:
+        reason = {"truncated": RejectReason.TRUNCATED, "too_large": RejectReason.TOO_LARGE}
+        message = f"truncated: {exc}" if exc.problem == "truncated" else str(exc)
+        raise FrameError(path, reason.get(exc.problem, RejectReason.NOT_FITS), message) from exc
+    if not content:
+        raise FrameError(path, RejectReason.EMPTY_FILE, f"is empty once {compression}-decompressed")
+    if not content.startswith(FITS_MAGIC):
+        raise FrameError(
+            path, RejectReason.NOT_FITS, f"is {compression}-compressed but not a FITS file inside"
+        )
+    return FitsSource(path, len(content), content)
+
+
+def _checked_file_size(path: Path) -> tuple[int, Compression | None]:
+    """The file's size in bytes and its whole-file compression, after checking that it is a
+    readable FITS file or a compressed file."""
     try:
         if not path.exists():
             raise FrameError(path, RejectReason.NOT_A_FILE, "no such file")
@@ -167,9 +207,10 @@ def _checked_file_size(path: Path) -> int:
         raise _unreadable(path, exc) from exc
     if size_bytes == 0:
         raise FrameError(path, RejectReason.EMPTY_FILE, "is empty (0 bytes)")
-    if head != FITS_MAGIC:
+    compression = compression_of(head)
+    if head != FITS_MAGIC and compression is None:
         raise FrameError(path, RejectReason.NOT_FITS, "is not a FITS file (no SIMPLE card)")
-    return size_bytes
+    return size_bytes, compression
 
 
 def _unreadable(path: Path, exc: OSError) -> FrameError:
@@ -183,25 +224,26 @@ def sha256_of_file(path: Path) -> str:
         return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
-def _read_image(path: Path, size_bytes: int, max_pixels: int) -> tuple[np.ndarray, fits.Header]:
+def _read_image(source: FitsSource, max_pixels: int) -> tuple[np.ndarray, fits.Header]:
     """The first 2-D image's pixels as native float32, and its header."""
+    path = source.path
     try:
         hdul = fits.open(
-            path,
-            memmap=True,
+            source.open(),
+            memmap=source.content is None,
             lazy_load_hdus=True,
             disable_image_compression=True,
             do_not_scale_image_data=True,
         )
     except (OSError, KeyError, ValueError) as exc:
-        raise _header_error(path, 0, exc) from exc
+        raise _header_error(source, 0, exc) from exc
     with hdul:
-        layout = _find_image(path, hdul, size_bytes)
+        layout = _find_image(source, hdul)
         _check_layout(path, layout, max_pixels)
         if not layout.compressed:
             hdu = hdul[layout.index]
             return _scaled_float32(hdu.data, hdu.header), hdu.header
-    with fits.open(path, memmap=False) as hdul:  # decompression fills memory anyway
+    with fits.open(source.open(), memmap=False) as hdul:  # decompression fills memory anyway
         hdu = hdul[layout.index]
         try:
             pixels = np.asarray(hdu.data, dtype=np.float32)
@@ -212,8 +254,9 @@ def _read_image(path: Path, size_bytes: int, max_pixels: int) -> tuple[np.ndarra
         return pixels.reshape(pixels.shape[-2:]), hdu.header
 
 
-def _find_image(path: Path, hdul: fits.HDUList, size_bytes: int) -> _ImageLayout:
+def _find_image(source: FitsSource, hdul: fits.HDUList) -> _ImageLayout:
     """The first HDU with a 2-D image; checks that each HDU up to it is complete on disk."""
+    path, size_bytes = source.path, source.size_bytes
     other_dimensions: _ImageLayout | None = None
     header_offset = 0
     for index in itertools.count():
@@ -222,7 +265,7 @@ def _find_image(path: Path, hdul: fits.HDUList, size_bytes: int) -> _ImageLayout
         except IndexError:
             break
         except (OSError, KeyError, ValueError) as exc:
-            raise _header_error(path, header_offset, exc) from exc
+            raise _header_error(source, header_offset, exc) from exc
         info = hdu.fileinfo()
         data_end = info["datLoc"] + hdu.size
         if size_bytes < data_end:
@@ -248,31 +291,18 @@ def _find_image(path: Path, hdul: fits.HDUList, size_bytes: int) -> _ImageLayout
     raise FrameError(path, RejectReason.NO_IMAGE_DATA, "holds no image data (header or table only)")
 
 
-def _header_error(path: Path, offset: int, exc: Exception) -> FrameError:
+def _header_error(source: FitsSource, offset: int, exc: Exception) -> FrameError:
     """A header astropy cannot parse: cut off by the end of the file, or malformed."""
-    if _header_is_complete(path, offset):
+    path = source.path
+    with source.stream() as stream:
+        complete = header_is_complete(stream, offset)
+    if complete:
         return FrameError(
             path, RejectReason.NOT_FITS, f"malformed FITS header at byte {offset} ({exc})"
         )
     return FrameError(
         path, RejectReason.TRUNCATED, f"truncated: the file ends inside the header at byte {offset}"
     )
-
-
-def _header_is_complete(path: Path, offset: int) -> bool:
-    """Whether the header at `offset` has an END card and the file holds its whole last block."""
-    with path.open("rb") as stream:
-        stream.seek(offset)
-        for _ in range(MAX_HEADER_BLOCKS):
-            block = stream.read(FITS_BLOCK_BYTES)
-            cards = (
-                block[start : start + CARD_BYTES] for start in range(0, len(block), CARD_BYTES)
-            )
-            if any(card.rstrip() == b"END" for card in cards):
-                return len(block) == FITS_BLOCK_BYTES
-            if len(block) < FITS_BLOCK_BYTES:
-                return False
-    return True
 
 
 def _image_layout(path: Path, index: int, header: fits.Header) -> _ImageLayout | None:
@@ -359,93 +389,3 @@ def _check_has_signal(path: Path, data: np.ndarray) -> None:
         raise FrameError(
             path, RejectReason.ALL_NAN, f"every finite pixel has the same value {finite.min():g}"
         )
-
-
-def _celestial_wcs(header: fits.Header) -> WCS | None:
-    """The celestial WCS of the image, or None when the header has none or a broken one."""
-    try:
-        wcs = WCS(header)
-    except (ValueError, KeyError, MemoryError):
-        return None
-    return wcs.celestial if wcs.has_celestial else None
-
-
-def _pixel_scale_arcsec(wcs: WCS | None) -> float | None:
-    if wcs is None:
-        return None
-    scale_deg = float(np.mean(proj_plane_pixel_scales(wcs)))
-    return scale_deg * 3600.0 if math.isfinite(scale_deg) and scale_deg > 0 else None
-
-
-def _pointing(wcs: WCS | None, width: int, height: int) -> SkyPosition | None:
-    """The ICRS position of the frame centre."""
-    if wcs is None:
-        return None
-    try:
-        centre = wcs.pixel_to_world((width - 1) / 2, (height - 1) / 2).icrs
-    except (ValueError, AttributeError):
-        return None
-    ra_deg, dec_deg = float(centre.ra.deg) % 360.0, float(centre.dec.deg)
-    if not (math.isfinite(ra_deg) and math.isfinite(dec_deg)):
-        return None
-    return SkyPosition(ra_deg=ra_deg, dec_deg=dec_deg)
-
-
-def _date_obs_utc(header: fits.Header) -> datetime | None:
-    """The start of the exposure in UTC, from DATE-OBS (with TIME-OBS or UT) or MJD-OBS.
-
-    A DATE-OBS without a time of day is used alone only when neither TIME-OBS, UT nor
-    MJD-OBS says more; the pre-2000 DD/MM/YY form is understood.
-    """
-    date = header.get("DATE-OBS")
-    date = date.strip() if isinstance(date, str) else ""
-    old_style = _OLD_FITS_DATE.match(date)
-    if old_style:
-        day, month, year = (int(part) for part in old_style.groups())
-        # Pre-2000 FITS dates are DD/MM/YY in the 1900s; some writers wrote 2002 as 102.
-        date = f"{1900 + year:04d}-{month:02d}-{day:02d}"
-    clock = header.get("TIME-OBS") or header.get("UT")
-    mjd = header.get("MJD-OBS")
-    candidates: list[tuple[str | float, str]] = []
-    if date and "T" not in date and isinstance(clock, str) and clock.strip():
-        candidates.append((f"{date}T{clock.strip()}", "isot"))
-    if date and "T" in date:
-        candidates.append((date, "isot"))
-    if isinstance(mjd, int | float) and not isinstance(mjd, bool):
-        candidates.append((float(mjd), "mjd"))
-    if date:
-        candidates.append((date, "iso"))
-    for value, time_format in candidates:
-        try:
-            return Time(value, format=time_format, scale="utc").to_datetime(timezone=UTC)
-        except ValueError:
-            continue
-    return None
-
-
-def _exptime_s(header: fits.Header) -> float | None:
-    value = header.get("EXPTIME", header.get("EXPOSURE"))
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) and value >= 0 else None
-
-
-def _filter_name(header: fits.Header) -> str | None:
-    value = header.get("FILTER")
-    if not isinstance(value, str) or not value.strip():
-        return None
-    return value.strip()[:FILTER_MAX_CHARS].strip()
-
-
-def _saturation_adu(header: fits.Header) -> float | None:
-    """SATURATE from the header, else the largest value an integer BITPIX can hold."""
-    value = header.get("SATURATE")
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    bitpix = int(header.get("ZBITPIX", header.get("BITPIX", -32)))
-    if bitpix < 0:
-        return None
-    bscale = float(header.get("BSCALE", 1.0))
-    bzero = float(header.get("BZERO", 0.0))
-    largest_raw = 255 if bitpix == 8 else 2 ** (bitpix - 1) - 1
-    return bzero + bscale * largest_raw

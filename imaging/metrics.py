@@ -24,12 +24,13 @@ cores, model included), a large frame is measured on a representative subset:
   more).
 
 Stars for the PSF are unflagged (isolated, not truncated) detections with a peak of at least
-`STAR_MIN_PEAK_SIGMA` sigma and below `LINEARITY_FRACTION` of saturation. Each star's FWHM is
-measured at half its maximum (the area above half the peak), its ellipticity 1 - b/a from the
-second moments of its pixels above a tenth of the peak (see `_star_shape`); both are medians over
-the stars (the `SHAPE_STARS_PER_TILE` brightest of each tile), so the odd galaxy or blend does
-not matter. The FWHM includes the pixel's own width, as on any detector: stars of 2-3 px FWHM
-read 5-10% wider than the light that fell on them.
+`STAR_MIN_PEAK_SIGMA` sigma and below `LINEARITY_FRACTION` of saturation, the
+`SHAPE_STARS_PER_TILE` brightest of each tile; each is cut out with its neighbours masked
+(sep's segmentation map) and `imaging.psf` fits them: seeing FWHM, ellipticity, trailing and
+focus with their errors (`measure_frame`; `ImageMetrics` carries the FWHM and the
+ellipticity). The FWHM is the atmosphere's, the pixel's own width fitted out: a Moffat profile
+integrated over each pixel, continuous in the star's width (a count of the pixels above half
+the peak took a few discrete values on undersampled stars).
 """
 
 import logging
@@ -39,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import sep
 
+from imaging.psf import PsfMeasurement, StarStamps, combined, cut_stamps, measure_psf, stamp_radius
 from imaging.trails import count_trails
 from protos import ImageMetrics
 
@@ -54,23 +56,26 @@ BACKGROUND_SAMPLE_PX = 1 << 20
 BACKGROUND_BOX_PX = 64
 DETECT_THRESH_SIGMA = 1.5
 DETECT_MIN_AREA_PX = 5
-STAR_MIN_PEAK_SIGMA = 30.0
+STAR_MIN_PEAK_SIGMA = 10.0
 LINEARITY_FRACTION = 0.8
-STAR_MIN_FWHM_PX = 1.0
-STAR_MIN_COUNT = 3
-SHAPE_ISOPHOTE_OF_PEAK = 0.1
-STAMP_RADIUS_PER_A = 4.0
-STAMP_MAX_RADIUS_PX = 25
 
 
 @dataclass(frozen=True)
 class TileSources:
-    """What one tile yielded: all detections, and the PSF measurements of its good stars."""
+    """What one tile yielded: all detections, and the stamps of its good stars."""
 
     area_px: int
     detections: int
-    fwhm_px: np.ndarray
-    ellipticity: np.ndarray
+    stars: StarStamps
+
+
+@dataclass(frozen=True)
+class FrameMeasurements:
+    """What the pixels alone say about a frame: the wire's `ImageMetrics`, and its PSF in
+    pixels with the errors the verdict grades with (None without enough stars)."""
+
+    metrics: ImageMetrics
+    psf: PsfMeasurement | None
 
 
 def measure_image_metrics(
@@ -79,7 +84,19 @@ def measure_image_metrics(
     pixel_scale_arcsec: float | None,
     saturation_adu: float | None,
 ) -> ImageMetrics:
-    """Background, PSF, source count and saturation of one frame.
+    """Background, PSF, source count and saturation of one frame (`measure_frame`'s metrics)."""
+    return measure_frame(
+        data, pixel_scale_arcsec=pixel_scale_arcsec, saturation_adu=saturation_adu
+    ).metrics
+
+
+def measure_frame(
+    data: np.ndarray,
+    *,
+    pixel_scale_arcsec: float | None,
+    saturation_adu: float | None,
+) -> FrameMeasurements:
+    """Background, PSF, source count, saturation and trails of one frame.
 
     Without a pixel scale the FWHM is unknown (None); without a saturation
     level no pixel counts as saturated.
@@ -92,26 +109,23 @@ def measure_image_metrics(
             break
     measured_px = sum(tile.area_px for tile in tiles)
     detections = sum(tile.detections for tile in tiles)
-    fwhm_px = np.concatenate([tile.fwhm_px for tile in tiles])
-    ellipticity = np.concatenate([tile.ellipticity for tile in tiles])
-    has_psf = fwhm_px.size >= STAR_MIN_COUNT
+    psf = measure_psf(combined([tile.stars for tile in tiles]))
     source_count = round(detections * data.size / measured_px) if measured_px else 0
-    return ImageMetrics(
+    metrics = ImageMetrics(
         background_adu=background_adu,
         background_rms_adu=background_rms_adu,
-        fwhm_arcsec=float(np.median(fwhm_px)) * pixel_scale_arcsec
-        if has_psf and pixel_scale_arcsec
-        else None,
-        ellipticity=float(np.clip(np.median(ellipticity), 0.0, 1.0)) if has_psf else None,
+        fwhm_arcsec=psf.fwhm_px * pixel_scale_arcsec if psf and pixel_scale_arcsec else None,
+        ellipticity=psf.ellipticity if psf else None,
         source_count=source_count,
         saturated_fraction=saturated_fraction(data, saturation_adu),
         satellite_trails=count_trails(data, saturation_adu or math.inf),
     )
+    return FrameMeasurements(metrics=metrics, psf=psf)
 
 
 def _measured_enough(tiles: list[TileSources], frame_px: int) -> bool:
     measured_px = sum(tile.area_px for tile in tiles)
-    stars = sum(tile.fwhm_px.size for tile in tiles)
+    stars = sum(len(tile.stars.stamps) for tile in tiles)
     return measured_px >= MIN_MEASURED_FRACTION * frame_px and stars >= ENOUGH_STARS
 
 
@@ -161,87 +175,30 @@ def _even_edges(length: int) -> list[int]:
 
 
 def measure_tile(tile: np.ndarray, saturation_adu: float | None) -> TileSources:
-    """Detections in one tile and the FWHM (px) and ellipticity of its good stars."""
+    """Detections in one tile and the stamps of its good stars (`imaging.psf`)."""
     pixels, mask = _sep_ready(tile)
     background = sep.Background(pixels, mask=mask, bw=BACKGROUND_BOX_PX, bh=BACKGROUND_BOX_PX)
     background.subfrom(pixels)
     rms = background.globalrms
     try:
-        objects = sep.extract(
-            pixels, DETECT_THRESH_SIGMA, err=rms, mask=mask, minarea=DETECT_MIN_AREA_PX
+        objects, segmentation = sep.extract(
+            pixels,
+            DETECT_THRESH_SIGMA,
+            err=rms,
+            mask=mask,
+            minarea=DETECT_MIN_AREA_PX,
+            segmentation_map=True,
         )
     except Exception as exc:  # sep reports its limits (pixel stack, deblending) as Exception
         log.warning("event=tile_skipped reason=%r", str(exc))
-        return TileSources(0, 0, np.empty(0), np.empty(0))
-    stars = objects[_is_good_star(objects, rms, background.globalback, saturation_adu)]
-    stars = stars[np.argsort(-stars["peak"], kind="stable")[:SHAPE_STARS_PER_TILE]]
-    shapes = np.array([_star_shape(pixels, star) for star in stars]).reshape(-1, 2)
-    fwhm_px, ellipticity = shapes[:, 0], shapes[:, 1]
-    keep = np.isfinite(fwhm_px) & np.isfinite(ellipticity) & (fwhm_px >= STAR_MIN_FWHM_PX)
-    return TileSources(tile.size, len(objects), fwhm_px[keep], ellipticity[keep])
-
-
-def _star_shape(pixels: np.ndarray, star: np.void) -> tuple[float, float]:
-    """FWHM (px) and ellipticity 1 - b/a of one star from a stamp around it; NaN if unusable.
-
-    FWHM is the diameter of the circle with the area of the pixels above half the peak, the
-    peak refined by a log-parabola through the brightest pixel and its neighbours. Unlike twice
-    the half-light radius it ignores the wings, which make that read 15-35% wide for the Moffat
-    profiles of real seeing. Ellipticity comes from the second moments of the pixels above a
-    tenth of the peak: the isophotes of an elliptical profile are similar ellipses, so this keeps
-    the true axis ratio, where sep's footprint on the smoothed image is rounder than the star
-    (it reads 0.25 for a true 0.4 at 2.5 px FWHM).
-    """
-    radius = int(np.clip(math.ceil(STAMP_RADIUS_PER_A * star["a"]), 3, STAMP_MAX_RADIUS_PX))
-    row, column = round(float(star["y"])), round(float(star["x"]))
-    height, width = pixels.shape
-    if not (radius <= row < height - radius and radius <= column < width - radius):
-        return math.nan, math.nan
-    stamp = pixels[row - radius : row + radius + 1, column - radius : column + radius + 1]
-    peak = _refined_peak(stamp)
-    if not peak > 0:
-        return math.nan, math.nan
-    fwhm_px = 2.0 * math.sqrt(np.count_nonzero(stamp >= peak / 2) / math.pi)
-    return fwhm_px, _isophote_ellipticity(stamp, SHAPE_ISOPHOTE_OF_PEAK * peak)
-
-
-def _refined_peak(stamp: np.ndarray) -> float:
-    """The profile's peak from a log-parabola through the brightest pixel and its neighbours
-    along each axis (undersampled stars fall between pixels); NaN at the stamp's edge."""
-    row, column = np.unravel_index(np.argmax(stamp), stamp.shape)
-    brightest = float(stamp[row, column])
-    if not (0 < row < stamp.shape[0] - 1 and 0 < column < stamp.shape[1] - 1 and brightest > 0):
-        return math.nan
-    log_brightest = math.log(brightest)
-    log_peak = log_brightest
-    for before, after in (
-        (stamp[row, column - 1], stamp[row, column + 1]),
-        (stamp[row - 1, column], stamp[row + 1, column]),
-    ):
-        if before > 0 and after > 0:
-            log_before, log_after = math.log(before), math.log(after)
-            curvature = log_before - 2 * log_brightest + log_after
-            if curvature < 0:
-                log_peak -= (log_before - log_after) ** 2 / (8 * curvature)
-    return math.exp(log_peak)
-
-
-def _isophote_ellipticity(stamp: np.ndarray, level: float) -> float:
-    """1 - b/a from the second moments of the stamp's pixels at or above `level`."""
-    weights = np.where(stamp >= level, stamp, 0.0)
-    offsets = np.arange(stamp.shape[0], dtype=np.float64)
-    total = weights.sum()
-    mean_y = (weights.sum(axis=1) @ offsets) / total
-    mean_x = (weights.sum(axis=0) @ offsets) / total
-    dy, dx = offsets[:, np.newaxis] - mean_y, offsets[np.newaxis, :] - mean_x
-    xx = float((weights * dx * dx).sum() / total)
-    yy = float((weights * dy * dy).sum() / total)
-    xy = float((weights * dx * dy).sum() / total)
-    half_trace = (xx + yy) / 2
-    spread = math.hypot((xx - yy) / 2, xy)
-    if half_trace - spread <= 0:
-        return math.nan
-    return 1.0 - math.sqrt((half_trace - spread) / (half_trace + spread))
+        return TileSources(0, 0, StarStamps.empty(stamp_radius(np.empty(0))))
+    ids = np.flatnonzero(_is_good_star(objects, rms, background.globalback, saturation_adu))
+    ids = ids[np.argsort(-objects["peak"][ids], kind="stable")[:SHAPE_STARS_PER_TILE]]
+    stars = objects[ids]
+    usable = np.ones(pixels.shape, dtype=bool) if mask is None else ~mask
+    radius = stamp_radius(stars["a"])
+    stamps = cut_stamps(pixels, usable, segmentation, stars, ids + 1, rms, radius)
+    return TileSources(tile.size, len(objects), stamps)
 
 
 def _is_good_star(

@@ -24,6 +24,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from imaging.fits_reader import sha256_of_file
+from imaging.model_signature import ModelSignatureError, verify_version
 from imaging.preprocess import INPUT_SHAPE, PREPROCESS_VERSION
 from protos import ModelRef, QualityLabel
 from protos.base import Sha256
@@ -75,9 +76,15 @@ class QualityModel:
         self.manifest = manifest
 
     @classmethod
-    def load(cls, model_dir: Path) -> Self:
-        """Load and verify the model in a version folder or a Triton-style repository."""
+    def load(cls, model_dir: Path, release_public_key: str | None = None) -> Self:
+        """Load and verify the model in a version folder or a Triton-style repository; with
+        `release_public_key`, only a version signed by that key (`imaging.model_signature`)."""
         version_dir = model_version_dir(Path(model_dir))
+        if release_public_key is not None:
+            try:
+                verify_version(version_dir, release_public_key)
+            except ModelSignatureError as exc:
+                raise ModelLoadError(str(exc)) from exc
         manifest = read_manifest(version_dir)
         weights = version_dir / MODEL_FILE
         actual = sha256_of_file(weights)

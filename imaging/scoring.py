@@ -1,11 +1,14 @@
 """Scoring frames: the quality verdict on one frame, and on a batch of files that never stops.
 
 `score_frame` runs the site's quality path on a frame already read: the one preprocessing, the
-model, the image metrics and the photometry (with the site's calibration) whose grades floor the
-model's verdict, and the physical reasons, and returns the `FrameScore` message.
+model, the image metrics with the stars' PSF, and the photometry (with the site's calibration),
+all graded once by `imaging.verdict.judge` into the label, its probabilities and the physical
+reasons, and returns the `FrameScore` message.
 `score_files` reads and scores files one after another and turns every unreadable or invalid
 file into a `FrameRejected` message instead of an exception, so one bad file never stops a
-batch.
+batch; an image that is not of the night sky is refused the same way ("not a sky frame: ...",
+`imaging.frame_kind`), a bias, dark or flat frame is named and not graded, and a sky frame is
+calibrated first with a site's masters when given them (`imaging.calibration_store`).
 """
 
 import logging
@@ -16,28 +19,30 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
+from imaging.calibration import CalibratedFrame
+from imaging.calibration_store import CalibrationStore
+from imaging.criteria import frame_criteria
 from imaging.file_names import printable_name
+from imaging.fits_header import DEFAULT_SATURATION_ADU
 from imaging.fits_reader import Frame, FrameError, read_frame
-from imaging.metrics import measure_image_metrics
+from imaging.frame_kind import FrameClass, classify_frame
+from imaging.metrics import measure_frame
 from imaging.photometry import PhotometricCalibration, measure_photometry
 from imaging.preprocess import preprocess_frame
-from imaging.quality_reasons import explain_quality
 from imaging.quality_thresholds import QualityThresholds
-from imaging.verdict import CLASS_ORDER, floored_probabilities, measured_floor
+from imaging.verdict import CLASS_ORDER, judge
 from protos import (
     ClassProbabilities,
     FrameRejected,
     FrameScore,
     ImageMetrics,
     ModelRef,
+    RejectReason,
     stable_message_id,
 )
 from protos.frames import FILE_NAME_MAX_CHARS, REJECTION_MESSAGE_MAX_CHARS
 
 log = logging.getLogger(__name__)
-
-# Used when neither the caller nor the header (SATURATE, integer BITPIX) gives a level.
-DEFAULT_SATURATION_ADU = 65535.0
 
 
 class QualityPredictor(Protocol):
@@ -50,10 +55,12 @@ class QualityPredictor(Protocol):
 
 
 class FileResult(NamedTuple):
-    """What became of one file: its score, or why it was rejected."""
+    """What became of one file: its score, why it was rejected, or which calibration frame it
+    is (not graded); and what its calibration could not do."""
 
     path: Path
-    outcome: FrameScore | FrameRejected
+    outcome: FrameScore | FrameRejected | FrameClass
+    notes: tuple[str, ...] = ()
 
 
 def score_frame(
@@ -77,31 +84,24 @@ def score_frame(
     probabilities = model.predict(preprocess_frame(frame.data)[np.newaxis])[0]
     scale = pixel_scale_arcsec or frame.pixel_scale_arcsec
     saturation = saturation_adu or frame.saturation_adu or DEFAULT_SATURATION_ADU
-    metrics = measure_image_metrics(frame.data, pixel_scale_arcsec=scale, saturation_adu=saturation)
+    measured = measure_frame(frame.data, pixel_scale_arcsec=scale, saturation_adu=saturation)
+    metrics = measured.metrics
     if photometry is not None:
         metrics = with_photometry(metrics, frame, photometry, scale, saturation)
-    floor = measured_floor(
-        metrics.transparency,
-        metrics.transparency_error,
-        metrics.sky_brightness_mag_arcsec2,
-        metrics.satellite_trails,
-        thresholds,
-    )
-    probabilities = floored_probabilities(probabilities, floor)
-    label = CLASS_ORDER[int(np.argmax(probabilities))]
+    verdict = judge(frame_criteria(metrics, measured.psf, scale), probabilities, thresholds)
     class_probabilities = ClassProbabilities(
-        **{name.value: float(p) for name, p in zip(CLASS_ORDER, probabilities, strict=True)}
+        **{name.value: float(p) for name, p in zip(CLASS_ORDER, verdict.probabilities, strict=True)}
     )
     return FrameScore(
-        message_id=stable_message_id("frame-score", site_id, frame.identity.sha256),
+        message_id=stable_message_id(FrameScore.KIND, site_id, frame.identity.sha256),
         site_id=site_id,
         frame=frame.identity,
-        label=label,
-        confidence=class_probabilities.of(label),
+        label=verdict.label,
+        confidence=class_probabilities.of(verdict.label),
         probabilities=class_probabilities,
         model=model.ref,
         metrics=metrics,
-        reasons=explain_quality(metrics, thresholds=thresholds),
+        reasons=list(verdict.reasons),
         processing_ms=(time.perf_counter() - started) * 1000.0,
     )
 
@@ -123,9 +123,16 @@ def with_photometry(
     )
     if measured.note:
         log.info("photometry incomplete file=%s: %s", frame.path.name, measured.note)
-    return metrics.model_copy(
-        update={
-            "transparency": measured.transparency,
+    transparency = measured.transparency
+    if transparency is not None and transparency < 0.0:
+        # noise on a sky with next to no starlight: the contract's transparency is >= 0
+        transparency = 0.0
+    # validated, not `model_copy`: a value outside the contract fails here, at the site,
+    # rather than being dead-lettered at the centre
+    return ImageMetrics.model_validate(
+        {
+            **metrics.model_dump(),
+            "transparency": transparency,
             "transparency_error": measured.transparency_error,
             "zero_point_mag": measured.zero_point_mag,
             "sky_brightness_mag_arcsec2": measured.sky_brightness_mag_arcsec2,
@@ -142,24 +149,54 @@ def score_files(
     saturation_adu: float | None = None,
     photometry: PhotometricCalibration | None = None,
     thresholds: QualityThresholds = QualityThresholds(),
+    calibration: CalibrationStore | None = None,
 ) -> Iterator[FileResult]:
-    """Read and score each file in turn; a file that cannot be read yields `FrameRejected`."""
+    """Read and score each file in turn; a file that cannot be read, or is not of the night
+    sky, yields `FrameRejected`, a calibration frame its `FrameClass`."""
     for path in paths:
         try:
             frame = read_frame(Path(path))
         except FrameError as error:
             yield FileResult(Path(path), rejection(error, site_id=site_id))
             continue
+        kind = classify_frame(frame)
+        if kind.not_sky is not None:
+            refused = FrameError(frame.path, RejectReason.NO_IMAGE_DATA, kind.describe())
+            yield FileResult(Path(path), rejection(refused, site_id=site_id))
+            continue
+        if kind.is_calibration:
+            yield FileResult(Path(path), kind)
+            continue
+        calibrated = None
+        if calibration is not None:
+            calibrated = calibration.calibrate(frame, saturation_adu=saturation_adu)
+            frame = calibrated.frame
+        saturation, photometry_used = calibrated_inputs(calibrated, saturation_adu, photometry)
         score = score_frame(
             frame,
             model,
             site_id=site_id,
             pixel_scale_arcsec=pixel_scale_arcsec,
-            saturation_adu=saturation_adu,
-            photometry=photometry,
+            saturation_adu=saturation,
+            photometry=photometry_used,
             thresholds=thresholds,
         )
-        yield FileResult(Path(path), score)
+        yield FileResult(Path(path), score, calibrated.notes if calibrated else ())
+
+
+def calibrated_inputs(
+    calibrated: CalibratedFrame | None,
+    saturation_adu: float | None,
+    photometry: PhotometricCalibration | None,
+) -> tuple[float | None, PhotometricCalibration | None]:
+    """The saturation level and photometric calibration to score a frame with once its bias is
+    removed: the calibrated frame's own saturation level (a raw level given for the camera no
+    longer applies), and a photometric calibration with no bias left to subtract."""
+    if calibrated is None or not calibrated.bias_removed:
+        return saturation_adu, photometry
+    if photometry is not None:
+        photometry = photometry.model_copy(update={"bias_adu": 0.0})
+    return None, photometry
 
 
 def rejection(error: FrameError, *, site_id: str) -> FrameRejected:
@@ -167,7 +204,7 @@ def rejection(error: FrameError, *, site_id: str) -> FrameRejected:
     file_name = printable_name(error.path.name or error.path, max_chars=FILE_NAME_MAX_CHARS)
     path = printable_name(error.path)
     return FrameRejected(
-        message_id=stable_message_id("frame-rejected", site_id, path, error.reason),
+        message_id=stable_message_id(FrameRejected.KIND, site_id, path, error.reason),
         site_id=site_id,
         file_name=file_name,
         reason=error.reason,

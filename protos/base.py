@@ -9,7 +9,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -28,10 +28,26 @@ Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN, description="Lower-case he
 
 
 def _as_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    """The same instant in UTC; a time that UTC cannot hold (year 1 at +14:00, year 9999 at
+    -14:00) is a validation error, not an OverflowError escaping the decoder."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{value.isoformat()} is outside the years 1-9999 in UTC") from None
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_as_utc)]
+
+
+def _exact_integer(value: object) -> object:
+    """Refuse `true` and `1.0` where the version is the integer 1: pydantic's literal check
+    compares by equality (`True == 1.0 == 1`), even in strict mode."""
+    if type(value) is not int:
+        raise ValueError(f"schema version must be an integer, not {type(value).__name__}")
+    return value
+
+
+SchemaVersion = Annotated[Literal[1], BeforeValidator(_exact_integer)]
 
 
 def utc_now() -> datetime:
@@ -41,6 +57,10 @@ def utc_now() -> datetime:
 
 def stable_message_id(kind: str, *identity: str) -> str:
     """A message id that depends only on the message kind and what it is about.
+
+    Pass the message class's `KIND` rather than spelling it, e.g.
+    `stable_message_id(FrameScore.KIND, site_id, sha256)`. The result must never change between
+    versions (a test holds literals): it is what dedupes a resend after an upgrade.
 
     >>> stable_message_id("frame-score", "la-silla", "ab" * 32)[:12]
     'frame-score:'
@@ -66,7 +86,7 @@ class FleetMessage(ContractModel):
 
     KIND: ClassVar[str] = "message"
 
-    schema_version: Literal[1] = Field(
+    schema_version: SchemaVersion = Field(
         default=SCHEMA_VERSION, description="Version of this message's schema."
     )
     message_id: str = Field(

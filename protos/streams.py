@@ -62,6 +62,15 @@ SITE_STREAM_MAX_BYTES = 2 * 1024**3
 """What a site keeps of its own messages at most: days of an outage at a busy site."""
 
 
+HUB_JS_DOMAIN = "hub"
+"""The hub's JetStream domain: sites reach the hub's streams as `$JS.hub.API.>`."""
+
+
+def site_command_consumer(site_id: str) -> str:
+    """The durable consumer on the hub's command stream through which a site reads its commands."""
+    return f"site-{site_id}-commands"
+
+
 def site_domain(site_id: str) -> str:
     """The JetStream domain of a site's own (leaf) server."""
     return f"site-{site_id}"

@@ -11,6 +11,8 @@ from pydantic import Field, model_validator
 from protos.base import ContractModel, FleetMessage, Sha256, UtcDatetime
 from protos.frames import FrameIdentity
 
+SKIPPED_REASON_MAX_CHARS = 256
+"""The longest reason a frame's transient search was skipped (one sentence with its figures)."""
 MAX_CUTOUT_SIDE = 128
 
 
@@ -31,14 +33,20 @@ class EncodedArray(ContractModel):
         ny, nx = self.shape
         if not (0 < ny <= MAX_CUTOUT_SIDE and 0 < nx <= MAX_CUTOUT_SIDE):
             raise ValueError(f"cutout shape {self.shape} outside 1..{MAX_CUTOUT_SIDE} per side")
+        needed = ny * nx * 4
         try:
-            raw = zlib.decompress(base64.b64decode(self.data, validate=True))
+            inflater = zlib.decompressobj()
+            # One byte more than the shape needs tells a wrong size, and bounds what a zlib
+            # bomb makes us allocate (200 kB of text inflates to about 150 MB of zeros).
+            raw = inflater.decompress(base64.b64decode(self.data, validate=True), needed + 1)
         except (binascii.Error, zlib.error) as exc:
             raise ValueError(f"cutout data is not zlib+base64: {exc}") from exc
-        if len(raw) != ny * nx * 4:
-            raise ValueError(
-                f"cutout holds {len(raw)} bytes, shape {self.shape} needs {ny * nx * 4}"
-            )
+        if len(raw) > needed:
+            raise ValueError(f"cutout holds more than the {needed} bytes shape {self.shape} needs")
+        if len(raw) < needed:
+            raise ValueError(f"cutout holds {len(raw)} bytes, shape {self.shape} needs {needed}")
+        if not inflater.eof:
+            raise ValueError("cutout data is not zlib+base64: incomplete or truncated stream")
         return self
 
     @classmethod
@@ -89,7 +97,7 @@ class TransientSearch(ContractModel):
 
     attempted: bool
     candidates: int = Field(default=0, ge=0)
-    skipped_reason: str | None = Field(default=None, max_length=256)
+    skipped_reason: str | None = Field(default=None, max_length=SKIPPED_REASON_MAX_CHARS)
 
 
 class FrameSearched(FleetMessage):

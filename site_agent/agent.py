@@ -14,6 +14,8 @@ the heartbeat's `restarts` and started again. A frame whose processing fails une
 logged, counted, and tried again after a back-off (`FolderWatch.retry`); it never stops the worker.
 On stop it takes no new frames, finishes the frame in hand, and closes everything in order.
 Frames still queued are found again at the next start (they are not settled yet).
+The parts are built from the settings in `site_agent.agent_parts` (the quality predictor
+included); this module starts them, runs them and stops them.
 """
 
 import asyncio
@@ -23,55 +25,42 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING
 
-import numpy as np
 from nats.aio.client import Client
-from pydantic import BaseModel, ConfigDict
 
-from fleetbus.client import connect
+from fleetbus.client import connect_unless_stopped
+from fleetbus.identity import read_seed
 from fleetbus.process_supervisor import ProcessSupervisor
 from fleetbus.server import EmbeddedNats
 from fleetbus.tasks import cancel_and_wait, supervise
 from imaging.file_names import printable_name
 from imaging.photometry import PhotometricCalibration
-from imaging.quality_model import QualityModel
 from imaging.scoring import QualityPredictor
 from protos import (
-    FleetMessage,
-    FrameRejected,
-    FrameScore,
-    FrameSearched,
     LinkState,
-    ModelRef,
     SiteConfig,
-    TransientCandidate,
-    stable_message_id,
 )
-from protos.base import utc_now
+from site_agent.agent_parts import (
+    frame_pipeline,
+    load_predictor,
+    load_searcher,
+    search_parts,
+    site_config,
+)
+from site_agent.agent_status import AgentStatus, PublishedCounts
 from site_agent.commands import CommandReceiver
-from site_agent.followups import CloseFollowUp, FollowUpQueue, ReportFollowUp
+from site_agent.followups import FollowUpQueue
 from site_agent.heartbeat import build_heartbeat, disk_free_bytes
 from site_agent.ingest import FolderWatch
-from site_agent.pipeline import FramePipeline, FrameWork, site_pipeline
+from site_agent.pipeline import FramePipeline, FrameWork
 from site_agent.publisher import SitePublisher
 from site_agent.search_backlog import SearchBacklog
 from site_agent.settings import SiteAgentSettings
 from site_agent.site_nats import StoreFaultCheck, site_server_config, start_embedded_server
 from site_agent.state import FileFingerprint, ProcessedFrames
 from site_agent.telemetry import AgentMetrics
-from site_agent.transient_stage import (
-    ReferenceKeeper,
-    SearchLane,
-    SubmitSearch,
-    TransientSearcher,
-)
-
-if TYPE_CHECKING:
-    from site_agent.triton_scorer import Predictor
+from site_agent.transient_stage import SearchLane, TransientSearcher
 
 log = logging.getLogger(__name__)
 
@@ -79,47 +68,6 @@ SHUTDOWN_GRACE_S = 30.0
 EXIT_DEADLINE_S = 3 * SHUTDOWN_GRACE_S + 30.0
 """After a stop is asked for, the process ends by this time whatever is still running (the
 frame in hand, the other tasks and the bus each get a grace period first)."""
-
-
-class AgentStatus(BaseModel):
-    """What the agent has done so far (for the demo's live table and for tests)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    site_id: str
-    frames_scored: int
-    frames_rejected: int
-    labels: dict[str, int]
-    last_frame_at: datetime | None
-    queue_depth: int
-    link_state: LinkState
-    candidates: int
-    frames_searched: int
-    """Frames whose transient search (or the reason there was none) is published."""
-
-
-@dataclass(frozen=True)
-class ServedModel:
-    """A predictor (e.g. Triton with in-process fallback) and the model it serves."""
-
-    predictor: "Predictor"
-    ref: ModelRef
-
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        return self.predictor.predict(batch)
-
-
-def load_predictor(settings: SiteAgentSettings) -> QualityPredictor:
-    """The verified quality model in process, or served by Triton with the same model in
-    process as the fallback (Triton serves the repository the local model was loaded from)."""
-    local = QualityModel.load(settings.model_dir)
-    if settings.triton_url is None:
-        return local
-    # tritonclient is an optional extra: imported only when Triton is asked for
-    from site_agent.triton_scorer import FallbackPredictor, TritonPredictor
-
-    served = FallbackPredictor(TritonPredictor(settings.triton_url), local)
-    return ServedModel(served, local.ref)
 
 
 class SiteAgent:
@@ -140,11 +88,7 @@ class SiteAgent:
         self._predictor = predictor
         self._boot_id = uuid.uuid4().hex
         self._started_s = time.monotonic()
-        self._labels: Counter[str] = Counter()
-        self._rejected = 0
-        self._candidates = 0
-        self._searched = 0
-        self._last_frame_at: datetime | None = None
+        self._published = PublishedCounts()
         self._queue: asyncio.Queue[FrameWork] = asyncio.Queue(maxsize=settings.queue_size)
         self._watch = FolderWatch(
             settings.watch_dir,
@@ -164,16 +108,17 @@ class SiteAgent:
 
     def status(self) -> AgentStatus:
         """Counts and state right now."""
+        published = self._published
         return AgentStatus(
             site_id=self.settings.site_id,
-            frames_scored=sum(self._labels.values()),
-            frames_rejected=self._rejected,
-            labels=dict(self._labels),
-            last_frame_at=self._last_frame_at,
+            frames_scored=sum(published.labels.values()),
+            frames_rejected=published.rejected,
+            labels=dict(published.labels),
+            last_frame_at=published.last_frame_at,
             queue_depth=self._queue_depth(),
             link_state=self._publisher.link_state if self._publisher else LinkState.UNKNOWN,
-            candidates=self._candidates,
-            frames_searched=self._searched,
+            candidates=published.candidates,
+            frames_searched=published.searched,
         )
 
     @property
@@ -204,7 +149,15 @@ class SiteAgent:
         )
         try:
             assert self.nats_url is not None
-            nc = await connect(self.nats_url, name=f"site-agent-{settings.site_id}")
+            name = f"site-agent-{settings.site_id}"
+            nc = await connect_unless_stopped(self.nats_url, name=name, stop=stop)
+            if nc is None:
+                log.warning(
+                    "site agent stopped before its bus answered site=%s url=%s",
+                    settings.site_id,
+                    self.nats_url,
+                )
+                return
             try:
                 await self._serve(nc, predictor, stop)
             finally:
@@ -226,6 +179,10 @@ class SiteAgent:
             hub_leaf_url=self.settings.hub_leaf_url,
             port=self.settings.nats_port,
             monitor_port=self.settings.nats_monitor_port,
+            leaf_nkey_seed=(
+                read_seed(self.settings.hub_nkey_file) if self.settings.hub_nkey_file else None
+            ),
+            hub_ca_file=self.settings.hub_ca_file,
         )
         server = start_embedded_server(config)
         self.nats_url = server.url
@@ -246,30 +203,11 @@ class SiteAgent:
         return asyncio.create_task(supervise(name, loop, on_restart=self._restarted), name=name)
 
     async def _serve(self, nc: Client, predictor: QualityPredictor, stop: asyncio.Event) -> None:
+        """Build the parts that need the bus, start the loops, and stop them once `stop` is set."""
         settings = self.settings
-        publisher = SitePublisher(
-            nc,
-            settings.site_id,
-            hub_js_domain=settings.hub_js_domain,
-            ack_timeout_s=settings.publish_timeout_s,
-        )
-        await publisher.prepare()
-        self._publisher = publisher
-        site_config = self.site_config()
-        if site_config is not None:
-            await publisher.send(site_config)
-        queue = FollowUpQueue(settings.followup_dir)
-        searcher = (
-            await asyncio.to_thread(
-                TransientSearcher.load,
-                settings.site_id,
-                settings.reference_dir,
-                settings.realbogus_model_dir,
-                settings.transients,
-            )
-            if settings.search_transients
-            else None
-        )
+        publisher = await self._publisher_for(nc)
+        followups = FollowUpQueue(settings.followup_dir)
+        searcher = await asyncio.to_thread(load_searcher, settings)
         if settings.metrics_port:
             self.metrics_port = self.metrics.serve(settings.metrics_port, settings.metrics_host)
         with (
@@ -278,27 +216,18 @@ class SiteAgent:
                 SearchBacklog(settings.search_backlog_path, settings.search_backlog)
             ) as backlog,
         ):
-            keeper = ReferenceKeeper(searcher) if searcher else None
-            lane = (
-                SearchLane(searcher, backlog, publisher.send, self._count, keeper)
-                if searcher
-                else None
-            )
+            keeper, lane = search_parts(searcher, backlog, publisher.send, self._published.count)
             self._lane = lane
-            pipeline = site_pipeline(
-                site_id=settings.site_id,
+            pipeline = frame_pipeline(
+                settings,
                 predictor=predictor,
                 publisher=publisher,
                 state=state,
                 metrics=self.metrics,
-                quarantine_dir=settings.quarantine_dir,
-                on_settled=self._count,
-                pixel_scale_arcsec=settings.pixel_scale_arcsec,
-                saturation_adu=settings.saturation_adu,
                 photometry=self.photometry,
-                before_publishing=[ReportFollowUp(settings.site_id, queue)],
-                after_publishing=[SubmitSearch(lane)] if lane else [],
-                after_settling=[CloseFollowUp(queue)],
+                followups=followups,
+                lane=lane,
+                on_settled=self._published.count,
             )
             commands = CommandReceiver(
                 nc,
@@ -306,7 +235,7 @@ class SiteAgent:
                 send=publisher.send,
                 count=self.metrics.command,
                 hub_js_domain=settings.hub_js_domain,
-                on_accepted=queue.add,
+                on_accepted=followups.add,
             )
             self._watch.start()
             tasks = [
@@ -328,16 +257,42 @@ class SiteAgent:
             try:
                 await stop.wait()
             finally:
-                log.info("site agent stopping site=%s", settings.site_id)
-                await self._watch.stop()
-                await self._finish(worker)
-                stuck = await cancel_and_wait(tasks, timeout_s=SHUTDOWN_GRACE_S)
-                if stuck:  # the process exits anyway: see EXIT_DEADLINE_S
-                    names = sorted(task.get_name() for task in stuck)
-                    log.error("tasks did not stop site=%s tasks=%s", settings.site_id, names)
-                if searcher is not None:  # a search cut off is redone after the restart
-                    searcher.worker.stop()
-                self.metrics.stop_serving()
+                await self._stop_serving(worker, tasks, searcher)
+
+    async def _publisher_for(self, nc: Client) -> SitePublisher:
+        """The site's publisher, ready, having sent the site's description (when configured)."""
+        settings = self.settings
+        publisher = SitePublisher(
+            nc,
+            settings.site_id,
+            hub_js_domain=settings.hub_js_domain,
+            ack_timeout_s=settings.publish_timeout_s,
+        )
+        await publisher.prepare()
+        self._publisher = publisher
+        description = self.site_config()
+        if description is not None:
+            await publisher.send(description)
+        return publisher
+
+    async def _stop_serving(
+        self,
+        worker: asyncio.Task[None],
+        tasks: list[asyncio.Task[None]],
+        searcher: TransientSearcher | None,
+    ) -> None:
+        """Take no new frames, finish the frame in hand, then stop the other loops."""
+        settings = self.settings
+        log.info("site agent stopping site=%s", settings.site_id)
+        await self._watch.stop()
+        await self._finish(worker)
+        stuck = await cancel_and_wait(tasks, timeout_s=SHUTDOWN_GRACE_S)
+        if stuck:  # the process exits anyway: see EXIT_DEADLINE_S
+            names = sorted(task.get_name() for task in stuck)
+            log.error("tasks did not stop site=%s tasks=%s", settings.site_id, names)
+        if searcher is not None:  # a search cut off is redone after the restart
+            searcher.worker.stop()
+        self.metrics.stop_serving()
 
     async def _intake(self, state: ProcessedFrames) -> None:
         while True:
@@ -420,33 +375,11 @@ class SiteAgent:
 
     def site_config(self) -> SiteConfig | None:
         """The site's description for the fleet, when its location and camera are configured."""
-        settings = self.settings
-        if settings.location is None or settings.camera is None:
-            return None
-        described = (settings.location, settings.camera, settings.horizon_limit_deg)
-        return SiteConfig(
-            message_id=stable_message_id("site-config", settings.site_id, repr(described)),
-            site_id=settings.site_id,
-            name=settings.site_id,
-            location=settings.location,
-            horizon_limit_deg=settings.horizon_limit_deg,
-            camera=settings.camera,
-        )
+        return site_config(self.settings)
 
     def _queue_depth(self) -> int:
         in_hand = int(self._in_hand is not None and not self._in_hand.done())
         return self._watch.waiting + self._queue.qsize() + in_hand
-
-    def _count(self, message: FleetMessage) -> None:
-        if isinstance(message, FrameScore):
-            self._labels[message.label.value] += 1
-            self._last_frame_at = utc_now()
-        elif isinstance(message, FrameRejected):
-            self._rejected += 1
-        elif isinstance(message, TransientCandidate):
-            self._candidates += 1
-        elif isinstance(message, FrameSearched):
-            self._searched += 1
 
 
 def _check_disk_space(settings: SiteAgentSettings) -> None:

@@ -32,18 +32,13 @@ from protos import (
     stable_message_id,
 )
 from protos.base import utc_now
-from protos.streams import COMMAND_STREAM
+from protos.streams import COMMAND_STREAM, site_command_consumer
 from protos.subjects import site_commands
 
 log = logging.getLogger(__name__)
 
 Send = Callable[[FleetMessage], Awaitable[object]]
 Count = Callable[[str, str], None]
-
-
-def consumer_name(site_id: str) -> str:
-    """The durable consumer through which a site reads its commands."""
-    return f"site-{site_id}-commands"
 
 
 def followup_answer(site_id: str, request: FollowUpRequest) -> FollowUpStatus:
@@ -53,7 +48,7 @@ def followup_answer(site_id: str, request: FollowUpRequest) -> FollowUpStatus:
     else:
         state, reason = FollowUpState.ACCEPTED, None
     return FollowUpStatus(
-        message_id=stable_message_id("followup-status", site_id, request.request_id, state),
+        message_id=stable_message_id(FollowUpStatus.KIND, site_id, request.request_id, state),
         site_id=site_id,
         request_id=request.request_id,
         state=state,
@@ -111,7 +106,7 @@ class CommandReceiver:
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
         return await self._js.pull_subscribe(
             site_commands(self.site_id),
-            durable=consumer_name(self.site_id),
+            durable=site_command_consumer(self.site_id),
             stream=COMMAND_STREAM,
             config=ConsumerConfig(
                 ack_policy=AckPolicy.EXPLICIT,

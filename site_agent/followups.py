@@ -76,7 +76,7 @@ def followup_report(site_id: str, request_id: str, score: FrameScore) -> FollowU
     else:
         state, reason = FollowUpState.DONE, None
     return FollowUpStatus(
-        message_id=stable_message_id("followup-status", site_id, request_id, state),
+        message_id=stable_message_id(FollowUpStatus.KIND, site_id, request_id, state),
         site_id=site_id,
         request_id=request_id,
         state=state,

@@ -36,7 +36,7 @@ def build_heartbeat(
 ) -> SiteHeartbeat:
     """One heartbeat; its id is unique to this run of the agent (`boot_id`) and `sequence`."""
     return SiteHeartbeat(
-        message_id=stable_message_id("site-heartbeat", site_id, boot_id, str(sequence)),
+        message_id=stable_message_id(SiteHeartbeat.KIND, site_id, boot_id, str(sequence)),
         site_id=site_id,
         agent_version=__version__,
         model_version=model_version,

@@ -39,7 +39,20 @@ from imaging.fits_completeness import Completeness, FitsCompleteness, file_compl
 
 log = logging.getLogger(__name__)
 
-FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.fz", ".fit.fz", ".fz")
+FITS_SUFFIXES = (
+    ".fits",
+    ".fit",
+    ".fts",
+    ".fz",
+    ".fits.gz",
+    ".fit.gz",
+    ".fts.gz",
+    ".fits.bz2",
+    ".fit.bz2",
+    ".fts.bz2",
+)
+"""Names of frames: plain FITS, tile-compressed (`.fits.fz`, `.fz`) and whole-file gzip or
+bzip2 compressed FITS. A `.gz` or `.bz2` of anything else (a log, a catalogue) is not a frame."""
 
 INCOMPLETE_TIMEOUT_S = 60.0
 """How long a file whose FITS headers promise more bytes than it holds may stay unchanged before
@@ -276,5 +289,5 @@ def _completeness(path: Path) -> FitsCompleteness | None:
         if not path.is_file():
             return None
         return file_completeness(path)
-    except OSError:
+    except (OSError, ValueError, ArithmeticError):  # a header beyond belief: the reader says why
         return None

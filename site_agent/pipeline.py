@@ -1,13 +1,16 @@
-"""The agent's path for one frame, as a short list of stages: read, score, publish, settle.
+"""The agent's path for one frame, as a short list of stages: read, classify, (calibration),
+score, publish, settle.
 
 Each stage does one thing to the `FrameWork` in hand. A file the reader refuses becomes a
-`FrameRejected` (and is quarantined after the message is acknowledged); a readable frame
-becomes a `FrameScore`. Nothing one frame does stops the next: an unexpected error while
-reading or scoring is logged with the file and turned into a rejection too. Files are named in
-messages and log lines by `printable_name`, so a name with a newline or bytes that are not
-UTF-8 can neither forge a log line nor break a message; the real path is what is read and
-quarantined. Pixel work runs in a worker thread so the event loop keeps publishing,
-heartbeating and answering commands meanwhile.
+`FrameRejected` (and is quarantined after the message is acknowledged), and so does an image
+that is not of the night sky (`ClassifyFrame`: "not a sky frame: ..."); a bias, dark or flat
+frame is handed to the calibration stages (`site_agent.calibration_stage`) and never graded; a
+sky frame, calibrated with the site's masters when it has them, becomes a `FrameScore`.
+Nothing one frame does stops the next: an unexpected error while reading or scoring is logged
+with the file and turned into a rejection too. Files are named in messages and log lines by
+`printable_name`, so a name with a newline or bytes that are not UTF-8 can neither forge a log
+line nor break a message; the real path is what is read and quarantined. Pixel work runs in a
+worker thread so the event loop keeps publishing, heartbeating and answering commands meanwhile.
 """
 
 import asyncio
@@ -18,10 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from imaging.calibration import CalibratedFrame
 from imaging.file_names import printable_name
 from imaging.fits_reader import Frame, FrameError, read_frame
+from imaging.frame_kind import FrameClass, classify_frame
 from imaging.photometry import PhotometricCalibration
-from imaging.scoring import QualityPredictor, rejection, score_frame
+from imaging.scoring import QualityPredictor, calibrated_inputs, rejection, score_frame
 from protos import (
     FleetMessage,
     FrameRejected,
@@ -50,6 +55,10 @@ class FrameWork:
     related: list[FleetMessage] = field(default_factory=list)
     """Messages published with (before) the frame's own: candidates, follow-up reports."""
     quarantine_to: Path | None = None
+    frame_class: FrameClass | None = None
+    """What the frame is (`ClassifyFrame`): a sky frame, or a calibration frame not graded."""
+    calibrated: CalibratedFrame | None = None
+    """The masters applied to a sky frame before scoring, when there were any."""
 
 
 class Stage(Protocol):
@@ -95,6 +104,39 @@ class ReadFrame:
 
 
 @dataclass
+class ClassifyFrame:
+    """Say what a readable frame is: an image that is not of the night sky (a solar WCS, an
+    all-sky image, a difference image) is refused with the reason; a calibration frame is
+    marked, for the calibration stages to collect; a sky frame goes on to be scored. A frame
+    classification fails on is scored as before (logged with the file)."""
+
+    rejecter: Rejecter
+
+    async def run(self, work: FrameWork) -> None:
+        frame = work.frame
+        if frame is None:
+            return
+        site_id, name = self.rejecter.site_id, printable_name(work.path.name)
+        try:
+            work.frame_class = await asyncio.to_thread(classify_frame, frame)
+        except Exception:  # an unforeseen header or pixel layout: grade it as a sky frame
+            log.exception("classifying failed, graded as sky site=%s file=%s", site_id, name)
+            return
+        if work.frame_class.not_sky is not None:
+            work.frame = None
+            error = FrameError(work.path, RejectReason.NO_IMAGE_DATA, work.frame_class.describe())
+            self.rejecter.reject(work, error)
+        elif not work.frame_class.is_calibration and frame.identity.exptime_s == 0.0:
+            log.warning(
+                "light frame with EXPTIME = 0 site=%s file=%s: scored without photometry or "
+                "dark correction (%s)",
+                site_id,
+                name,
+                work.frame_class.evidence,
+            )
+
+
+@dataclass
 class ScoreFrame:
     """Preprocess, run the quality model, measure the image and (calibrated) its photometry."""
 
@@ -106,8 +148,13 @@ class ScoreFrame:
     photometry: PhotometricCalibration | None = None
 
     async def run(self, work: FrameWork) -> None:
-        if work.frame is None:
+        if work.frame is None or work.message is not None:
             return
+        if work.frame_class is not None and work.frame_class.is_calibration:
+            return  # collected by the calibration stages, never graded as sky
+        saturation, photometry = calibrated_inputs(
+            work.calibrated, self.saturation_adu, self.photometry
+        )
         try:
             score = await asyncio.to_thread(
                 score_frame,
@@ -115,8 +162,8 @@ class ScoreFrame:
                 self.predictor,
                 site_id=self.site_id,
                 pixel_scale_arcsec=self.pixel_scale_arcsec,
-                saturation_adu=self.saturation_adu,
-                photometry=self.photometry,
+                saturation_adu=saturation,
+                photometry=photometry,
             )
         except Exception as exc:  # one frame's failure must never stop the agent
             log.exception("scoring failed site=%s file=%s", self.site_id, printable_name(work.path))
@@ -248,17 +295,21 @@ def site_pipeline(
     pixel_scale_arcsec: float | None = None,
     saturation_adu: float | None = None,
     photometry: PhotometricCalibration | None = None,
+    before_scoring: list[Stage] | None = None,
     before_publishing: list[Stage] | None = None,
     after_publishing: list[Stage] | None = None,
     after_settling: list[Stage] | None = None,
 ) -> FramePipeline:
-    """The site agent's stages: read → score → (before publishing) → publish → (after
-    publishing) → settle → (after settling). A stage whose work must survive a crash goes
-    before settling: a frame not yet settled is processed again after a restart."""
+    """The site agent's stages: read → classify → (before scoring: the calibration stages) →
+    score → (before publishing) → publish → (after publishing) → settle → (after settling). A
+    stage whose work must survive a crash goes before settling: a frame not yet settled is
+    processed again after a restart."""
     rejecter = Rejecter(site_id, quarantine_dir)
     return FramePipeline(
         [
             ReadFrame(rejecter),
+            ClassifyFrame(rejecter),
+            *(before_scoring or []),
             ScoreFrame(
                 site_id, predictor, rejecter, pixel_scale_arcsec, saturation_adu, photometry
             ),

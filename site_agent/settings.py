@@ -1,12 +1,14 @@
 """Settings of the site agent (`SKYFLEET_SITE_*`, flags, `[site]` in a TOML file)."""
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from fleetbus.settings import ServiceSettings
+from imaging.calibration import MAX_FRAMES_PER_MASTER, MIN_FRAMES_PER_MASTER
+from imaging.model_signature import RELEASE_PUBLIC_KEY_PATTERN
 from imaging.shipped_models import SHIPPED_QUALITY_MODEL_DIR, SHIPPED_REALBOGUS_MODEL_DIR
 from imaging.transients.config import TransientSearchSettings
 from protos import CameraConfig, SiteLocation
@@ -31,7 +33,27 @@ class SiteAgentSettings(ServiceSettings):
     hub_leaf_url: str | None = Field(
         default=None, description="The central server's leaf-node URL (nats-leaf://host:7422)."
     )
+    hub_nkey_file: Path | None = Field(
+        default=None,
+        description="The site's seed file (site-<id>.nk of `skyfleet fleet credentials`): the "
+        "embedded leaf server's link to the hub authenticates with it.",
+    )
+    hub_ca_file: Path | None = Field(
+        default=None, description="The CA of a hub that speaks TLS: the link verifies the hub."
+    )
     triton_url: str | None = Field(default=None, description="Triton gRPC address, host:port.")
+    quality_runtime: Literal["torchscript", "onnx"] = Field(
+        default="torchscript",
+        description="What scores in process: the TorchScript model, or its ONNX export through "
+        "ONNX Runtime (TensorRT or CUDA on a Jetson when its build has them; checked at start "
+        "to score as the verified TorchScript model does).",
+    )
+    release_public_key: str | None = Field(
+        default=None,
+        pattern=RELEASE_PUBLIC_KEY_PATTERN,
+        description="The fleet's public release key (O..., `skyfleet fleet credentials`): "
+        "only models signed with it are loaded. None: the sha256 check only.",
+    )
     model_dir: Path = SHIPPED_QUALITY_MODEL_DIR
     heartbeat_interval_s: float = Field(default=10.0, gt=0.0)
     pixel_scale_arcsec: float | None = Field(default=None, gt=0.0)
@@ -94,6 +116,18 @@ class SiteAgentSettings(ServiceSettings):
         description="The camera's photometric calibration (JSON or TOML, see "
         "imaging.photometry): with it, frames get transparency and sky brightness.",
     )
+    calibrate_frames: bool = Field(
+        default=True,
+        description="Apply the site's master bias, dark and flat to sky frames before scoring "
+        "(bias, dark and flat frames are collected into masters either way; docs/site-agent.md).",
+    )
+    calibration_min_frames: int = Field(
+        default=MIN_FRAMES_PER_MASTER,
+        ge=3,
+        le=MAX_FRAMES_PER_MASTER,
+        description="Calibration frames of one kind (and exposure time or filter) that make a "
+        "master; the master is built again whenever as many more have arrived.",
+    )
     location: SiteLocation | None = Field(
         default=None, description="Where the telescope is; with `camera`, sent as SiteConfig."
     )
@@ -112,6 +146,11 @@ class SiteAgentSettings(ServiceSettings):
     def followup_dir(self) -> Path:
         """Accepted follow-up requests for the telescope's scheduler (`site_agent.followups`)."""
         return self.work_dir / "followups"
+
+    @property
+    def calibration_dir(self) -> Path:
+        """Calibration frames and their masters (`imaging.calibration_store`)."""
+        return self.work_dir / "calibration"
 
     @property
     def reference_dir(self) -> Path:

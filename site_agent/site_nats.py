@@ -18,6 +18,8 @@ import shutil
 import time
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from fleetbus.server import EmbeddedNats, LeafRemote, NatsServerConfig, NatsServerError, free_port
 from protos.streams import SITE_STREAM_MAX_BYTES, site_domain
 
@@ -41,11 +43,16 @@ def site_server_config(
     host: str = "127.0.0.1",
     port: int = 0,
     monitor_port: int = 0,
+    leaf_nkey_seed: str | None = None,
+    hub_ca_file: Path | None = None,
 ) -> NatsServerConfig:
-    """A site's own server: JetStream in the site's domain, a leaf node of the hub (if given).
+    """A site's own server: JetStream in the site's domain, a leaf node of the hub (if given),
+    the link authenticated with the site's nkey seed where the hub requires identities.
 
     A port of 0 takes a free one now.
     """
+    seed = SecretStr(leaf_nkey_seed) if leaf_nkey_seed is not None else None
+    remote = LeafRemote(url=hub_leaf_url or "", nkey_seed=seed, tls_ca_file=hub_ca_file)
     return NatsServerConfig(
         server_name=f"site-{site_id}",
         host=host,
@@ -53,7 +60,7 @@ def site_server_config(
         monitor_port=monitor_port or free_port(host),
         store_dir=store_dir,
         jetstream_domain=site_domain(site_id),
-        leaf_remotes=[LeafRemote(url=hub_leaf_url)] if hub_leaf_url else [],
+        leaf_remotes=[remote] if hub_leaf_url else [],
         max_file_store_bytes=SITE_STORE_LIMIT_BYTES,
     )
 

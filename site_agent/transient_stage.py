@@ -28,8 +28,8 @@ from imaging.file_names import printable_name
 from imaging.fits_reader import Frame, FrameError, read_frame
 from imaging.transients.config import TransientSearchSettings
 from imaging.transients.realbogus import RealBogusModel
+from imaging.transients.reference_store import ReferenceStore
 from imaging.transients.references import ReferenceError as UnusableForReference
-from imaging.transients.references import ReferenceStore
 from imaging.transients.search import BAD_FRAME_REASON, SearchOutcome, search_transients
 from protos import (
     FleetMessage,
@@ -39,6 +39,7 @@ from protos import (
     TransientSearch,
     stable_message_id,
 )
+from protos.transients import SKIPPED_REASON_MAX_CHARS
 from site_agent.pipeline import FrameWork
 from site_agent.search_backlog import PendingSearch, SearchBacklog
 
@@ -140,9 +141,14 @@ class TransientSearcher:
         reference_dir: Path,
         model_dir: Path,
         settings: TransientSearchSettings,
+        *,
+        release_public_key: str | None = None,
     ) -> Self:
-        """The site's reference store, its verified real/bogus model and its search limits."""
-        return cls(site_id, ReferenceStore(reference_dir), RealBogusModel.load(model_dir), settings)
+        """The site's reference store, its verified (and, with the fleet's release key,
+        signed) real/bogus model and its search limits."""
+        references = ReferenceStore(reference_dir, settings)
+        model = RealBogusModel.load(model_dir, release_public_key)
+        return cls(site_id, references, model, settings)
 
 
 class ReferenceKeeper:
@@ -250,8 +256,8 @@ class SearchLane:
             outcome = await self.searcher.run_in_worker(partial(self._search, pending))
         except Exception as exc:  # a fault in one search must not stop the lane
             log.exception("transient search failed file=%s", printable_name(pending.path))
-            reason = f"transient search failed: {type(exc).__name__}: {exc}"[:256]
-            outcome = SearchOutcome(_skipped(reason), [])
+            reason = f"transient search failed: {type(exc).__name__}: {exc}"
+            outcome = SearchOutcome(_skipped(reason[:SKIPPED_REASON_MAX_CHARS]), [])
         await self._publish(pending, outcome, 1000 * (time.perf_counter() - started))
 
     def _search(self, pending: PendingSearch) -> SearchOutcome:
@@ -261,7 +267,8 @@ class SearchLane:
         try:
             frame = read_frame(pending.path)
         except FrameError as exc:
-            return SearchOutcome(_skipped(f"frame file no longer readable: {exc}"[:256]), [])
+            reason = f"frame file no longer readable: {exc}"
+            return SearchOutcome(_skipped(reason[:SKIPPED_REASON_MAX_CHARS]), [])
         if frame.identity.sha256 != score.frame.sha256:
             return SearchOutcome(_skipped("frame file changed since it was scored"), [])
         return self.searcher.search(frame, score.label)
@@ -269,7 +276,7 @@ class SearchLane:
     async def _publish(self, pending: PendingSearch, outcome: SearchOutcome, ms: float) -> None:
         score = pending.score
         searched = FrameSearched(
-            message_id=stable_message_id("frame-searched", score.site_id, score.frame.sha256),
+            message_id=stable_message_id(FrameSearched.KIND, score.site_id, score.frame.sha256),
             site_id=score.site_id,
             frame=score.frame,
             score_message_id=score.message_id,

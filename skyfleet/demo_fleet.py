@@ -21,11 +21,23 @@ from pydantic import BaseModel, Field
 
 from coordinator.service import Coordinator
 from coordinator.settings import CoordinatorSettings
+from coordinator.store.roles import Role
+from coordinator.store.users import add_user
 from coordinator.views import FleetSummary
 from fleetbus.hub import hub_server_config
+from fleetbus.identity import (
+    COORDINATOR_SEED_FILE,
+    HUB_AUTH_FILE,
+    RELEASE_SEED_FILE,
+    SEED_SUFFIX,
+    FleetIdentities,
+    issue_credentials,
+)
 from fleetbus.server import EmbeddedNats
+from protos.base import utc_now
 from site_agent.agent import SiteAgent
 from site_agent.followups import FollowUpQueue
+from skyfleet.demo_models import SignedModels, signed_shipped_models
 from skyfleet.demo_sites import (
     DEMO_FIELDS,
     DEMO_SITES,
@@ -39,6 +51,8 @@ log = logging.getLogger(__name__)
 
 UNDER_WAY = ("sent", "accepted", "observing")
 """Follow-up states that are not finished yet."""
+DEMO_OPERATOR = "operator"
+"""The console user the demo makes, so its console's actions work."""
 
 
 def _port_or_any(port: int) -> int:
@@ -51,6 +65,14 @@ def _port_or_any(port: int) -> int:
             log.warning("port %d is taken; the console takes a free one", port)
             return 0
     return port
+
+
+def _console_operator(coordinator: Coordinator) -> tuple[str, str]:
+    """An operator for the demo's console, with a new token each run: (name, token)."""
+    assert coordinator.engine is not None
+    with coordinator.engine.begin() as conn:
+        token = add_user(conn, DEMO_OPERATOR, Role.OPERATOR, utc_now(), replace=True)
+    return DEMO_OPERATOR, token
 
 
 class DemoOptions(BaseModel):
@@ -100,15 +122,35 @@ class DemoFleet:
         self.coordinator: Coordinator | None = None
         self.agents: dict[str, SiteAgent] = {}
         self.telescopes: dict[str, NightSimulator] = {}
+        self.console_login: tuple[str, str] | None = None
+        """The console's operator in this demo, (name, token): its actions work."""
         self._started = time.monotonic()
         self._cut_short = False
+        self.models: SignedModels | None = None
+
+    @property
+    def credentials_dir(self) -> Path:
+        """The demo fleet's keys (`skyfleet fleet credentials`)."""
+        return self.options.work_dir / "credentials"
 
     async def run(
         self, stop: asyncio.Event, on_tick: Callable[["DemoFleet"], None] | None = None
     ) -> DemoSummary:
         """Run the fleet until `stop` (or the end of the scripted night); returns the summary."""
         work = self.options.work_dir
-        hub = await asyncio.to_thread(EmbeddedNats(hub_server_config(work / "hub")).start)
+        # identities on, as in a real fleet: each site's link and the coordinator prove who
+        # they are, and the hub lets each do only its own part
+        issue_credentials(self.credentials_dir, [site.site_id for site in DEMO_SITES])
+        self.models = await asyncio.to_thread(
+            signed_shipped_models,
+            work / "models",
+            (self.credentials_dir / RELEASE_SEED_FILE).read_text(),
+            FleetIdentities.load(self.credentials_dir).release_public_key or "",
+        )
+        config = hub_server_config(
+            work / "hub", authorization_file=self.credentials_dir / HUB_AUTH_FILE
+        )
+        hub = await asyncio.to_thread(EmbeddedNats(config).start)
         try:
             return await self._with_hub(hub, stop, on_tick)
         finally:
@@ -126,6 +168,7 @@ class DemoFleet:
         tasks: list[asyncio.Task[None]] = []
         try:
             await coordinator.start()
+            self.console_login = await asyncio.to_thread(_console_operator, coordinator)
             assert hub.config.leaf_url is not None
             for index, site in enumerate(DEMO_SITES):
                 settings = demo_site_settings(
@@ -134,6 +177,8 @@ class DemoFleet:
                     hub.config.leaf_url,
                     location=site.location,
                     camera=self.camera,
+                    hub_nkey_file=self.credentials_dir / f"site-{site.site_id}{SEED_SUFFIX}",
+                    models=self.models,
                 )
                 catalogue_dir = write_site_photometry(settings, self.camera)
                 agent = SiteAgent(settings)
@@ -168,6 +213,7 @@ class DemoFleet:
     def _coordinator_settings(self, hub: EmbeddedNats) -> CoordinatorSettings:
         return CoordinatorSettings(
             nats_url=hub.url,
+            nkey_file=self.credentials_dir / COORDINATOR_SEED_FILE,
             database_url=f"sqlite:///{(self.options.work_dir / 'coordinator.sqlite3').absolute()}",
             http_port=_port_or_any(self.options.console_port),
             sites=[site.site_id for site in DEMO_SITES],

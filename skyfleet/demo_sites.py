@@ -24,6 +24,7 @@ from imaging.catalogue import catalogue_file_name
 from protos import CameraConfig, FollowUpRequest, QualityLabel, SiteLocation
 from site_agent.followups import FOLLOWUP_KEYWORD, FollowUpQueue
 from site_agent.settings import SiteAgentSettings
+from skyfleet.demo_models import SignedModels
 from training.simulator import SimCamera
 from training.simulator.catalogue import (
     CALIBRATION_FILE_NAME,
@@ -320,6 +321,8 @@ def demo_site_settings(
     *,
     location: SiteLocation | None = None,
     camera: SimCamera | None = None,
+    hub_nkey_file: Path | None = None,
+    models: SignedModels | None = None,
 ) -> SiteAgentSettings:
     """Settings of a demo site's agent: folders under `root/site_id`, an embedded leaf server,
     and (given a location and camera) the description it sends to the fleet and its
@@ -329,6 +332,8 @@ def demo_site_settings(
         watch_dir=root / site_id / "incoming",
         work_dir=root / site_id,
         hub_leaf_url=hub_leaf_url,
+        hub_nkey_file=hub_nkey_file,
+        **(models.settings() if models is not None else {}),
         heartbeat_interval_s=5.0,
         settle_s=0.3,
         location=location,

@@ -13,6 +13,10 @@ from fleetbus.server import EmbeddedNats, NatsServerConfig
 from fleetbus.streams import ensure_streams
 from protos.streams import central_streams
 
+# The coordinator's fixtures live beside its message builders; registered here, every test
+# names them as arguments, and no test module imports a fixture (which linters see as unused).
+pytest_plugins = ["tests.coordinators"]
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SKYFLEET = Path(sys.executable).parent / "skyfleet"
 """The installed `skyfleet` command, for tests that run it as a process."""

@@ -47,7 +47,7 @@ def stamp(value: float = 1.0, side: int = 21) -> EncodedArray:
 
 def frame_score(site_id: str = "la-silla", sha256: str = SHA) -> FrameScore:
     return FrameScore(
-        message_id=stable_message_id("frame-score", site_id, sha256),
+        message_id=stable_message_id(FrameScore.KIND, site_id, sha256),
         site_id=site_id,
         frame=FrameIdentity(
             file_name="night-0001.fits",
@@ -89,14 +89,14 @@ def every_message(site_id: str = "la-silla") -> list[FleetMessage]:
     return [
         frame_score(site_id),
         FrameRejected(
-            message_id=stable_message_id("frame-rejected", site_id, "broken.fits"),
+            message_id=stable_message_id(FrameRejected.KIND, site_id, "broken.fits"),
             site_id=site_id,
             file_name="broken.fits",
             reason=RejectReason.TRUNCATED,
             message="broken.fits: header promises 2097152 data bytes, file holds 1000",
         ),
         TransientCandidate(
-            message_id=stable_message_id("transient-candidate", site_id, SHA, "1"),
+            message_id=stable_message_id(TransientCandidate.KIND, site_id, SHA, "1"),
             site_id=site_id,
             frame_sha256=SHA,
             frame_file_name="night-0001.fits",
@@ -112,7 +112,7 @@ def every_message(site_id: str = "la-silla") -> list[FleetMessage]:
             cutouts=TransientCutouts(new=stamp(2.0), reference=stamp(1.0), difference=stamp(1.0)),
         ),
         FrameSearched(
-            message_id=stable_message_id("frame-searched", site_id, SHA),
+            message_id=stable_message_id(FrameSearched.KIND, site_id, SHA),
             site_id=site_id,
             frame=frame_score(site_id).frame,
             score_message_id=frame_score(site_id).message_id,
@@ -120,7 +120,7 @@ def every_message(site_id: str = "la-silla") -> list[FleetMessage]:
             search_ms=4100.0,
         ),
         SiteHeartbeat(
-            message_id=stable_message_id("site-heartbeat", site_id, "42"),
+            message_id=stable_message_id(SiteHeartbeat.KIND, site_id, "42"),
             site_id=site_id,
             agent_version="0.1.0",
             model_version="1",
@@ -129,7 +129,7 @@ def every_message(site_id: str = "la-silla") -> list[FleetMessage]:
             link_state=LinkState.UP,
         ),
         SiteConfig(
-            message_id=stable_message_id("site-config", site_id),
+            message_id=stable_message_id(SiteConfig.KIND, site_id),
             site_id=site_id,
             name="La Silla 0.6m",
             location=SiteLocation(lat_deg=-29.2567, lon_deg=-70.73, height_m=2400.0),
@@ -143,7 +143,7 @@ def every_message(site_id: str = "la-silla") -> list[FleetMessage]:
             ),
         ),
         FollowUpRequest(
-            message_id=stable_message_id("followup-request", site_id, "req-1"),
+            message_id=stable_message_id(FollowUpRequest.KIND, site_id, "req-1"),
             site_id=site_id,
             request_id="req-1",
             target=SkyTarget(name="SF26aaa", ra_deg=150.11, dec_deg=-30.19),
@@ -152,14 +152,14 @@ def every_message(site_id: str = "la-silla") -> list[FleetMessage]:
             priority=2,
         ),
         FollowUpStatus(
-            message_id=stable_message_id("followup-status", site_id, "req-1", "done"),
+            message_id=stable_message_id(FollowUpStatus.KIND, site_id, "req-1", "done"),
             site_id=site_id,
             request_id="req-1",
             state=FollowUpState.DONE,
             frames=["f1.fits"],
         ),
         ModelRelease(
-            message_id=stable_message_id("model-release", site_id, "quality", "2"),
+            message_id=stable_message_id(ModelRelease.KIND, site_id, "quality", "2"),
             site_id=site_id,
             model_name="quality",
             version="2",

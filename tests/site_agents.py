@@ -85,8 +85,12 @@ async def wait_until(condition: Any, *, timeout_s: float, step_s: float = 0.1) -
     return True
 
 
-def start_agent_process(settings: SiteAgentSettings, log_path: Path) -> subprocess.Popen[bytes]:
-    """`skyfleet site run` as its own process (as an operator runs it), its output in `log_path`."""
+def start_agent_process(
+    settings: SiteAgentSettings, log_path: Path, *, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`skyfleet site run` as its own process (as an operator runs it), its output in `log_path`;
+    with the site's `--hub-nkey-file` when the settings name one; `env`: its environment
+    (default: this process's)."""
     args = [
         str(SKYFLEET),
         "site",
@@ -98,10 +102,11 @@ def start_agent_process(settings: SiteAgentSettings, log_path: Path) -> subproce
         "--work-dir",
         str(settings.work_dir),
         *(["--hub-leaf-url", settings.hub_leaf_url] if settings.hub_leaf_url else []),
+        *(["--hub-nkey-file", str(settings.hub_nkey_file)] if settings.hub_nkey_file else []),
         "--heartbeat-interval",
         "1",
         "--settle",
         "0.3",
     ]
     with log_path.open("ab") as log:
-        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)

@@ -29,9 +29,13 @@ within this long by itself (issue 18)."""
 
 
 @contextmanager
-def running_hub(store_dir: Path) -> Iterator[EmbeddedNats]:
-    """A central server in the `hub` domain, listening for leaf nodes."""
-    with EmbeddedNats(hub_server_config(store_dir)) as hub:
+def running_hub(
+    store_dir: Path, *, authorization_file: Path | None = None
+) -> Iterator[EmbeddedNats]:
+    """A central server in the `hub` domain, listening for leaf nodes; with
+    `authorization_file` (`skyfleet fleet credentials`' hub-auth.conf) only the fleet's
+    identities get in."""
+    with EmbeddedNats(hub_server_config(store_dir, authorization_file=authorization_file)) as hub:
         yield hub
 
 
@@ -107,15 +111,25 @@ async def frame_messages_at_hub(
 
 
 def start_coordinator_process(
-    nats_url: str, database: Path, log_path: Path, *, sites: list[str] | None = None
+    nats_url: str,
+    database: Path | None,
+    log_path: Path,
+    *,
+    sites: list[str] | None = None,
+    database_url: str | None = None,
+    nkey_file: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """`skyfleet coordinator run` as documented (its default settings, no console) on a SQLite
-    file; `sites`: the sites its hub sources (`SKYFLEET_COORDINATOR_SITES`)."""
+    file (or on `database_url`, e.g. PostgreSQL); `sites`: the sites its hub sources
+    (`SKYFLEET_COORDINATOR_SITES`); `nkey_file`: its identity on a hub that requires one
+    (`SKYFLEET_COORDINATOR_NKEY_FILE`)."""
     args = [str(SKYFLEET), "coordinator", "run", "--nats", nats_url, "--no-console"]
-    args += ["--database", f"sqlite:///{database}"]
+    args += ["--database", database_url or f"sqlite:///{database}"]
     env = dict(os.environ)
     if sites is not None:
         env["SKYFLEET_COORDINATOR_SITES"] = json.dumps(sites)
+    if nkey_file is not None:
+        env["SKYFLEET_COORDINATOR_NKEY_FILE"] = str(nkey_file)
     with log_path.open("ab") as log:
         return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
 

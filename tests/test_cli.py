@@ -20,5 +20,7 @@ def test_help_lists_every_command():
         "demo",
         "nats",
         "status",
+        "fleet",
+        "users",
     ):
         assert f" {command} " in result.output

@@ -9,7 +9,7 @@ from coordinator.service import open_store
 from protos import QualityLabel
 from protos.base import utc_now
 from skyfleet.cli import app
-from tests.test_coordinator_fixtures import make_config, make_heartbeat, make_score
+from tests.coordinators import make_config, make_heartbeat, make_score
 
 runner = CliRunner()
 

@@ -1,6 +1,7 @@
 """The ops console: its JSON API and access rules, live server-sent events, and the page in a
-real headless Chromium (Debian's, driven by Playwright), with screenshots kept in
-`test-artifacts/console/`."""
+real headless Chromium (Debian's, driven by Playwright: a viewer sees no actions, an operator
+logs in and acts), with screenshots kept in `test-artifacts/console/`. Logins, sessions, CSRF,
+proxies and the action log in detail: `test_console_access.py`."""
 
 import asyncio
 import json
@@ -17,7 +18,8 @@ from coordinator.settings import CoordinatorSettings
 from fleetbus.client import publish_all
 from protos import QualityLabel
 from protos.base import utc_now
-from tests.test_coordinator_fixtures import (
+from tests.coordinators import (
+    add_console_user,
     coordinator_settings,
     eventually,
     make_candidate,
@@ -38,7 +40,6 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "console"
-TOKEN = "s3cret"
 
 
 def fleet_messages():
@@ -73,8 +74,8 @@ def store(tmp_path):
     engine.dispose()
 
 
-def client(engine, *, host: str, token: str | None = TOKEN) -> httpx.AsyncClient:
-    app = create_console(engine, CoordinatorSettings(action_token=token))
+def client(engine, *, host: str, **settings: object) -> httpx.AsyncClient:
+    app = create_console(engine, CoordinatorSettings(**settings))
     transport = httpx.ASGITransport(app=app, client=(host, 40000))
     return httpx.AsyncClient(transport=transport, base_url="http://console")
 
@@ -101,21 +102,29 @@ async def test_read_views_are_open_on_loopback_and_show_the_fleet(store):
     assert sum(b["fraction_bad"] * b["frames"] for b in quality) == pytest.approx(4)
 
 
-async def test_reads_from_other_hosts_need_the_token(store):
+async def test_reads_from_other_hosts_need_a_console_user(store):
+    token = add_console_user(store, "vera", "viewer")
     async with client(store, host="192.0.2.10") as http:
-        assert (await http.get("/api/summary")).status_code == 401
-        allowed = await http.get("/api/summary", headers={"Authorization": f"Bearer {TOKEN}"})
+        refused = await http.get("/api/summary")
+        allowed = await http.get("/api/summary", headers={"Authorization": f"Bearer {token}"})
+    assert refused.status_code == 401 and "log in" in refused.json()["detail"]
     assert allowed.status_code == 200
 
 
-async def test_actions_need_the_token_and_change_what_the_console_shows(store):
+async def test_loopback_reads_can_be_turned_off_for_a_proxy_sidecar(store):
+    async with client(store, host="127.0.0.1", loopback_reads=False) as http:
+        assert (await http.get("/api/summary")).status_code == 401
+
+
+async def test_actions_need_an_operator_and_change_what_the_console_shows(store):
+    token = add_console_user(store, "olga", "operator")
     async with client(store, host="127.0.0.1") as http:
         target = (await http.get("/api/targets")).json()[0]["target_id"]
         path = f"/api/targets/{target}/priority"
         assert (await http.post(path, json={"priority": 1})).status_code == 401
         wrong = {"Authorization": "Bearer guess"}
         assert (await http.post(path, json={"priority": 1}, headers=wrong)).status_code == 401
-        auth = {"Authorization": f"Bearer {TOKEN}"}
+        auth = {"Authorization": f"Bearer {token}"}
         assert (await http.post(path, json={"priority": 1}, headers=auth)).status_code == 200
         marked = await http.post(
             f"/api/targets/{target}/mark", json={"mark": "dismissed"}, headers=auth
@@ -125,19 +134,10 @@ async def test_actions_need_the_token_and_change_what_the_console_shows(store):
     assert (shown["priority"], shown["mark"]) == (1, "dismissed")
 
 
-async def test_actions_are_disabled_without_a_configured_token(store):
-    async with client(store, host="127.0.0.1", token=None) as http:
-        response = await http.post("/api/targets/1/priority", json={"priority": 1})
-    assert response.status_code == 403
-    assert "disabled" in response.json()["detail"]
-
-
 @pytest.fixture
 async def live_coordinator(nats_server, tmp_path):
     running = Coordinator(
-        coordinator_settings(
-            nats_server.url, f"sqlite:///{tmp_path / 'live.sqlite3'}", action_token=TOKEN
-        )
+        coordinator_settings(nats_server.url, f"sqlite:///{tmp_path / 'live.sqlite3'}")
     )
     await running.start()
     try:
@@ -165,6 +165,14 @@ async def test_server_sent_events_carry_new_frames(live_coordinator, fleet_bus):
         while (summary := await asyncio.wait_for(next_summary(), 10))["frames"] == 0:
             pass
     assert summary["sites"][0]["site_id"] == "north"
+
+
+async def log_in(page, name: str, token: str) -> None:
+    """Fill in and send the page's login form (after a logout the page reloads: wait for it)."""
+    await page.wait_for_selector("#login:not([hidden])")
+    await page.fill("#login-name", name)
+    await page.fill("#login-token", token)
+    await page.click("#login button[type=submit]")
 
 
 async def test_console_page_in_chromium_shows_the_fleet_and_a_target(live_coordinator, fleet_bus):
@@ -197,8 +205,20 @@ async def test_console_page_in_chromium_shows_the_fleet_and_a_target(live_coordi
             assert "2 detections from north, south" in heading
             await page.screenshot(path=SCREENSHOTS / "target.png", full_page=True)
 
-            # An operator with the token raises the target's priority from the page.
-            await page.fill("#token", TOKEN)
+            # A viewer sees the fleet but no action; an operator logs in and acts.
+            viewer = add_console_user(live_coordinator.engine, "vera", "viewer")
+            operator = add_console_user(live_coordinator.engine, "olga", "operator")
+            await log_in(page, "vera", viewer)
+            await page.wait_for_selector("#account:not([hidden])")
+            assert await page.locator("#user").inner_text() == "vera (viewer)"
+            assert not await page.locator("#targets tbody tr button").first.is_visible()
+            await page.click("#logout")
+            await log_in(page, "olga", "not-the-token")
+            await page.wait_for_function(
+                "document.querySelector('#login-error').textContent.includes('wrong name or token')"
+            )
+            await log_in(page, "olga", operator)
+            await page.wait_for_selector("#account:not([hidden])")
             await page.locator("#targets tbody tr button", has_text="priority").click()
             await page.wait_for_function(
                 "document.querySelector('#targets tbody tr td:nth-child(7)').textContent === '4'"

@@ -11,7 +11,7 @@ from coordinator.ingest import StoreWriter
 from coordinator.service import open_store
 from coordinator.store.tables import CandidateRow, Target
 from protos.base import utc_now
-from tests.test_coordinator_fixtures import make_candidate
+from tests.coordinators import make_candidate
 
 ARCSEC = 1 / 3600
 

@@ -20,14 +20,11 @@ from coordinator.store.tables import FrameScoreRow
 from fleetbus.client import MSG_ID_HEADER, publish
 from protos.streams import DEAD_LETTER_STREAM, FLEET_STREAM
 from protos.subjects import subject_for
-from tests.test_coordinator_fixtures import (
-    coordinator,  # noqa: F401
-    database_url,  # noqa: F401
+from tests.coordinators import (
     eventually,
     make_score,
-    postgres_url,  # noqa: F401
+    make_search,
 )
-from tests.test_coordinator_store import make_search
 
 SCORES = 10_000
 
@@ -37,7 +34,7 @@ def stored_scores(engine) -> int:
         return conn.execute(select(func.count()).select_from(FrameScoreRow)).scalar_one()
 
 
-async def test_malformed_messages_go_to_dead_letter_and_ingest_goes_on(coordinator, fleet_bus):  # noqa: F811
+async def test_malformed_messages_go_to_dead_letter_and_ingest_goes_on(coordinator, fleet_bus):
     _, js = fleet_bus
     valid = make_score("la-silla", 1)
     wrong_site = make_score("paranal", 2)
@@ -56,7 +53,7 @@ async def test_malformed_messages_go_to_dead_letter_and_ingest_goes_on(coordinat
     assert coordinator.counts["dead-lettered"] == 2
 
 
-async def test_a_message_delivered_twice_is_stored_once(coordinator, fleet_bus):  # noqa: F811
+async def test_a_message_delivered_twice_is_stored_once(coordinator, fleet_bus):
     _, js = fleet_bus
     score = make_score("la-silla", 7)
     payload = score.model_dump_json().encode()
@@ -70,7 +67,7 @@ async def test_a_message_delivered_twice_is_stored_once(coordinator, fleet_bus):
     assert coordinator.summary().sites[0].frames == 1
 
 
-async def test_each_frame_search_record_is_stored_once(coordinator, fleet_bus):  # noqa: F811
+async def test_each_frame_search_record_is_stored_once(coordinator, fleet_bus):
     _, js = fleet_bus
     searched = make_search(make_score("la-silla", 1), candidates=3)
     skipped = make_search(make_score("la-silla", 2), skipped_reason="frame has no WCS")
@@ -127,7 +124,7 @@ def start_coordinator(nats_url: str, database: str, log: Path) -> subprocess.Pop
 async def test_kill_9_during_ingest_loses_nothing_and_counts_nothing_twice(
     nats_server,
     fleet_bus,
-    database_url,  # noqa: F811
+    database_url,
     tmp_path,
 ):
     _, js = fleet_bus

@@ -10,22 +10,20 @@ import pytest
 from astropy.coordinates import AltAz, EarthLocation, SkyCoord, get_body, get_sun
 from astropy.time import Time
 
-import coordinator.scheduling.sky
 from coordinator.store import reads
 from fleetbus.client import publish_all
 from protos import FollowUpRequest, QualityLabel
 from protos.base import utc_now
-from tests.test_coordinator_fixtures import (
-    coordinator,  # noqa: F401
-    database_url,  # noqa: F401
+from tests.coordinators import (
     eventually,
     make_candidate,
     make_config,
     make_heartbeat,
     make_rejection,
     make_score,
-    postgres_url,  # noqa: F401
 )
+
+pytestmark = pytest.mark.usefixtures("offline_iers")  # skies computed here, as offline
 
 SITE_LAT_DEG = 30.0
 
@@ -68,7 +66,7 @@ LABELS = {
 FWHM = {"north": 1.5, "east": 2.5, "day": 3.5}
 
 
-async def test_three_sites_figures_fusion_and_followup(coordinator, fleet_bus):  # noqa: F811
+async def test_three_sites_figures_fusion_and_followup(coordinator, fleet_bus):
     nc, js = fleet_bus
     requests: list[FollowUpRequest] = []
 

@@ -28,13 +28,10 @@ from fleetbus.streams import ensure_streams
 from protos import FrameScore
 from protos.streams import DEAD_LETTER_STREAM, FLEET_STREAM, central_streams
 from protos.subjects import subject_for
-from tests.test_coordinator_fixtures import (
-    coordinator,  # noqa: F401
+from tests.coordinators import (
     coordinator_settings,
-    database_url,  # noqa: F401
     eventually,
     make_score,
-    postgres_url,  # noqa: F401
 )
 
 BEYOND_SQL_INTEGERS = 10**20
@@ -62,7 +59,7 @@ async def dead_letters(js, expected: int):
 
 
 async def test_a_message_the_store_refuses_is_dead_lettered_and_the_rest_is_stored(
-    coordinator,  # noqa: F811
+    coordinator,
     fleet_bus,
 ):
     _, js = fleet_bus
@@ -91,7 +88,7 @@ async def test_a_message_the_store_refuses_is_dead_lettered_and_the_rest_is_stor
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_a_locked_database_is_waited_for_and_nothing_is_dead_lettered(
-    coordinator,  # noqa: F811
+    coordinator,
     fleet_bus,
     caplog,
 ):
@@ -138,7 +135,7 @@ def oversized_score_payload(score: FrameScore, max_payload: int) -> bytes:
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_a_message_too_big_to_copy_is_dead_lettered_by_reference(
-    coordinator,  # noqa: F811
+    coordinator,
     fleet_bus,
 ):
     nc, js = fleet_bus
@@ -171,7 +168,7 @@ async def test_a_message_too_big_to_copy_is_dead_lettered_by_reference(
 async def test_a_message_that_cannot_be_dead_lettered_yet_is_held_back_and_ingest_goes_on(
     nats_server,
     fleet_bus,
-    database_url,  # noqa: F811
+    database_url,
 ):
     _, js = fleet_bus
     running = Coordinator(

@@ -23,7 +23,9 @@ from coordinator.scheduling.sky import SiteState, SkyAtSite
 from coordinator.service import open_store
 from coordinator.settings import CoordinatorSettings
 from coordinator.store import reads
-from tests.test_coordinator_fixtures import make_candidate, make_config, make_heartbeat
+from tests.coordinators import make_candidate, make_config, make_heartbeat
+
+pytestmark = pytest.mark.usefixtures("offline_iers")  # skies computed here, as offline
 
 WHEN = datetime(2026, 11, 24, 4, 0, tzinfo=UTC)  # local night at La Silla, midday in India
 LA_SILLA = SiteState("la-silla", -29.26, -70.73, 2400.0, 20.0, online=True, queue_depth=0)

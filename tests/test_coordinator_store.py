@@ -15,21 +15,17 @@ from coordinator.store.tables import Base, FollowUp, FrameScoreRow, Site, Target
 from protos import (
     FollowUpState,
     FollowUpStatus,
-    FrameScore,
-    FrameSearched,
-    TransientSearch,
     stable_message_id,
 )
 from protos.base import utc_now
-from tests.test_coordinator_fixtures import (
-    database_url,  # noqa: F401
+from tests.coordinators import (
     make_heartbeat,
     make_score,
-    postgres_url,  # noqa: F401
+    make_search,
 )
 
 
-def test_migrations_build_exactly_the_tables_the_models_describe(database_url):  # noqa: F811
+def test_migrations_build_exactly_the_tables_the_models_describe(database_url):
     engine = open_store(database_url)
     upgrade_to_head(engine)  # a second upgrade changes nothing
     with engine.connect() as conn:
@@ -38,7 +34,7 @@ def test_migrations_build_exactly_the_tables_the_models_describe(database_url): 
     assert differences == []
 
 
-def test_scores_keep_their_utc_times_and_duplicates_are_ignored(database_url):  # noqa: F811
+def test_scores_keep_their_utc_times_and_duplicates_are_ignored(database_url):
     engine = open_store(database_url)
     when = utc_now().replace(microsecond=123456)
     score = make_score("teide", 1, when=when)
@@ -53,7 +49,7 @@ def test_scores_keep_their_utc_times_and_duplicates_are_ignored(database_url):  
     assert rows[0][0].utcoffset() == timedelta(0)
 
 
-def test_an_old_heartbeat_arriving_late_does_not_replace_the_newest(database_url):  # noqa: F811
+def test_an_old_heartbeat_arriving_late_does_not_replace_the_newest(database_url):
     engine = open_store(database_url)
     now = utc_now()
     newest, older = (
@@ -72,7 +68,7 @@ def test_an_old_heartbeat_arriving_late_does_not_replace_the_newest(database_url
 
 def status(state: FollowUpState, when, reason: str | None = None) -> FollowUpStatus:
     return FollowUpStatus(
-        message_id=stable_message_id("followup-status", "teide", "t1-1", state.value),
+        message_id=stable_message_id(FollowUpStatus.KIND, "teide", "t1-1", state.value),
         site_id="teide",
         created_at=when,
         request_id="t1-1",
@@ -81,7 +77,7 @@ def status(state: FollowUpState, when, reason: str | None = None) -> FollowUpSta
     )
 
 
-def test_followup_reports_move_it_forward_only(database_url):  # noqa: F811
+def test_followup_reports_move_it_forward_only(database_url):
     engine = open_store(database_url)
     now = utc_now()
     with engine.begin() as conn:
@@ -130,23 +126,7 @@ def test_followup_reports_move_it_forward_only(database_url):  # noqa: F811
     assert (after_late, final) == ("observing", "done")
 
 
-def make_search(
-    score: FrameScore, *, candidates: int = 0, skipped_reason: str | None = None
-) -> FrameSearched:
-    """The site's search record of a scored frame: searched, or skipped for `skipped_reason`."""
-    return FrameSearched(
-        message_id=stable_message_id("frame-searched", score.site_id, score.frame.sha256),
-        site_id=score.site_id,
-        frame=score.frame,
-        score_message_id=score.message_id,
-        search=TransientSearch(
-            attempted=skipped_reason is None, candidates=candidates, skipped_reason=skipped_reason
-        ),
-        search_ms=None if skipped_reason else 3100.0,
-    )
-
-
-def test_a_frame_search_record_is_stored_once_and_read_back_by_frame(database_url):  # noqa: F811
+def test_a_frame_search_record_is_stored_once_and_read_back_by_frame(database_url):
     engine = open_store(database_url)
     searched = make_search(make_score("teide", 1), candidates=2)
     skipped = make_search(make_score("teide", 2), skipped_reason="no reference for this field")

@@ -1,7 +1,6 @@
 """The embedded nats-server starts, serves JetStream, survives restarts and never outlives us."""
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -25,25 +24,7 @@ from fleetbus.server import (
 from fleetbus.streams import ensure_streams
 from protos.streams import FLEET_STREAM, central_streams
 from tests.examples import frame_score
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie still answers kill(0); it is gone for our purpose
-    status = Path(f"/proc/{pid}/status")
-    return not (status.exists() and "\nState:\tZ" in status.read_text())
-
-
-def _wait_gone(pid: int, timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.05)
-    return False
+from tests.processes import alive, wait_gone
 
 
 async def _reconnected(nc, timeout_s: float = 10.0) -> None:
@@ -84,7 +65,7 @@ def test_stop_leaves_no_process(tmp_path):
     server = EmbeddedNats(NatsServerConfig.on_free_ports("t", tmp_path)).start()
     pid = server.pid
     server.stop()
-    assert _wait_gone(pid)
+    assert wait_gone(pid)
     assert not server.running
 
 
@@ -109,10 +90,10 @@ def test_server_dies_with_its_parent(tmp_path):
     )
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     server_pid = int(parent.stdout.readline())
-    assert _alive(server_pid)
+    assert alive(server_pid)
     parent.send_signal(signal.SIGKILL)
     parent.wait()
-    assert _wait_gone(server_pid), "nats-server outlived its killed parent"
+    assert wait_gone(server_pid), "nats-server outlived its killed parent"
 
 
 async def test_acked_messages_survive_a_server_kill(tmp_path):

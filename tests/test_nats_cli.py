@@ -9,7 +9,7 @@ import time
 from fleetbus.client import connect
 from protos.streams import central_streams
 from tests.conftest import SKYFLEET
-from tests.test_embedded_nats import _wait_gone
+from tests.processes import wait_gone
 
 
 def _read_until(proc: subprocess.Popen, pattern: str, timeout_s: float = 20.0) -> str:
@@ -46,7 +46,7 @@ async def test_nats_up_serves_streams_and_stops_on_ctrl_c(tmp_path):
         out, _ = proc.communicate(timeout=20)
         assert proc.returncode == 0
         assert "stopped" in out
-        assert _wait_gone(server_pid), "nats-server still running after Ctrl-C"
+        assert wait_gone(server_pid), "nats-server still running after Ctrl-C"
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -16,6 +16,7 @@ from protos import (
     ModelRelease,
     decode_message,
     decode_subject_message,
+    stable_message_id,
 )
 from protos.subjects import subject_for
 from tests.examples import corrupt_base64, every_message, frame_score
@@ -130,6 +131,33 @@ def test_cutout_round_trips_its_bytes():
 def test_resent_message_keeps_its_id():
     assert frame_score().message_id == frame_score().message_id
     assert frame_score(sha256="cd" * 32).message_id != frame_score().message_id
+
+
+# Computed once (v0.1) from the literal kind strings; never regenerate these to make the test pass.
+IDS_SINCE_V0_1 = {
+    "frame-score": "frame-score:a147f78c292f820556612942afc5f7f8",
+    "frame-rejected": "frame-rejected:523daa442258935de153cdabcbb5c0b9",
+    "transient-candidate": "transient-candidate:9fd3e39e9eb4bae4c1d6ec63e7e00af1",
+    "frame-searched": "frame-searched:f1900b687f12f96e4d2a2ffe880f47d1",
+    "site-heartbeat": "site-heartbeat:61f2ed554ac2129456c690cbddea1f3a",
+    "site-config": "site-config:ff2f2038cbdacb358fa93bdcd3df44f9",
+    "followup-request": "followup-request:3af668d328bcaccc683f8e56805b1e2c",
+    "followup-status": "followup-status:03346f5f8b5b6f98996fb8ad2fd05bdb",
+    "model-release": "model-release:a289ffdc0d29d40e6000f853a5538913",
+}
+
+
+@pytest.mark.parametrize("kind", MESSAGE_TYPES)
+def test_message_ids_do_not_change_across_versions(kind):
+    """A message's id is the same in every version of Skyfleet, byte for byte.
+
+    The id is the JetStream `Nats-Msg-Id` that dedupes resends: a site upgraded during an outage
+    resends what it queued before the upgrade, and the hub must recognise it as already stored.
+    So neither a message class's `KIND` nor the way `stable_message_id` hashes may ever change;
+    the literals above guard both.
+    """
+    model = MESSAGE_TYPES[kind]
+    assert stable_message_id(model.KIND, "la-silla", "ab" * 32, "1") == IDS_SINCE_V0_1[kind]
 
 
 @pytest.mark.parametrize("number", [math.nan, math.inf, -math.inf], ids=str)

@@ -11,7 +11,8 @@ from imaging.quality_model import write_model
 from protos import FrameScore
 from skyfleet.cli import app
 from tests.conftest import REAL_DATA, REPO_ROOT, SKYFLEET
-from tests.test_scoring import TinyQualityNet
+from tests.quality_models import TinyQualityNet
+from tests.skies import CAMERA, observe
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "200"}
@@ -36,7 +37,8 @@ def broken_file(tmp_path: Path) -> Path:
 
 @pytest.mark.filterwarnings("ignore::astropy.utils.exceptions.AstropyUserWarning")
 def test_json_prints_one_frame_score_per_file(model_dir):
-    files = sorted(REAL_DATA.glob("*/*.fits"))
+    difference = REAL_DATA / "decam-sfft" / "FinalDifference.fits"  # refused: not sky
+    files = sorted(set(REAL_DATA.glob("*/*.fits")) - {difference})
 
     result = runner.invoke(app, ["score", "--json", "--model", str(model_dir), *map(str, files)])
 
@@ -134,7 +136,6 @@ def test_installed_command_exits_non_zero_when_a_file_fails(model_dir, broken_fi
 
 
 def test_a_calibration_adds_transparency_and_sky_brightness_to_the_table(model_dir, tmp_path):
-    from tests.test_photometry import CAMERA, observe
     from training.simulator import ObservingConditions
     from training.simulator.catalogue import CATALOGUE_DIR_NAME, write_calibration
 

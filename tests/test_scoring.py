@@ -10,7 +10,9 @@ import torch
 from astropy.io import fits
 from torch import nn
 
+from imaging.criteria import frame_criteria
 from imaging.fits_reader import read_frame
+from imaging.metrics import measure_frame
 from imaging.preprocess import preprocess_frame
 from imaging.quality_model import (
     MANIFEST_FILE,
@@ -19,9 +21,9 @@ from imaging.quality_model import (
     QualityModel,
     write_model,
 )
-from imaging.quality_reasons import explain_quality
 from imaging.quality_thresholds import Limit, QualityThresholds
 from imaging.scoring import score_files, score_frame
+from imaging.verdict import explain_quality, judge
 from protos import (
     FrameRejected,
     FrameScore,
@@ -31,24 +33,14 @@ from protos import (
     stable_message_id,
 )
 from tests.conftest import REAL_DATA
+from tests.quality_models import TinyQualityNet
+from tests.skies import star_field
 from tests.test_fits_reader import sky_wcs
-from tests.test_metrics import star_field
 
-REAL_FRAMES = sorted(REAL_DATA.glob("*/*.fits"))
+REAL_DIFFERENCE = REAL_DATA / "decam-sfft" / "FinalDifference.fits"
+REAL_FRAMES = sorted(set(REAL_DATA.glob("*/*.fits")) - {REAL_DIFFERENCE})
+"""Every real sky frame; the published DECam difference image is not one (it is refused)."""
 SITE = "la-silla"
-
-
-class TinyQualityNet(nn.Module):
-    """A small real CNN with the contract's input and output shapes."""
-
-    def __init__(self, seed: int = 0) -> None:
-        super().__init__()
-        torch.manual_seed(seed)
-        self.features = nn.Conv2d(1, 4, kernel_size=5, stride=4)
-        self.head = nn.Linear(4, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.relu(self.features(x)).mean(dim=(2, 3)))
 
 
 class SoftmaxNet(nn.Module):
@@ -162,17 +154,20 @@ def test_batch_of_the_wrong_shape_is_refused(model):
 # --- one frame --------------------------------------------------------------------------------
 
 
-def test_frame_score_carries_the_model_verdict_metrics_and_identity(tmp_path, model):
+def test_frame_score_carries_the_verdict_metrics_and_identity(tmp_path, model):
     frame = read_frame(write_star_frame(tmp_path / "night-0001.fits"))
 
     score = score_frame(frame, model, site_id=SITE)
 
-    expected = model.predict(preprocess_frame(frame.data)[np.newaxis])[0]
+    model_says = model.predict(preprocess_frame(frame.data)[np.newaxis])[0]
+    measured = measure_frame(frame.data, pixel_scale_arcsec=0.5, saturation_adu=60000.0)
+    verdict = judge(frame_criteria(score.metrics, measured.psf, 0.5), model_says)
     probabilities = [score.probabilities.of(label) for label in QualityLabel]
-    np.testing.assert_allclose(probabilities, expected, atol=1e-9)
-    assert score.label == list(QualityLabel)[int(np.argmax(expected))]
-    assert score.confidence == pytest.approx(max(expected))
-    assert score.message_id == stable_message_id("frame-score", SITE, frame.identity.sha256)
+    np.testing.assert_allclose(probabilities, verdict.probabilities, atol=1e-9)
+    assert score.label == verdict.label
+    assert score.reasons == list(verdict.reasons)
+    assert score.confidence == pytest.approx(verdict.confidence)
+    assert score.message_id == stable_message_id(FrameScore.KIND, SITE, frame.identity.sha256)
     assert score.frame == frame.identity
     assert score.model == model.ref
     assert score.metrics.fwhm_arcsec == pytest.approx(2.0, rel=0.06)  # 4 px at 0.5"/px (WCS)
@@ -249,7 +244,7 @@ def test_bad_values_are_judged_against_the_bad_limit():
         ("saturation", 0.01),
         ("background", 17.5),
     ]
-    assert reasons[1].message == "transparency 0.3 is below the 0.4 limit for medium frames"
+    assert reasons[1].message == "transparency 0.3 ± 0.03 is below the 0.4 limit for medium frames"
     assert "brighter than the 17.5 mag/arcsec2 limit" in reasons[3].message
 
 
@@ -315,10 +310,24 @@ def test_every_real_frame_is_scored(model):
         assert result.outcome.frame.file_name == result.path.name
 
 
-def test_an_uncertain_transparency_is_graded_at_its_favourable_bound():
-    certain = explain_quality(metrics(transparency=0.75, transparency_error=0.01))
-    uncertain = explain_quality(metrics(transparency=0.75, transparency_error=0.1))
+def test_a_real_difference_image_is_refused_as_not_a_sky_frame(model):
+    (result,) = score_files([REAL_DIFFERENCE], model, site_id=SITE)
 
-    assert [(r.reason, r.threshold) for r in certain] == [("transparency", 0.8)]
-    assert certain[0].message == "transparency 0.75 ± 0.01 is below the 0.8 limit for good frames"
-    assert uncertain == []
+    assert isinstance(result.outcome, FrameRejected)
+    assert "not a sky frame: a difference image" in result.outcome.message
+
+
+def test_an_uncertain_transparency_keeps_its_grade_and_lowers_the_confidence():
+    certain = judge(
+        frame_criteria(metrics(transparency=0.75, transparency_error=0.01), None, None), None
+    )
+    uncertain = judge(
+        frame_criteria(metrics(transparency=0.75, transparency_error=0.1), None, None), None
+    )
+
+    assert [(r.reason, r.threshold) for r in certain.reasons] == [("transparency", 0.8)]
+    assert certain.reasons[0].message == (
+        "transparency 0.75 ± 0.032 is below the 0.8 limit for good frames"  # 0.01 and 3 %
+    )
+    assert certain.label == uncertain.label == QualityLabel.MEDIUM
+    assert 0.5 < uncertain.confidence < certain.confidence < 1.0

@@ -5,10 +5,10 @@ import asyncio
 from datetime import timedelta
 
 from fleetbus.client import connect, publish
-from fleetbus.hub import HUB_JS_DOMAIN
 from fleetbus.tasks import cancel_and_wait
 from protos import FollowUpRequest, FollowUpState, FollowUpStatus, ModelRelease, stable_message_id
 from protos.base import utc_now
+from protos.streams import HUB_JS_DOMAIN
 from site_agent.commands import CommandReceiver
 from site_agent.publisher import SitePublisher
 from site_agent.telemetry import AgentMetrics
@@ -31,7 +31,7 @@ def _request(site_id: str, request_id: str, deadline_in_h: float) -> FollowUpReq
         update={
             "site_id": site_id,
             "request_id": request_id,
-            "message_id": stable_message_id("followup-request", site_id, request_id),
+            "message_id": stable_message_id(FollowUpRequest.KIND, site_id, request_id),
             "not_before": None,
             "deadline": utc_now() + timedelta(hours=deadline_in_h),
         }

@@ -8,11 +8,11 @@ import time
 from typer.testing import CliRunner
 
 from fleetbus.client import connect
-from fleetbus.hub import HUB_JS_DOMAIN, keep_sources_flowing
+from fleetbus.hub import keep_sources_flowing
 from fleetbus.server import nats_server_binary
 from fleetbus.tasks import cancel_and_wait
 from protos import FrameScore, LinkState
-from protos.streams import FLEET_STREAM, site_stream_name
+from protos.streams import FLEET_STREAM, HUB_JS_DOMAIN, site_stream_name
 from site_agent.publisher import SitePublisher
 from skyfleet.cli import app
 from tests.examples import frame_score
@@ -86,8 +86,12 @@ async def test_a_site_joining_later_keeps_the_sources_of_the_others(tmp_path):
 
 def test_generated_configurations_are_accepted_by_nats_server(tmp_path):
     hub_conf, site_conf = tmp_path / "hub.conf", tmp_path / "site.conf"
+    keys = tmp_path / "keys"
+    made = runner.invoke(app, ["fleet", "credentials", "--out", str(keys), "--site", "la-silla"])
+    assert made.exit_code == 0, made.output
     hub_run = runner.invoke(
-        app, ["site", "nats-config", "--hub", "--store-dir", str(tmp_path), "-o", str(hub_conf)]
+        app,
+        ["site", "nats-config", "--hub", "--credentials", str(keys), "-o", str(hub_conf)],
     )
     site_run = runner.invoke(
         app,
@@ -98,6 +102,8 @@ def test_generated_configurations_are_accepted_by_nats_server(tmp_path):
             "la-silla",
             "--hub-leaf-url",
             "nats-leaf://hub.example.org:7422",
+            "--nkey-file",
+            str(keys / "site-la-silla.nk"),
             "--store-dir",
             str(tmp_path),
         ],
@@ -106,11 +112,26 @@ def test_generated_configurations_are_accepted_by_nats_server(tmp_path):
     site_conf.write_text(site_run.stdout)
     assert 'domain: "site-la-silla"' in site_run.stdout
     assert "nats-leaf://hub.example.org:7422" in site_run.stdout
+    assert 'listen: "127.0.0.1:' in site_run.stdout  # the site's bus is for its own computer
+    assert (keys / "site-la-silla.nk").read_text().strip() in site_run.stdout
     for conf in (hub_conf, site_conf):
         check = subprocess.run(
             [nats_server_binary(), "-t", "-c", conf], capture_output=True, text=True
         )
         assert check.returncode == 0, check.stderr
+
+
+def test_a_bus_without_identities_must_be_asked_for_out_loud(tmp_path):
+    hub = runner.invoke(app, ["site", "nats-config", "--hub", "--store-dir", str(tmp_path)])
+    assert hub.exit_code == 2 and "--credentials" in hub.output
+    site = runner.invoke(
+        app, ["site", "nats-config", "--site-id", "a", "--hub-leaf-url", "nats-leaf://h:7422"]
+    )
+    assert site.exit_code == 2 and "--nkey-file" in site.output
+    insecure = runner.invoke(
+        app, ["site", "nats-config", "--hub", "--insecure", "--store-dir", str(tmp_path)]
+    )
+    assert insecure.exit_code == 0 and "anyone who reaches this hub" in insecure.output
 
 
 def test_nats_config_needs_exactly_one_role():

@@ -18,7 +18,7 @@ from fleetbus.client import connect
 from imaging.fits_reader import read_frame
 from imaging.scoring import score_frame
 from imaging.transients.config import TransientSearchSettings
-from imaging.transients.references import ReferenceStore
+from imaging.transients.reference_store import ReferenceStore
 from protos import (
     FleetMessage,
     FrameScore,

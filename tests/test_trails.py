@@ -8,7 +8,8 @@ from imaging.fits_reader import read_frame
 from imaging.scoring import score_frame
 from imaging.trails import count_trails
 from protos import QualityLabel
-from tests.test_photometry import AlwaysGood, observe
+from tests.quality_models import AlwaysGood
+from tests.skies import observe
 from training.simulator import ObservingConditions
 
 
@@ -73,5 +74,9 @@ def test_a_verdict_floored_onto_bad_stays_a_valid_probability(tmp_path):
 
     score = score_frame(read_frame(path), SureItIsGood(), site_id="la-silla")
 
+    probabilities = [score.probabilities.of(label) for label in QualityLabel]
     assert score.label == QualityLabel.BAD
-    assert score.probabilities.bad == score.confidence == 1.0
+    assert sum(probabilities) == pytest.approx(1.0)
+    assert all(0.0 <= p <= 1.0 for p in probabilities)
+    # The count's error leaves a little doubt: not 1.00 by construction.
+    assert 0.95 < score.probabilities.bad == score.confidence < 1.0

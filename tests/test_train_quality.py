@@ -1,6 +1,6 @@
 """Training the quality model: evaluation metrics computed right, a real Ray Train run from the
-command line to an exported model, and a run that resumes from its checkpoint after a worker
-failure instead of starting again."""
+command line to an exported model (as the next free version of its repository), and a run that
+resumes from its checkpoint after a worker failure instead of starting again."""
 
 import json
 from pathlib import Path
@@ -11,25 +11,23 @@ import pytest
 from torch.utils.data import DataLoader
 from typer.testing import CliRunner
 
-from imaging.quality_model import QualityModel
+from imaging.quality_model import QualityModel, write_model
 from skyfleet.cli import app
+from tests.quality_models import TinyQualityNet
 from training.config import QualityTrainingSettings
 from training.dataset import LabelledArrays, QualityTensorDataset, build_dataset
+from training.engine import EPOCH_LOG_FILE
 from training.evaluate import (
     EpochMetrics,
     evaluate_predictions,
     expected_calibration_error,
     recall_by_cause,
 )
+from training.quality_fit import reseed_loader_worker, train_locally
 from training.ray_fit import fit_on_ray, train_func
 from training.simulator.camera import SimCamera
 from training.simulator.dataset import write_labelled_set
-from training.train_quality import (
-    EPOCH_LOG_FILE,
-    TrainingReport,
-    reseed_loader_worker,
-    train_locally,
-)
+from training.train_quality import TrainingReport
 
 CLASSES = ("good", "medium", "bad")
 
@@ -106,6 +104,8 @@ def tiny_frames(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_train_command_simulates_fits_on_ray_and_exports_an_evaluated_model(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # relative folders must work on Ray's workers too
     run_dir = tmp_path / "run"
+    earlier = run_dir / "model_repository" / "quality" / "1"  # an earlier run's export
+    write_model(TinyQualityNet().eval(), earlier, name="quality", version="1")
     arguments = ["train", "quality", "--data", "frames", "--simulate", "5", "--out", "run"]
     arguments += ["--workers", "1", "--epochs", "2", "--batch-size", "4"]
     environment = {"COLUMNS": "200", "SKYFLEET_TRAIN_CPUS_PER_WORKER": "1"}
@@ -120,6 +120,7 @@ def test_train_command_simulates_fits_on_ray_and_exports_an_evaluated_model(tmp_
     assert len(report.card.test.classes) == 3
     checkpoints = [p for p in (run_dir / "ray" / "fit").glob("checkpoint_*") if p.is_dir()]
     assert 1 <= len(checkpoints) <= 2
+    assert report.export.version == report.card.model_version == 2  # the next free, not 1
     site_model = QualityModel.load(report.export.version_dir.parent)
     assert site_model.manifest.sha256 == report.export.torchscript_sha256
     for path in (report.history_plot_path, report.confusion_plot_path):

@@ -8,7 +8,10 @@ from astropy.io import fits
 from typer.testing import CliRunner
 
 from imaging.fits_reader import read_frame
-from imaging.transients.references import ReferenceError, ReferenceStore, build_reference
+from imaging.transients.config import TransientSearchSettings
+from imaging.transients.reference_store import ReferenceStore
+from imaging.transients.references import ReferenceError, build_reference
+from imaging.transients.search import search_transients
 from skyfleet.cli import app
 from training.realbogus.dataset import frame_from_simulated
 from training.simulator.camera import SimCamera
@@ -58,6 +61,31 @@ def test_store_round_trip_and_footprint_lookup(field_frames, tmp_path):
         assert np.allclose(hdul["NOISE"].data, built.noise, equal_nan=True)
     assert store.field_for(frames[1].wcs, frames[1].data.shape) == info
     assert store.field_for(frames[2].wcs, frames[2].data.shape) is None
+
+
+def _shifted(frame, fraction: float):
+    """The frame with its WCS moved by `fraction` of its width (the sky it covers shifts)."""
+    wcs = frame.wcs.deepcopy()
+    wcs.wcs.crpix[0] += fraction * frame.data.shape[1]
+    return dataclasses.replace(frame, wcs=wcs)
+
+
+def test_a_frame_belongs_to_a_field_covering_the_sites_minimum_overlap(field_frames, tmp_path):
+    frames, _ = field_frames
+    ReferenceStore(tmp_path).save(build_reference(frames[:1]), frames[:1])
+    [info] = ReferenceStore(tmp_path).infos()
+    half_off = _shifted(frames[1], 0.4)  # the reference covers about 60 % of it
+    assert ReferenceStore(tmp_path).field_for(half_off.wcs, half_off.data.shape) == info
+    strict = ReferenceStore(tmp_path, TransientSearchSettings(min_overlap_fraction=0.75))
+    assert strict.field_for(half_off.wcs, half_off.data.shape) is None
+    outcome = search_transients(
+        half_off,
+        ReferenceStore(tmp_path),
+        site_id="site-a",
+        model=None,
+        settings=TransientSearchSettings(min_overlap_fraction=0.75),
+    )
+    assert outcome.search.skipped_reason == "no reference covers this frame's field yet"
 
 
 def test_offer_starts_fields_and_adds_better_frames(field_frames, tmp_path):

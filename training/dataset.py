@@ -168,7 +168,7 @@ def _cached_summary(cache_dir: Path, fingerprint: str) -> DatasetSummary | None:
     return summary if complete and summary.fingerprint == fingerprint else None
 
 
-def _frame_input(path: Path, calibration: PhotometricCalibration | None) -> FrameInput | str:
+def frame_input(path: Path, calibration: PhotometricCalibration | None) -> FrameInput | str:
     """A frame's model input, target and measured floor, or why it cannot be read.
 
     A simulated frame (truth beside it) teaches the model the grade of the criteria it can see;
@@ -203,7 +203,8 @@ def _frame_input(path: Path, calibration: PhotometricCalibration | None) -> Fram
     return FrameInput(image=preprocess_frame(frame.data), target=target, floor=floor)
 
 
-def _calibration_of(data_dir: Path) -> PhotometricCalibration | None:
+def calibration_of(data_dir: Path) -> PhotometricCalibration | None:
+    """The data set's photometric calibration, if it has one."""
     path = data_dir / CALIBRATION_FILE
     return PhotometricCalibration.load(path) if path.is_file() else None
 
@@ -223,8 +224,8 @@ def build_dataset(
     cached = _cached_summary(cache_dir, fingerprint)
     if cached is not None:
         return cached
-    calibration = _calibration_of(data_dir)
-    read = partial(_frame_input, calibration=calibration)
+    calibration = calibration_of(data_dir)
+    read = partial(frame_input, calibration=calibration)
     frames: list[FrameInput] = []
     kept: list[int] = []
     skipped: list[SkippedFrame] = []
@@ -276,6 +277,21 @@ def build_dataset(
     )
     (cache_dir / SUMMARY_FILE).write_text(summary.model_dump_json(indent=2))
     return summary
+
+
+def save_split(cache_dir: Path, split: str, arrays: LabelledArrays) -> Path:
+    """Write one split as `load_split` reads it."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = _split_path(cache_dir, split)
+    np.savez(
+        path,
+        images=arrays.images,
+        labels=arrays.labels,
+        targets=arrays.targets,
+        floors=arrays.floors,
+        files=arrays.files,
+    )
+    return path
 
 
 def load_split(cache_dir: Path, split: str) -> LabelledArrays:

@@ -224,7 +224,7 @@ class ModelCard(BaseModel):
     """The facts a model card states about one exported quality model."""
 
     model_name: str
-    model_version: int
+    model_version: int | None = Field(description="None: a candidate that was not released.")
     parameters: int
     model_size_bytes: int
     preprocess_version: str
@@ -266,7 +266,12 @@ class ModelCard(BaseModel):
             if self.test_by_cause
             else ""
         )
-        return f"""# Model card: {self.model_name} v{self.model_version}
+        title = (
+            f"v{self.model_version}"
+            if self.model_version is not None
+            else "candidate (not released)"
+        )
+        return f"""# Model card: {self.model_name} {title}
 
 ## Model
 Frame-quality classifier (`training.quality_net.QualityNet`, served as `PanelSymmetricNet`: the

@@ -10,11 +10,12 @@
 `model.pt` and its manifest are written by the site's own `write_model`, so the export and the
 loader share one definition. Both exports are checked against the eager model on a batch of
 frames before anything is published, and a version folder appears in one atomic rename, so a
-Triton polling the repository never sees half a model. Sites and Triton's `model.py` verify
-`model.pt` against the manifest's sha256 before use.
+Triton polling the repository never sees half a model. Without a version number the next free
+one is taken (`training.versions`: reserved, so two runs never take the same one); with a release
+key's seed the version is signed (`imaging.model_signature`) before it appears. Sites and
+Triton's `model.py` verify `model.pt` against the manifest's sha256 before use.
 """
 
-import os
 import shutil
 import tempfile
 import warnings
@@ -27,8 +28,10 @@ from onnx.reference import ReferenceEvaluator
 from pydantic import BaseModel
 
 from imaging.fits_reader import sha256_of_file
+from imaging.model_signature import SIGNATURE_FILE, sign_version
 from imaging.quality_model import MANIFEST_FILE, MODEL_FILE, write_model
 from training.triton.repository import PYTHON_BACKEND_MODEL, render_python_backend_config
+from training.versions import VersionTakenError, publish_version, reserved_version
 
 ONNX_FILE = "model.onnx"
 TRITON_ENTRY_FILE = "model.py"
@@ -39,16 +42,17 @@ MAX_BATCH_SIZE = 64
 ONNX_OPSET = 20
 TORCHSCRIPT_TOLERANCE = 1e-5
 ONNX_TOLERANCE = 1e-4
-PUBLISHED_DIR_MODE = 0o755
 
 
 class ExportError(RuntimeError):
-    """An export that does not reproduce the eager model, or would overwrite a release."""
+    """An export that does not reproduce the eager model, or would overwrite a release (or one
+    another run is releasing)."""
 
 
 class ExportedModel(BaseModel):
     """Where an exported version lies and how closely each export matches the eager model."""
 
+    version: int
     version_dir: Path
     torchscript_path: Path
     onnx_path: Path
@@ -58,6 +62,7 @@ class ExportedModel(BaseModel):
     onnx_sha256: str
     torchscript_max_difference: float
     onnx_max_difference: float
+    signature_path: Path | None = None
 
 
 def eager_logits(model: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
@@ -112,56 +117,80 @@ def _checked(name: str, reference: np.ndarray, exported: np.ndarray, tolerance: 
 def export_to_repository(
     model: torch.nn.Module,
     repository: Path,
-    version: int,
+    version: int | None,
     verification_batch: np.ndarray,
     name: str = "quality",
+    sign_with: str | None = None,
+    first_version: int = 1,
 ) -> ExportedModel:
     """Export `model` as `<repository>/<name>/<version>/` and (re)write the model's config.
 
+    `version` None takes the next free version (never below `first_version`).
     `verification_batch` ([N, 1, 128, 128] float32, real frames if possible) is what both
-    exports must reproduce. An existing version is never overwritten.
+    exports must reproduce. An existing version is never overwritten. `sign_with`, a release
+    key's seed, signs the version before it is published.
     """
     model_dir = repository / name
-    version_dir = model_dir / str(version)
-    if version_dir.exists():
-        raise ExportError(f"{version_dir} exists: released versions are never overwritten")
-    model_dir.mkdir(parents=True, exist_ok=True)
     reference = eager_logits(model, verification_batch)
-    staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=model_dir))
     try:
-        with warnings.catch_warnings():
-            # torch 2.13 marks TorchScript deprecated, but it is what sites and Triton's PyTorch
-            # backend load without Python model code: keep using it deliberately.
-            warnings.filterwarnings("ignore", ".*torch.jit.script.*", DeprecationWarning)
-            manifest = write_model(model.cpu().eval(), staging, name=name, version=str(version))
-        torchscript = staging / MODEL_FILE
-        torchscript_difference = _checked(
-            "TorchScript",
-            reference,
-            torchscript_logits(torchscript, verification_batch),
-            TORCHSCRIPT_TOLERANCE,
-        )
-        onnx_file = export_onnx(model, staging / ONNX_FILE, verification_batch[:1])
-        onnx_difference = _checked(
-            "ONNX", reference, onnx_logits(onnx_file, verification_batch), ONNX_TOLERANCE
-        )
-        shutil.copyfile(PYTHON_BACKEND_MODEL, staging / TRITON_ENTRY_FILE)
-        staging.chmod(PUBLISHED_DIR_MODE)  # mkdtemp makes it private; servers must read it
-        os.replace(staging, version_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with reserved_version(model_dir, version, first_version) as chosen:
+            version_dir = model_dir / str(chosen)
+            staging = Path(tempfile.mkdtemp(prefix=f".staging-{chosen}-", dir=model_dir))
+            try:
+                differences = _write_checked(
+                    model, staging, name, chosen, verification_batch, reference
+                )
+                if sign_with is not None:
+                    sign_version(staging, sign_with)
+                publish_version(staging, version_dir)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    except VersionTakenError as exc:
+        raise ExportError(str(exc)) from exc
     config_path = model_dir / TRITON_CONFIG_FILE
     config_path.write_text(
         render_python_backend_config(name, max_batch_size=MAX_BATCH_SIZE, instance_kind="KIND_CPU")
     )
+    signature = version_dir / SIGNATURE_FILE
     return ExportedModel(
+        version=chosen,
         version_dir=version_dir,
         torchscript_path=version_dir / MODEL_FILE,
         onnx_path=version_dir / ONNX_FILE,
         manifest_path=version_dir / MANIFEST_FILE,
         config_path=config_path,
-        torchscript_sha256=manifest.sha256,
+        torchscript_sha256=sha256_of_file(version_dir / MODEL_FILE),
         onnx_sha256=sha256_of_file(version_dir / ONNX_FILE),
-        torchscript_max_difference=torchscript_difference,
-        onnx_max_difference=onnx_difference,
+        torchscript_max_difference=differences[0],
+        onnx_max_difference=differences[1],
+        signature_path=signature if signature.is_file() else None,
     )
+
+
+def _write_checked(
+    model: torch.nn.Module,
+    staging: Path,
+    name: str,
+    version: int,
+    verification_batch: np.ndarray,
+    reference: np.ndarray,
+) -> tuple[float, float]:
+    """Write TorchScript, ONNX and the Triton entry into `staging`, each checked against the
+    eager model's logits; the largest TorchScript and ONNX differences."""
+    with warnings.catch_warnings():
+        # torch 2.13 marks TorchScript deprecated, but it is what sites and Triton's PyTorch
+        # backend load without Python model code: keep using it deliberately.
+        warnings.filterwarnings("ignore", ".*torch.jit.script.*", DeprecationWarning)
+        write_model(model.cpu().eval(), staging, name=name, version=str(version))
+    torchscript_difference = _checked(
+        "TorchScript",
+        reference,
+        torchscript_logits(staging / MODEL_FILE, verification_batch),
+        TORCHSCRIPT_TOLERANCE,
+    )
+    onnx_file = export_onnx(model, staging / ONNX_FILE, verification_batch[:1])
+    onnx_difference = _checked(
+        "ONNX", reference, onnx_logits(onnx_file, verification_batch), ONNX_TOLERANCE
+    )
+    shutil.copyfile(PYTHON_BACKEND_MODEL, staging / TRITON_ENTRY_FILE)
+    return torchscript_difference, onnx_difference

@@ -1,12 +1,14 @@
-"""The quality model's fit on Ray Train: the worker function, a contained Ray session, the
-trainer and the loading of the best checkpoint.
+"""Fitting on Ray Train: what every run's Ray fit uses (a contained Ray session, the trainer,
+a worker's resumed training state, reporting each epoch with a checkpoint, loading the best
+checkpoint; `training.realbogus.train` uses them too) and the quality model's own Ray fit.
 
-`train_func` is the Ray Train worker function (`TorchTrainer`): it loads the cached splits into a
-torch DataLoader, resumes from `ray.train.get_checkpoint()` after a worker failure, and reports
-metrics with a checkpoint every epoch, around the same `run_epochs` loop that `train_locally`
-runs without Ray. `fit_on_ray` starts a contained local Ray instance (or joins a cluster), fits,
-and loads the best checkpoint. Ray is imported here only, so a run with the local backend (and
-the site, which never trains) does not need it.
+`train_func` is the quality model's Ray Train worker function (`TorchTrainer`): it loads the
+cached splits into a torch DataLoader, resumes from `ray.train.get_checkpoint()` after a worker
+failure, and reports metrics with a checkpoint every epoch, around the engine's `run_epochs`
+loop that `training.quality_fit.train_locally` runs without Ray. `fit_on_ray` starts a
+contained local Ray instance (or joins a cluster), fits, and loads the best checkpoint. Ray is
+imported only here and in the real/bogus fit, so a quality run with the local backend (and the
+site, which never trains) does not need it.
 """
 
 import json
@@ -29,19 +31,18 @@ import torch
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.v2.api.callback import UserCallback
 
-from training.config import QualityTrainingSettings
-from training.evaluate import EpochMetrics
-from training.quality_net import QualityNet
-from training.train_quality import (
+from training.config import QualityTrainingSettings, TrainingSettings
+from training.engine import (
     EPOCH_LOG_FILE,
     SELECTION_METRIC,
-    FitOutcome,
     OnEpoch,
     TrainingState,
-    make_loaders,
     new_training_state,
     run_epochs,
 )
+from training.evaluate import EpochMetrics
+from training.quality_fit import FitOutcome, make_loaders
+from training.quality_net import QualityNet
 
 RAY_ENVIRONMENT = {
     "RAY_USAGE_STATS_ENABLED": "0",
@@ -64,7 +65,7 @@ def report_to_ray(metrics: EpochMetrics, state: TrainingState) -> None:
 
 
 def worker_state(
-    settings: QualityTrainingSettings, new_model: Callable[[], torch.nn.Module]
+    settings: TrainingSettings, new_model: Callable[[], torch.nn.Module]
 ) -> TrainingState:
     """A Ray Train worker's training state: torch threads and seed set, a fresh model (made
     after seeding, so every rank starts alike) prepared for DDP, resumed from the run's last
@@ -127,7 +128,7 @@ def _already_set(names: dict[str, str]) -> dict[str, str]:
 
 
 @contextmanager
-def ray_session(settings: QualityTrainingSettings) -> Iterator[None]:
+def ray_session(settings: TrainingSettings) -> Iterator[None]:
     """A Ray instance for one fit: a contained local one, or the cluster at `ray_address`.
 
     A local Ray keeps its session (sockets, logs) in a fresh folder under the system temp dir
@@ -179,7 +180,7 @@ def _follow_epoch_log(path: Path, done: threading.Event, on_epoch: OnEpoch) -> N
 
 
 def trainer_for(
-    settings: QualityTrainingSettings,
+    settings: TrainingSettings,
     train_loop: Callable[[dict[str, Any]], Any] = train_func,
     callbacks: list[UserCallback] | None = None,
 ) -> ray.train.torch.TorchTrainer:
@@ -207,7 +208,7 @@ def trainer_for(
 
 
 def restore_best(
-    result: ray.train.Result, settings: QualityTrainingSettings, model: torch.nn.Module
+    result: ray.train.Result, settings: TrainingSettings, model: torch.nn.Module
 ) -> TrainingState:
     """Load the fit's best checkpoint (lowest validation loss) into `model`; its state."""
     best = result.get_best_checkpoint(metric=SELECTION_METRIC, mode="min")

@@ -1,20 +1,23 @@
-"""The console's web app: the page, the read-only JSON API, live events and operator actions."""
+"""The console's web app: the page, the read-only JSON API and live events, with the login
+(`login_api`) and the operator actions (`actions_api`) beside them."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
 from coordinator.console.access import Access
+from coordinator.console.actions_api import action_api
+from coordinator.console.login_api import login_api
 from coordinator.quality import quality_bins
 from coordinator.settings import CoordinatorSettings
-from coordinator.store import actions, reads
+from coordinator.store import reads
 from coordinator.summary import fleet_summary
 from coordinator.views import (
     CutoutView,
@@ -32,19 +35,15 @@ EVENT_POLL_S = 0.25
 KEEPALIVE_S = 15.0
 
 
-class PriorityChange(BaseModel):
-    priority: int = Field(ge=1, le=10, description="1 is the most urgent.")
-
-
-class TargetMark(BaseModel):
-    mark: str | None = Field(default=None, max_length=32)
-
-
-def summary_events(engine: Engine, settings: CoordinatorSettings) -> AsyncIterator[str]:
-    """Server-sent events: the fleet summary each time it changes (polled every 0.25 s)."""
+def summary_events(
+    engine: Engine, settings: CoordinatorSettings, still_allowed: Callable[[], bool]
+) -> AsyncIterator[str]:
+    """Server-sent events: the fleet summary each time it changes (polled every 0.25 s). The
+    stream ends when `still_allowed()` (asked every `KEEPALIVE_S`) says the client may no
+    longer read: logged out, session expired, user revoked."""
 
     async def stream() -> AsyncIterator[str]:
-        last, quiet_s = "", 0.0
+        last, quiet_s, unchecked_s = "", 0.0, 0.0
         while True:
             summary = await asyncio.to_thread(fleet_summary, engine, settings)
             body = summary.model_dump_json(exclude={"generated_at"})
@@ -54,14 +53,19 @@ def summary_events(engine: Engine, settings: CoordinatorSettings) -> AsyncIterat
             elif quiet_s >= KEEPALIVE_S:
                 quiet_s = 0.0
                 yield ": keep-alive\n\n"
+            if unchecked_s >= KEEPALIVE_S:
+                unchecked_s = 0.0
+                if not await asyncio.to_thread(still_allowed):
+                    return
             await asyncio.sleep(EVENT_POLL_S)
             quiet_s += EVENT_POLL_S
+            unchecked_s += EVENT_POLL_S
 
     return stream()
 
 
 def read_api(engine: Engine, settings: CoordinatorSettings, access: Access) -> APIRouter:
-    """Views anyone on loopback (or with the token) may see."""
+    """Views every console user may see (and loopback clients, with `loopback_reads`)."""
     api = APIRouter(prefix="/api", dependencies=[Depends(access.reader)])
 
     @api.get("/summary")
@@ -119,9 +123,9 @@ def read_api(engine: Engine, settings: CoordinatorSettings, access: Access) -> A
             return reads.model_versions(conn)
 
     @api.get("/events")
-    def events() -> StreamingResponse:
+    def events(request: Request) -> StreamingResponse:
         return StreamingResponse(
-            summary_events(engine, settings),
+            summary_events(engine, settings, partial(access.may_read, request)),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache"},
         )
@@ -129,45 +133,19 @@ def read_api(engine: Engine, settings: CoordinatorSettings, access: Access) -> A
     return api
 
 
-def action_api(engine: Engine, access: Access) -> APIRouter:
-    """Operator actions: each needs the token."""
-    api = APIRouter(prefix="/api", dependencies=[Depends(access.actor)])
-
-    @api.post("/targets/{target_id}/priority")
-    def reprioritise(target_id: int, change: PriorityChange) -> dict[str, object]:
-        with engine.begin() as conn:
-            if not actions.set_priority(conn, target_id, change.priority):
-                raise HTTPException(404, f"no target {target_id}")
-        return {"target_id": target_id, "priority": change.priority}
-
-    @api.post("/targets/{target_id}/mark")
-    def mark(target_id: int, change: TargetMark) -> dict[str, object]:
-        with engine.begin() as conn:
-            if not actions.mark_target(conn, target_id, change.mark):
-                raise HTTPException(404, f"no target {target_id}")
-        return {"target_id": target_id, "mark": change.mark}
-
-    @api.post("/followups/{request_id}/cancel")
-    def cancel(request_id: str) -> dict[str, object]:
-        with engine.begin() as conn:
-            if not actions.cancel_followup(conn, request_id, utc_now()):
-                raise HTTPException(409, f"follow-up {request_id} is not active")
-        return {"request_id": request_id, "state": "cancelled"}
-
-    return api
-
-
 def create_console(engine: Engine, settings: CoordinatorSettings) -> FastAPI:
-    """The ops console app over a coordinator store."""
-    access = Access(settings.action_token)
+    """The ops console app over a coordinator store. The page and its script are open to
+    everyone (they hold no data: the page shows the login form); the API follows `Access`."""
+    access = Access(engine, settings)
     app = FastAPI(
         title="Skyfleet ops console", docs_url="/api/docs", openapi_url="/api/openapi.json"
     )
+    app.include_router(login_api(engine, settings, access))
     app.include_router(read_api(engine, settings, access))
     app.include_router(action_api(engine, access))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    @app.get("/", include_in_schema=False, dependencies=[Depends(access.reader)])
+    @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html")
 

@@ -146,7 +146,7 @@ def record_request(
     request_id = f"t{target_id}-{attempt}"
     not_before = plan.start if plan.start > now else None
     request = FollowUpRequest(
-        message_id=stable_message_id("followup-request", plan.site_id, request_id),
+        message_id=stable_message_id(FollowUpRequest.KIND, plan.site_id, request_id),
         site_id=plan.site_id,
         request_id=request_id,
         target=SkyTarget(name=name, ra_deg=ra_deg, dec_deg=dec_deg),

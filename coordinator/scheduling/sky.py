@@ -1,7 +1,8 @@
 """The sky seen from one site over a grid of times: target and Sun altitude, Moon distance.
 
 Offline by construction: sites are placed by configured latitude/longitude (never a network
-look-up) and astropy's IERS downloads are switched off.
+look-up), and a service that computes skies first calls `configure_offline_iers()` so that
+astropy never downloads Earth-orientation tables.
 """
 
 from dataclasses import dataclass
@@ -12,10 +13,6 @@ import numpy as np
 from astropy.coordinates import AltAz, EarthLocation, SkyCoord, get_body, get_sun
 from astropy.time import Time
 from astropy.utils import iers
-
-iers.conf.auto_download = False
-iers.conf.auto_max_age = None
-iers.conf.iers_degraded_accuracy = "ignore"
 
 
 @dataclass(frozen=True)
@@ -47,6 +44,24 @@ class SkyAtSite:
         sin_alt = np.sin(np.radians(self.target_alt_deg))
         with np.errstate(divide="ignore"):
             return np.where(sin_alt > 0, 1.0 / np.maximum(sin_alt, 1e-9), np.inf)
+
+
+def configure_offline_iers() -> None:
+    """Make astropy use the Earth-orientation (IERS) tables it ships and never download one.
+
+    Observatories have no network, or a slow and metered one, and the coordinator must plan the
+    same way without it. With astropy's defaults every altitude computed for a time after the
+    bundled table was made first tries to download the IERS-A bulletin, waits for the timeout,
+    then refuses the time. Here: no download, no age limit on the table, and times past its end
+    use its last values; UT1-UTC stays within 0.9 s, so the error is at most about 15 arcsec of
+    hour angle, far below what a 15-minute planning grid resolves.
+
+    This is process-wide astropy configuration, so it is an explicit call where a service starts
+    (`Coordinator.start`; the tests' `offline_iers` fixture), never a side effect of importing.
+    """
+    iers.conf.auto_download = False
+    iers.conf.auto_max_age = None
+    iers.conf.iers_degraded_accuracy = "ignore"
 
 
 def time_grid(start: datetime, span: timedelta, step: timedelta) -> list[datetime]:

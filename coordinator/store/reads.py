@@ -217,6 +217,14 @@ def followup_views(conn: Connection, states: list[str] | None = None) -> list[Fo
     return [FollowUpView(**r._asdict()) for r in conn.execute(query).all()]
 
 
+def followup_state(conn: Connection, request_id: str) -> str | None:
+    """The state of one follow-up request, or None if there is no such request."""
+    state: str | None = conn.execute(
+        select(followups.c.state).where(followups.c.request_id == request_id)
+    ).scalar()
+    return state
+
+
 def followup_counts(conn: Connection) -> dict[str, int]:
     """Follow-up requests per state."""
     rows = conn.execute(select(followups.c.state, func.count()).group_by(followups.c.state)).all()

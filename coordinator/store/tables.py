@@ -227,3 +227,53 @@ class FollowUpStatusRow(Base):
     state: Mapped[str] = mapped_column(String(16))
     reported_at: Mapped[datetime]
     reason: Mapped[str | None] = mapped_column(String(256))
+
+
+USER_NAME = String(64)
+
+
+class ConsoleUser(Base):
+    """Someone (or a script) allowed into the ops console: a role and the SHA-256 of the user's
+    token. The token itself is shown once, when it is issued, and never stored
+    (`coordinator.store.users`). A revoked user keeps its row, so the action log still names it."""
+
+    __tablename__ = "console_users"
+
+    name: Mapped[str] = mapped_column(USER_NAME, primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class ConsoleSession(Base):
+    """A browser's console session: the SHA-256 of its random id (the cookie's value), whose it
+    is, how it was opened ('login' with a token, or 'proxy' for an authenticating proxy's user,
+    where it only carries the CSRF token), and when it ends."""
+
+    __tablename__ = "console_sessions"
+
+    session_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_name: Mapped[str] = mapped_column(USER_NAME, index=True)
+    via: Mapped[str] = mapped_column(String(8))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class ActionLogRow(Base):
+    """One console action: who (user, role, and how they were authenticated), what, on what,
+    with which outcome, when, and the request's id."""
+
+    __tablename__ = "action_log"
+
+    entry_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    user_name: Mapped[str] = mapped_column(USER_NAME, index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    via: Mapped[str] = mapped_column(String(8))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(128))
+    detail: Mapped[str] = mapped_column(String(256), default="")
+    outcome: Mapped[str] = mapped_column(String(16))
+    request_id: Mapped[str] = mapped_column(String(64))

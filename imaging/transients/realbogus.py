@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from imaging.fits_reader import sha256_of_file
 from imaging.gaussian import MAD_TO_SIGMA
+from imaging.model_signature import ModelSignatureError, verify_version
 from imaging.quality_model import inference_ready
 from imaging.shipped_models import SHIPPED_REALBOGUS_MODEL_DIR
 from imaging.transients.cutouts import CUTOUT_SIDE_PX
@@ -97,9 +98,17 @@ class RealBogusModel:
         self.manifest = manifest
 
     @classmethod
-    def load(cls, model_dir: Path = SHIPPED_REALBOGUS_MODEL_DIR) -> Self:
-        """Load and verify a version folder, or the highest version in a repository folder."""
+    def load(
+        cls, model_dir: Path = SHIPPED_REALBOGUS_MODEL_DIR, release_public_key: str | None = None
+    ) -> Self:
+        """Load and verify a version folder, or the highest version in a repository folder;
+        with `release_public_key`, only one signed by it (`imaging.model_signature`)."""
         version_dir = _version_dir(Path(model_dir))
+        if release_public_key is not None:
+            try:
+                verify_version(version_dir, release_public_key)
+            except ModelSignatureError as exc:
+                raise RealBogusLoadError(str(exc)) from exc
         manifest_path = version_dir / MANIFEST_FILE
         try:
             manifest = RealBogusManifest.model_validate_json(manifest_path.read_bytes())

@@ -1,22 +1,17 @@
-"""Reference images, one per field, kept on disk at the site and refreshed as better frames come.
+"""Reference images, one per field: what a reference is and how it is built from frames.
 
-A field is a pointing: a new frame belongs to the stored reference whose footprint covers most
-of it. A reference is built from the field's best frames (`REFERENCE_MEMBERS` at most, ranked by
-point-source depth): each is sky-subtracted, aligned onto the best one's grid (WCS, refined on
-stars), scaled to its flux by the stars they share, and combined by an inverse-variance mean with
-per-pixel clipping. It keeps its noise map, its star catalogue, its FWHM and an empirical PSF
-stamp. On disk, `<root>/<field_id>/` holds `reference.fits` (image with WCS, NOISE, PSF and the
-STARS table), `reference.json` (`ReferenceInfo`) and `members/` (the frames it was made of, so
-a better frame can trigger a rebuild). A search loads the image, PSF and stars only: the noise
-map (64 MB on a 4096² frame) is for people and for the star catalogue, which is saved with it,
-and a search needs only its median (`ReferenceInfo.noise_adu`). Building holds one member's
-pixels at a time: the aligned members wait in a scratch file beside the references and are
-combined in row blocks.
+A field is a pointing. A reference is built from the field's best frames (`REFERENCE_MEMBERS` at
+most, ranked by point-source depth): each is sky-subtracted, aligned onto the best one's grid
+(WCS, refined on stars), scaled to its flux by the stars they share, and combined by an
+inverse-variance mean with per-pixel clipping. It keeps its noise map, its star catalogue, its
+FWHM and an empirical PSF stamp. Building holds one member's pixels at a time: the aligned
+members wait in a scratch file (beside the references, when the store builds) and are combined
+in row blocks. This is pixel work only; where references are kept, how a frame finds its field's
+and when a better frame rebuilds one is `imaging.transients.reference_store`.
 """
 
 import itertools
 import logging
-import shutil
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -26,13 +21,12 @@ from pathlib import Path
 from typing import Self
 
 import numpy as np
-from astropy.io import fits
 from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_scales
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.spatial import cKDTree
 
-from imaging.fits_reader import Frame, read_frame
+from imaging.fits_reader import Frame
 from imaging.transients.align import (
     PixelTransform,
     overlap_fraction,
@@ -59,10 +53,6 @@ SAME_FIELD_OVERLAP = 0.8
 STAR_SNR = 15.0
 CLIP_SIGMA = 4.0
 PSF_STAMP_STARS = 25
-STAR_COLUMNS = tuple(StarTable.__dataclass_fields__)
-INFO_FILE = "reference.json"
-IMAGE_FILE = "reference.fits"
-MEMBERS_DIR = "members"
 
 
 class ReferenceError(ValueError):
@@ -339,15 +329,17 @@ def build_reference(frames: list[Frame], field_id: str | None = None) -> Referen
     if not sources:
         raise ReferenceError(f"no usable frame to build a reference from ({'; '.join(problems)})")
     sources.sort(key=lambda f: f.member.depth_score, reverse=True)
-    return _reference_from(sources[:REFERENCE_MEMBERS], field_id)
+    return reference_from(sources[:REFERENCE_MEMBERS], field_id)
 
 
-def _reference_from(
+def reference_from(
     sources: list[MemberSource], field_id: str | None, spill_dir: Path | None = None
 ) -> Reference:
+    """A reference combined from `sources` (see `combine`), its field named `field_id` or after
+    its centre."""
     combined = combine(sources, spill_dir)
     image, noise, anchor = combined.image, combined.noise, combined.anchor
-    stars = _stars_of(image, noise)
+    stars = reference_stars(image, noise)
     fwhm = psf_fwhm_px(stars) or anchor.fwhm_px
     height, width = image.shape
     centre = anchor.wcs.pixel_to_world_values((width - 1) / 2.0, (height - 1) / 2.0)
@@ -374,8 +366,8 @@ def _reference_from(
     )
 
 
-def _stars_of(image: np.ndarray, noise: np.ndarray) -> StarTable:
-    """The reference's star catalogue. Its NaN (unusable) pixels are filled for the search and
+def reference_stars(image: np.ndarray, noise: np.ndarray) -> StarTable:
+    """A combined image's star catalogue. Its NaN (unusable) pixels are filled for the search and
     put back after it: no full-frame copies of a reference that may be 4096² in size."""
     bad, unknown_noise = ~np.isfinite(image), ~np.isfinite(noise)
     image[bad], noise[unknown_noise] = 0.0, 1e6
@@ -383,126 +375,3 @@ def _stars_of(image: np.ndarray, noise: np.ndarray) -> StarTable:
         return find_stars(SkySubtracted(image, noise, bad), min_snr=STAR_SNR)
     finally:
         image[bad], noise[unknown_noise] = np.nan, np.nan
-
-
-class ReferenceStore:
-    """The references of one site, one folder per field under `root`."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-
-    def infos(self) -> list[ReferenceInfo]:
-        """Every stored reference, by field id."""
-        if not self.root.is_dir():
-            return []
-        return [
-            ReferenceInfo.model_validate_json((folder / INFO_FILE).read_text())
-            for folder in sorted(self.root.iterdir())
-            if (folder / INFO_FILE).is_file()
-        ]
-
-    def save(self, reference: Reference, members: list[Frame] | None = None) -> Path:
-        """Write a reference (and optionally the frames it was built from) under its field."""
-        folder = self.root / reference.info.field_id
-        partial = folder.with_name(f".{folder.name}.part")
-        shutil.rmtree(partial, ignore_errors=True)
-        (partial / MEMBERS_DIR).mkdir(parents=True)
-        header = reference.wcs.to_header()
-        header["BUNIT"] = ("adu", "sky-subtracted, anchor frame flux units")
-        if reference.noise is None:
-            raise ReferenceError("a reference loaded without its noise map cannot be saved")
-        stars = {name: getattr(reference.stars, name) for name in STAR_COLUMNS}
-        fits.HDUList(
-            [
-                fits.PrimaryHDU(reference.image, header=header),
-                fits.ImageHDU(reference.noise, header=header, name="NOISE"),
-                fits.ImageHDU(reference.psf, name="PSF"),
-                fits.BinTableHDU.from_columns(
-                    [fits.Column(name, "D", array=values) for name, values in stars.items()],
-                    name="STARS",
-                ),
-            ]
-        ).writeto(partial / IMAGE_FILE)
-        kept = {m.sha256 for m in reference.info.members}
-        for frame in members or []:
-            if frame.identity.sha256 in kept:
-                shutil.copyfile(frame.path, partial / MEMBERS_DIR / f"{frame.identity.sha256}.fits")
-        old_members = folder / MEMBERS_DIR
-        if old_members.is_dir():
-            for path in old_members.iterdir():
-                if path.stem in kept and not (partial / MEMBERS_DIR / path.name).exists():
-                    shutil.copyfile(path, partial / MEMBERS_DIR / path.name)
-        (partial / INFO_FILE).write_text(reference.info.model_dump_json(indent=2) + "\n")
-        shutil.rmtree(folder, ignore_errors=True)
-        partial.rename(folder)
-        return folder
-
-    def load(self, field_id: str) -> Reference:
-        """The stored reference of a field, for searching (without its noise map)."""
-        folder = self.root / field_id
-        info = ReferenceInfo.model_validate_json((folder / INFO_FILE).read_text())
-        with fits.open(folder / IMAGE_FILE) as hdul:
-            image = np.asarray(hdul[0].data, dtype=np.float32)
-            psf = np.asarray(hdul["PSF"].data, dtype=np.float32)
-            wcs = WCS(hdul[0].header)
-            if "STARS" in hdul:
-                table = hdul["STARS"].data
-                stars = StarTable(*(np.asarray(table[name], dtype=float) for name in STAR_COLUMNS))
-            else:  # saved before the star table was: find the stars again
-                stars = _stars_of(image, np.asarray(hdul["NOISE"].data, dtype=np.float32))
-        return Reference(image, None, wcs, stars, psf, info)
-
-    def field_for(self, wcs: WCS, shape: tuple[int, int]) -> ReferenceInfo | None:
-        """The stored reference covering most of a frame (at least half of it), if any."""
-        best, best_overlap = None, 0.5
-        for info in self.infos():
-            ref_wcs = _info_wcs(self.root / info.field_id)
-            try:
-                overlap = overlap_fraction(
-                    wcs_transform(wcs, ref_wcs, shape), shape, (info.height_px, info.width_px)
-                )
-            except ValueError:
-                continue
-            if overlap >= best_overlap:
-                best, best_overlap = info, overlap
-        return best
-
-    def offer(self, frame: Frame) -> ReferenceInfo | None:
-        """Consider a good frame for its field's reference: start a field, or rebuild the
-        reference when the frame is deeper than its shallowest member (or it has room).
-
-        Returns the new reference's info when it changed, else None.
-        """
-        candidate = prepare_frame(frame)
-        info = self.field_for(candidate.wcs, candidate.sky.image.shape)
-        self.root.mkdir(parents=True, exist_ok=True)
-        if info is None:
-            reference = _reference_from([MemberSource.ready(candidate)], None, self.root)
-            self.save(reference, [frame])
-            return reference.info
-        folder = self.root / info.field_id
-        if any(m.sha256 == frame.identity.sha256 for m in info.members):
-            return None
-        worst = min(m.depth_score for m in info.members)
-        if len(info.members) >= REFERENCE_MEMBERS and candidate.member.depth_score <= worst:
-            return None
-        # prepared again when its turn comes, so its pixels are not held through the rebuild
-        offered = MemberSource(candidate.member, partial(prepare_frame, frame))
-        del candidate
-        members = [MemberSource(m, partial(_prepared_member, folder, m)) for m in info.members]
-        ranked = sorted(
-            [*members, offered],
-            key=lambda f: f.member.depth_score,
-            reverse=True,
-        )
-        reference = _reference_from(ranked[:REFERENCE_MEMBERS], info.field_id, self.root)
-        self.save(reference, [frame])
-        return reference.info
-
-
-def _info_wcs(folder: Path) -> WCS:
-    return WCS(fits.getheader(folder / IMAGE_FILE))
-
-
-def _prepared_member(folder: Path, member: ReferenceMember) -> PreparedFrame:
-    return prepare_frame(read_frame(folder / MEMBERS_DIR / f"{member.sha256}.fits"))

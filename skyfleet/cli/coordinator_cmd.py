@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from coordinator.settings import CoordinatorSettings
+from fleetbus.identity import CredentialsError
 from fleetbus.logs import configure_logging
 
 app = typer.Typer(help="Run the central coordinator and ops console.", no_args_is_help=True)
@@ -32,20 +33,17 @@ def run(
     ),
     http_host: str | None = typer.Option(None, help="Console address (loopback by default)."),
     http_port: int | None = typer.Option(None, help="Console port (0: a free one)."),
-    token: str | None = typer.Option(
-        None, envvar="SKYFLEET_COORDINATOR_ACTION_TOKEN", help="Token for console actions."
-    ),
     no_console: bool = typer.Option(False, "--no-console", help="Do not serve the console."),
     config: Path | None = typer.Option(None, help="TOML settings file (\\[coordinator] table)."),
 ) -> None:
-    """Run the coordinator: ingest, fuse candidates, schedule follow-ups, serve the console."""
+    """Run the coordinator: ingest, fuse candidates, schedule follow-ups, serve the console.
+    Console users and their tokens: `skyfleet users add NAME --role operator`."""
     settings = CoordinatorSettings.load(
         config,
         nats_url=nats,
         database_url=database,
         http_host=http_host,
         http_port=http_port,
-        action_token=token,
         serve_console=False if no_console else None,
     )
     configure_logging(settings.log_level, settings.log_format)
@@ -60,7 +58,7 @@ def run(
     )
     try:
         asyncio.run(_run_until_signalled(settings))
-    except OSError as exc:
+    except (OSError, CredentialsError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(code=1) from None
     console.print("coordinator stopped.")

@@ -4,6 +4,7 @@ terminal, or a short scripted night that prints its summary (`--fast`, `--json`)
 import asyncio
 import signal
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,6 +65,9 @@ def demo(
         None, "--frames", min=1, help="Survey frames per site (a scripted night)."
     ),
     cadence: float | None = typer.Option(None, "--cadence", help="Seconds between frames."),
+    duration: float | None = typer.Option(
+        None, "--duration", min=1.0, help="Longest scripted night, in seconds (default 110)."
+    ),
     camera_px: int = typer.Option(1024, "--camera-px", help="Frame side in pixels."),
     console_port: int = typer.Option(8080, "--port", help="Ops console port (0: a free one)."),
     work_dir: Path | None = typer.Option(
@@ -86,6 +90,7 @@ def demo(
             cadence_s=cadence_s,
             frames_per_site=frames_per_site,
             console_port=0 if fast and console_port == 8080 else console_port,
+            **({"max_duration_s": duration} if duration is not None else {}),
         )
         fleet = DemoFleet(options)
         summary = asyncio.run(_run(fleet, live=not json_out))
@@ -106,14 +111,29 @@ def demo(
         )
 
 
+def _login_announcer(out: Console) -> Callable[["DemoFleet"], None]:
+    """A tick that prints the console's operator login once, as soon as the demo made it."""
+    announced = False
+
+    def announce(fleet: "DemoFleet") -> None:
+        nonlocal announced
+        if not announced and fleet.console_login is not None:
+            name, token = fleet.console_login
+            out.print(f"console login: {name} / {token}", highlight=False)
+            announced = True
+
+    return announce
+
+
 async def _run(fleet: "DemoFleet", *, live: bool) -> "DemoSummary":
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    if not live:
-        return await fleet.run(stop)
+    if not live:  # the summary is stdout's; the console's login goes to stderr
+        return await fleet.run(stop, _login_announcer(Console(stderr=True)))
     shown = False
+    announce_login = _login_announcer(console)
 
     def refresh(current: "DemoFleet") -> None:
         nonlocal shown
@@ -122,6 +142,7 @@ async def _run(fleet: "DemoFleet", *, live: bool) -> "DemoSummary":
                 f"Ops console: [bold]{current.coordinator.console_url}[/]  (Ctrl-C stops the demo)"
             )
             shown = True
+        announce_login(current)
         display.update(_site_table(current))
 
     console.print("Starting the hub, the coordinator and three sites...")

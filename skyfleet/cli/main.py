@@ -6,6 +6,7 @@ from skyfleet.cli import (
     coordinator_cmd,
     demo_cmd,
     detect_cmd,
+    fleet_cmd,
     nats_cmd,
     score_cmd,
     simulate_cmd,
@@ -13,6 +14,7 @@ from skyfleet.cli import (
     status_cmd,
     train_cmd,
     triton_cmd,
+    users_cmd,
 )
 
 app = typer.Typer(
@@ -22,11 +24,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
+app.add_typer(fleet_cmd.app, name="fleet")
 app.add_typer(nats_cmd.app, name="nats")
 app.add_typer(site_cmd.app, name="site")
 app.add_typer(coordinator_cmd.app, name="coordinator")
 app.add_typer(train_cmd.app, name="train")
 app.add_typer(triton_cmd.app, name="triton")
+app.add_typer(users_cmd.app, name="users")
 app.command("simulate")(simulate_cmd.simulate)
 app.command("score")(score_cmd.score)
 app.command("detect")(detect_cmd.detect)

@@ -12,8 +12,10 @@ from rich.table import Table
 
 from fleetbus.client import connect
 from fleetbus.hub import ensure_hub_streams, hub_server_config, keep_sources_flowing
+from fleetbus.hub_identity import IdentityKeeper
+from fleetbus.identity import COORDINATOR_SEED_FILE, HUB_AUTH_FILE, read_seed
 from fleetbus.process_supervisor import ProcessSupervisor
-from fleetbus.server import EmbeddedNats, NatsServerError
+from fleetbus.server import EmbeddedNats, NatsServerError, tls_files
 from fleetbus.tasks import cancel_and_wait, supervise
 
 app = typer.Typer(help="Run a local hub nats-server with JetStream and the fleet's streams.")
@@ -39,14 +41,18 @@ def _show(server: EmbeddedNats, streams: list[str]) -> None:
     )
 
 
-async def _serve(server: EmbeddedNats, sites: list[str]) -> None:
-    """Create the hub's streams, then keep its sources flowing and the server running until
-    SIGINT or SIGTERM."""
+async def _serve(
+    server: EmbeddedNats, sites: list[str], credentials: Path | None, tls_ca_file: Path | None
+) -> None:
+    """Create the hub's streams, then keep its sources flowing, its identities current and the
+    server running until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    nc = await connect(server.url, name="skyfleet-nats-up")
+    seed = None if credentials is None else read_seed(credentials / COORDINATOR_SEED_FILE)
+    identities = None if credentials is None else IdentityKeeper(server, credentials)
+    nc = await connect(server.url, name="skyfleet-nats-up", nkey_seed=seed, tls_ca_file=tls_ca_file)
     try:
         js = nc.jetstream()
         await ensure_hub_streams(js, sites)
@@ -59,7 +65,9 @@ async def _serve(server: EmbeddedNats, sites: list[str]) -> None:
         tasks = [
             asyncio.create_task(supervise("sources", partial(keep_sources_flowing, nc))),
             asyncio.create_task(
-                ProcessSupervisor(server, name="nats-server", on_restart=report).run()
+                ProcessSupervisor(
+                    server, name="nats-server", fault=identities, on_restart=report
+                ).run()
             ),
         ]
         await stop.wait()
@@ -79,10 +87,30 @@ def up(
     site: list[str] = typer.Option(
         [], "--site", help="A site whose stream the hub sources (repeat for several)."
     ),
+    credentials: Path | None = typer.Option(
+        None,
+        "--credentials",
+        help="Let in only the fleet's identities (`skyfleet fleet credentials --out DIR`); "
+        "changes there apply within a second.",
+    ),
+    tls_cert: Path | None = typer.Option(
+        None, "--tls-cert", help="The hub's certificate (PEM): client and leaf ports speak TLS."
+    ),
+    tls_key: Path | None = typer.Option(None, "--tls-key", help="The certificate's key (PEM)."),
+    tls_ca_file: Path | None = typer.Option(
+        None, "--tls-ca-file", help="The CA that signed the certificate (this command's client)."
+    ),
 ) -> None:
     """Start a hub nats-server in the foreground until Ctrl-C: JetStream in the `hub` domain,
     a leaf-node port for sites, the central streams, stalled site sources revived, and the
     server restarted if it dies."""
+    try:
+        tls = tls_files(tls_cert, tls_key)
+        if tls is not None and tls_ca_file is None:
+            raise ValueError("--tls-cert needs --tls-ca-file: this command is the hub's client too")
+    except ValueError as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(code=2) from None
     server = EmbeddedNats(
         hub_server_config(
             store_dir.resolve(),
@@ -90,11 +118,13 @@ def up(
             port=port,
             monitor_port=monitor_port,
             leaf_port=leaf_port,
+            authorization_file=None if credentials is None else credentials / HUB_AUTH_FILE,
+            tls=tls,
         )
     )
     try:
         server.start()
-        asyncio.run(_serve(server, site))
+        asyncio.run(_serve(server, site, credentials, tls_ca_file))
     except (NatsServerError, ValueError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(code=1) from None

@@ -21,7 +21,8 @@ def build(
     """Combine good frames of one field into its reference (replacing the stored one)."""
     errors = Console(stderr=True, highlight=False, soft_wrap=True)
     from imaging.fits_reader import FrameError, read_frame
-    from imaging.transients.references import ReferenceError, ReferenceStore, build_reference
+    from imaging.transients.reference_store import ReferenceStore
+    from imaging.transients.references import ReferenceError, build_reference
 
     try:
         frames = [read_frame(path) for path in files]
@@ -43,7 +44,7 @@ def list_references(
     store: Path = typer.Option(Path("var/site-local/references"), "--store", help=STORE_HELP),
 ) -> None:
     """List the stored references."""
-    from imaging.transients.references import ReferenceStore
+    from imaging.transients.reference_store import ReferenceStore
 
     infos = ReferenceStore(store).infos()
     table = Table(title=f"{len(infos)} reference(s) in {store}")

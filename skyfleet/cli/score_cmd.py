@@ -1,6 +1,7 @@
 """`skyfleet score`: the quality verdict on FITS files, as a table or as FrameScore JSON lines."""
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,7 @@ from imaging.shipped_models import SHIPPED_QUALITY_MODEL_DIR
 from protos.base import SITE_ID_PATTERN
 
 if TYPE_CHECKING:
+    from imaging.scoring import FileResult
     from protos import FrameScore
 
 console = Console()
@@ -21,7 +23,9 @@ LABEL_STYLES = {"good": "green", "medium": "yellow", "bad": "red"}
 
 
 def score(
-    files: list[Path] = typer.Argument(..., help="FITS files to score (.fits, .fit, .fits.fz)."),
+    files: list[Path] = typer.Argument(
+        ..., help="FITS files to score (.fits, .fit, .fits.fz, .fits.gz, .fits.bz2)."
+    ),
     as_json: bool = typer.Option(
         False, "--json", help="Print one FrameScore JSON document per line instead of a table."
     ),
@@ -43,11 +47,18 @@ def score(
         help="The camera's photometric calibration (JSON/TOML): adds transparency from "
         "catalogue stars and sky brightness, which floor the verdict.",
     ),
+    calibration_dir: Path | None = typer.Option(
+        None,
+        "--calibration",
+        help="A site's calibration folder (its work folder's calibration/): the master bias, "
+        "dark and flat that fit each frame are applied before scoring.",
+    ),
 ) -> None:
     """Score FITS frames: label, confidence, probabilities, image metrics and reasons.
 
-    Every file is processed; one that cannot be read is reported on stderr and the exit status
-    is 1 if any file failed.
+    Every file is processed; one that cannot be read, or is not a night-sky frame, is reported
+    on stderr and the exit status is 1 if any file failed. Bias, dark and flat frames are named
+    on stderr ("calibration frame: bias (IMAGETYP=...)") and not graded.
     """
     errors = Console(stderr=True, highlight=False, soft_wrap=True)
     if not re.fullmatch(SITE_ID_PATTERN, site_id):
@@ -57,10 +68,11 @@ def score(
         )
         raise typer.Exit(code=2)
 
+    # torch, astropy and sep load here, not for every command
+    from imaging.calibration_store import CalibrationStore
     from imaging.photometry import PhotometricCalibration, PhotometryError
     from imaging.quality_model import ModelLoadError, QualityModel
     from imaging.scoring import score_files
-    from protos import FrameRejected  # torch, astropy and sep load here, not for every command
 
     try:
         model = QualityModel.load(model_dir)
@@ -71,27 +83,53 @@ def score(
         errors.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(code=2) from exc
 
-    scores: list[FrameScore] = []
-    failed = 0
-    for result in score_files(
+    if calibration_dir is not None and not calibration_dir.is_dir():
+        errors.print(f"[red]error:[/] --calibration {escape(str(calibration_dir))}: no such folder")
+        raise typer.Exit(code=2)
+    calibration = CalibrationStore(calibration_dir) if calibration_dir is not None else None
+
+    results = score_files(
         files,
         model,
         site_id=site_id,
         pixel_scale_arcsec=pixel_scale_arcsec,
         saturation_adu=saturation_adu,
         photometry=photometry,
-    ):
-        if isinstance(result.outcome, FrameRejected):
+        calibration=calibration,
+    )
+    scores, failed = _report(results, as_json=as_json, errors=errors)
+    if scores:
+        _print_scores(scores, model_name=f"{model.ref.name} {model.ref.version}")
+    if failed:
+        raise typer.Exit(code=1)
+
+
+def _report(
+    results: Iterable["FileResult"], *, as_json: bool, errors: Console
+) -> tuple[list["FrameScore"], int]:
+    """Print each file's outcome as it comes (rejections, calibration frames and calibration
+    notes on stderr; JSON scores on stdout) and return the scores for the table and how many
+    files failed."""
+    from imaging.file_names import printable_name
+    from imaging.frame_kind import FrameClass
+    from protos import FrameRejected
+
+    scores: list[FrameScore] = []
+    failed = 0
+    for result in results:
+        shown = escape(printable_name(result.path))
+        for note in result.notes:
+            errors.print(f"[yellow]calibration[/] {shown}: {escape(note)}")
+        if isinstance(result.outcome, FrameClass):
+            errors.print(f"[cyan]not graded[/] {shown}: {escape(result.outcome.describe())}")
+        elif isinstance(result.outcome, FrameRejected):
             failed += 1
             errors.print(f"[red]rejected[/] {escape(result.outcome.message)}")
         elif as_json:
             print(result.outcome.model_dump_json(), flush=True)
         else:
             scores.append(result.outcome)
-    if scores:
-        _print_scores(scores, model_name=f"{model.ref.name} {model.ref.version}")
-    if failed:
-        raise typer.Exit(code=1)
+    return scores, failed
 
 
 def _print_scores(scores: list["FrameScore"], model_name: str) -> None:

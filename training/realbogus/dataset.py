@@ -53,6 +53,9 @@ STACKED_FRACTION = 0.3
 MAX_DIPOLES = 15
 DIPOLE_STAR_SNR = 30.0
 """Stars this bright or brighter may be moved a little in the new frame (`add_star_dipoles`)."""
+FIRST_REAL_PAIR = 1_000_000
+"""Pair numbers from here on are real alerts or the sites' samples, not simulated pairs: their
+stamps are in another camera's units, so they are never laid over simulated hosts."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,16 @@ class Triplets:
     def select(self, keep: np.ndarray) -> "Triplets":
         """The rows where `keep` is true (or the given indices)."""
         return Triplets(self.stamps[keep], self.labels[keep], self.snr[keep], self.pair[keep])
+
+    @classmethod
+    def joined(cls, parts: list["Triplets"]) -> "Triplets":
+        """The rows of all `parts`, in order."""
+        return cls(
+            np.concatenate([p.stamps for p in parts]).astype(np.float32),
+            np.concatenate([p.labels for p in parts]).astype(np.int64),
+            np.concatenate([p.snr for p in parts]),
+            np.concatenate([p.pair for p in parts]).astype(np.int64),
+        )
 
 
 def frame_from_simulated(

@@ -54,7 +54,7 @@ def summarise(scores: np.ndarray, labels: np.ndarray, threshold: float = 0.5) ->
     )
 
 
-def _stamp(record: dict, key: str) -> np.ndarray:
+def _stamp(record: dict[str, Any], key: str) -> np.ndarray:
     raw = gzip.decompress(record[key]["stampData"])
     with fits.open(io.BytesIO(raw)) as hdul:
         data = np.asarray(hdul[0].data, dtype=np.float32)
@@ -63,18 +63,30 @@ def _stamp(record: dict, key: str) -> np.ndarray:
     return data[top : top + CUTOUT_SIDE_PX, left : left + CUTOUT_SIDE_PX]
 
 
-def read_ztf_alerts(alerts_dir: Path = ZTF_ALERTS_DIR) -> tuple[np.ndarray, np.ndarray]:
-    """Triplets `[N, 3, 31, 31]` (new, reference, difference) and ZTF `drb` of every alert."""
-    stamps, drb = [], []
+def alert_triplet(record: dict[str, Any]) -> np.ndarray:
+    """The new, reference and difference stamps `[3, 31, 31]` of one ZTF alert record (Avro or
+    Fink's Parquet row), a fading source turned into a rising one as our site would see it."""
+    science, template = _stamp(record, "cutoutScience"), _stamp(record, "cutoutTemplate")
+    difference = _stamp(record, "cutoutDifference")
+    if record["candidate"]["isdiffpos"] in ("f", "0"):
+        science, template, difference = template, science, -difference
+    return np.stack([science, template, difference])
+
+
+def read_ztf_alert_records(alerts_dir: Path = ZTF_ALERTS_DIR) -> list[dict[str, Any]]:
+    """Every Avro alert packet under `alerts_dir`, in file-name order."""
+    records = []
     for path in sorted(Path(alerts_dir).rglob("*.avro")):
         with path.open("rb") as stream:
-            record = cast(dict[str, Any], next(fastavro.reader(stream)))
-        science, template = _stamp(record, "cutoutScience"), _stamp(record, "cutoutTemplate")
-        difference = _stamp(record, "cutoutDifference")
-        if record["candidate"]["isdiffpos"] in ("f", "0"):
-            science, template, difference = template, science, -difference
-        stamps.append(np.stack([science, template, difference]))
-        drb.append(float(record["candidate"]["drb"]))
+            records.append(cast(dict[str, Any], next(fastavro.reader(stream))))
+    return records
+
+
+def read_ztf_alerts(alerts_dir: Path = ZTF_ALERTS_DIR) -> tuple[np.ndarray, np.ndarray]:
+    """Triplets `[N, 3, 31, 31]` (new, reference, difference) and ZTF `drb` of every alert."""
+    records = read_ztf_alert_records(alerts_dir)
+    stamps = [alert_triplet(record) for record in records]
+    drb = [float(record["candidate"]["drb"]) for record in records]
     return np.array(stamps), np.array(drb)
 
 

@@ -2,12 +2,15 @@
 
 `train_realbogus` is what `skyfleet train realbogus RUN_DIR --pairs N` runs. It simulates `N`
 pairs (if RUN_DIR/data/triplets.npz is missing), fits on a local Ray, writes the TorchScript model
-as the next free version folder of the model repository (the shipped one by default) and
-evaluates the new version on a fresh simulated held-out set and on the real ZTF alerts. The
-other knobs are `SKYFLEET_RB_*` variables (`RealBogusTrainingSettings`); docs/transients.md
-gives the runs behind each shipped version.
+as the next free version folder of the model repository (the shipped one by default; reserved
+and published in one rename, `training.versions`) and evaluates the new version on a fresh
+simulated held-out set and on the real ZTF alerts. The other knobs are `SKYFLEET_RB_*`
+variables (`RealBogusTrainingSettings`); docs/transients.md gives the runs behind each shipped
+version.
 """
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,7 @@ from training.evaluate import EpochMetrics
 from training.realbogus.dataset import simulate_triplets
 from training.realbogus.evaluate import RocSummary, evaluate_on_ztf, summarise
 from training.realbogus.train import RealBogusTrainingSettings, fit_realbogus_on_ray
+from training.versions import next_free_version, publish_version, reserved_version
 
 HELD_OUT_SEED = 9001
 """Seed of the simulated held-out pairs: far from every training seed, so never trained on."""
@@ -40,9 +44,9 @@ class RealBogusRunReport(BaseModel):
 
 
 def next_version(model_dir: Path = SHIPPED_REALBOGUS_MODEL_DIR) -> int:
-    """One more than the highest numbered version folder in `model_dir` (1 if there is none)."""
-    versions = [int(d.name) for d in model_dir.iterdir() if d.is_dir() and d.name.isdigit()]
-    return max(versions, default=0) + 1
+    """One more than the highest numbered version folder in `model_dir` or version another run
+    has reserved (1 if there is none)."""
+    return next_free_version(model_dir)
 
 
 def train_realbogus(
@@ -56,9 +60,13 @@ def train_realbogus(
         )
         simulated.save(settings.triplets_path)
     model, history = fit_realbogus_on_ray(settings)
-    repository.mkdir(parents=True, exist_ok=True)
-    version = next_version(repository)
-    version_dir = write_realbogus_model(model, repository / str(version), version=str(version))
+    with reserved_version(repository) as version:  # never one another run is writing
+        staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=repository))
+        try:
+            write_realbogus_model(model, staging, version=str(version))
+            version_dir = publish_version(staging, repository / str(version))
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     trained = RealBogusModel.load(version_dir)
     held_out = simulate_triplets(
         HELD_OUT_PAIRS,

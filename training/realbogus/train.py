@@ -1,11 +1,13 @@
-"""Fitting the real/bogus CNN with the quality model's Ray Train machinery.
+"""Fitting the real/bogus CNN with the training runs' shared machinery, and the run's settings.
 
-The epoch loop, optimiser, schedule, checkpointed state, Ray session and `TorchTrainer` set-up
-are those of `training.train_quality` (imported, not copied): a two-class problem runs through
-the same cross-entropy loop. What is specific here is the data (labelled triplets split by
-simulated pair, reals also laid over stars as hosted transients, classes balanced by
-oversampling, flips and quarter turns as augmentation) and the model (`RealBogusNet`), fresh or
-(`initial_model`) starting from a shipped version's weights to fine-tune it.
+The epoch loop, optimiser, schedule and checkpointed state (`training.engine`), the Ray session
+and `TorchTrainer` set-up (`training.ray_fit`) and the knobs every run has
+(`training.config.TrainingSettings`) are the quality model's too (imported, not copied): a
+two-class problem runs through the same cross-entropy loop. What is specific here is the data
+(labelled triplets split by simulated pair, reals also laid over stars as hosted transients,
+classes balanced by oversampling, flips and quarter turns as augmentation) and the model
+(`RealBogusNet`), fresh or (`initial_model`) starting from a shipped version's weights to
+fine-tune it.
 """
 
 from functools import partial
@@ -21,7 +23,8 @@ from pydantic_settings import SettingsConfigDict
 from torch.utils.data import DataLoader
 
 from imaging.transients.realbogus import RealBogusModel, normalise_triplets
-from training.config import QualityTrainingSettings
+from training.config import TrainingSettings
+from training.engine import EPOCH_LOG_FILE, run_epochs
 from training.evaluate import EpochMetrics
 from training.ray_fit import (
     EpochLogCallback,
@@ -31,15 +34,13 @@ from training.ray_fit import (
     trainer_for,
     worker_state,
 )
-from training.realbogus.dataset import Triplets, with_hosted_reals
+from training.realbogus.dataset import FIRST_REAL_PAIR, Triplets, with_hosted_reals
 from training.realbogus.net import RealBogusNet
-from training.train_quality import (
-    run_epochs,
-)
 
 
-class RealBogusTrainingSettings(QualityTrainingSettings):
-    """A real/bogus training run: the quality run's knobs plus where the triplets are."""
+class RealBogusTrainingSettings(TrainingSettings):
+    """A real/bogus training run: the knobs every run has, plus the triplets' validation split,
+    hosted reals, the seed of the simulated pairs and a model to fine-tune."""
 
     model_config = SettingsConfigDict(env_prefix="SKYFLEET_RB_", extra="forbid")
     toml_table: ClassVar[str] = "realbogus"
@@ -50,7 +51,6 @@ class RealBogusTrainingSettings(QualityTrainingSettings):
     hosted_fraction: float = Field(
         default=1.5, ge=0.0, le=4.0, description="Hosted copies per real (laid over stars)."
     )
-    model_name: str = Field(default="realbogus", pattern=r"^[a-z][a-z0-9_-]{0,63}$")
     data_seed: int = Field(
         default=101,
         ge=0,
@@ -124,7 +124,13 @@ def make_triplet_loaders(
         Triplets.load(settings.triplets_path), settings.val_fraction, settings.seed
     )
     rng = np.random.default_rng(settings.seed)
-    train = with_hosted_reals(train, rng, settings.hosted_fraction)
+    simulated = train.pair < FIRST_REAL_PAIR  # real stamps are never laid over simulated hosts
+    train = Triplets.joined(
+        [
+            with_hosted_reals(train.select(simulated), rng, settings.hosted_fraction),
+            train.select(~simulated),
+        ]
+    )
     generator = torch.Generator().manual_seed(settings.seed)
     return (
         DataLoader(
@@ -166,7 +172,7 @@ def fit_realbogus_on_ray(
 ) -> tuple[RealBogusNet, list[EpochMetrics]]:
     """Fit on Ray Train; the model of the best checkpoint (lowest validation loss) and history."""
     settings.run_dir.mkdir(parents=True, exist_ok=True)
-    epoch_log = settings.run_dir / "epochs.jsonl"
+    epoch_log = settings.run_dir / EPOCH_LOG_FILE
     epoch_log.unlink(missing_ok=True)
     with ray_session(settings):
         result = trainer_for(settings, train_func, [EpochLogCallback(epoch_log)]).fit()

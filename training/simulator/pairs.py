@@ -284,7 +284,9 @@ def simulate_pair(
 ) -> SimulatedPair:
     """A reference and a new frame of one field (new taken at `date_obs`, pointed up to
     `max_offset_px` away) with `n_transients` transients in the new frame only, a
-    `hosted_fraction` of them on galaxies."""
+    `hosted_fraction` of them on galaxies.
+    Long because its random draws must stay in this order: a seed gives the same pair as before
+    (the shipped models' training sets and the benchmarks' seeds are these pairs)."""
     ra_deg, dec_deg, altitude = pointing_or_random(rng, ra_deg, dec_deg, date_obs, site)
     air = airmass(altitude)
     reference_wcs = tan_wcs(camera, ra_deg, dec_deg)

@@ -1,4 +1,4 @@
-// Skyfleet ops console: fetch the JSON API, follow /api/events, draw small canvas plots.
+// Skyfleet ops console: log in, fetch the JSON API, follow /api/events, draw small canvas plots.
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
@@ -11,15 +11,54 @@ async function getJSON(path) {
   return response.json();
 }
 
+let me = { name: null, may_read: false, may_act: false, csrf_token: null };
+
+// Actions carry the session's CSRF token; the session itself is an HttpOnly cookie.
 async function act(path, body) {
-  const token = $("#token").value;
   const response = await fetch(path, {
     method: "POST",
-    headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+    headers: { "Content-Type": "application/json", "X-CSRF-Token": me.csrf_token || "" },
     body: JSON.stringify(body || {}),
   });
-  if (!response.ok) alert(`${path}: ${(await response.json()).detail}`);
+  if (!response.ok) {
+    alert(`${path}: ${(await response.json()).detail}`);
+    await loadMe();
+  }
   refreshLists();
+}
+
+function showMe() {
+  $("#login").hidden = Boolean(me.name);
+  $("#account").hidden = !me.name;
+  $("#user").textContent = me.name ? `${me.name} (${me.role})` : "";
+  $("#login-needed").hidden = me.may_read;
+  document.body.classList.toggle("may-act", Boolean(me.may_act));
+}
+
+async function loadMe() {
+  const response = await fetch("/api/me");
+  me = response.ok ? await response.json() : { name: null, may_read: false, may_act: false };
+  showMe();
+}
+
+async function logIn(event) {
+  event.preventDefault();
+  const response = await fetch("/api/login", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ name: $("#login-name").value, token: $("#login-token").value }),
+  });
+  $("#login-token").value = "";
+  $("#login-error").textContent = response.ok ? "" : (await response.json()).detail;
+  if (!response.ok) return;
+  me = await response.json();
+  showMe();
+  connect();
+}
+
+async function logOut() {
+  await fetch("/api/logout", { method: "POST" });
+  location.reload();
 }
 
 function cell(row, text, cls) {
@@ -135,9 +174,11 @@ function renderTargets(targets) {
     const buttons = row.insertCell();
     const up = document.createElement("button");
     up.textContent = "priority ↑";
+    up.className = "action";
     up.onclick = () => act(`/api/targets/${t.target_id}/priority`, { priority: Math.max(1, t.priority - 1) });
     const dismiss = document.createElement("button");
     dismiss.textContent = "dismiss";
+    dismiss.className = "action";
     dismiss.onclick = () => act(`/api/targets/${t.target_id}/mark`, { mark: "dismissed" });
     buttons.append(up, dismiss);
   }
@@ -195,6 +236,7 @@ function renderFollowups(followups) {
     if (["sent", "accepted", "observing"].includes(f.state)) {
       const cancel = document.createElement("button");
       cancel.textContent = "cancel";
+      cancel.className = "action";
       cancel.onclick = () => act(`/api/followups/${f.request_id}/cancel`);
       buttons.append(cancel);
     }
@@ -221,8 +263,12 @@ async function refreshLists() {
   renderModels(models);
 }
 
+let events = null;
+
 function connect() {
-  const events = new EventSource("/api/events");
+  if (!me.may_read) $("#live").textContent = "not logged in";
+  if (events || !me.may_read) return;
+  events = new EventSource("/api/events");
   events.addEventListener("summary", (event) => {
     renderSummary(JSON.parse(event.data));
     refreshLists();
@@ -235,4 +281,6 @@ function connect() {
   };
 }
 
-connect();
+$("#login").addEventListener("submit", logIn);
+$("#logout").addEventListener("click", logOut);
+loadMe().then(connect);

@@ -20,6 +20,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    """Create every table and index of the first schema.
+    Long because it is the schema as first released, one `create_table` per table: a released
+    migration is never edited or split, or databases made with it would no longer match."""
     op.create_table(
         "followup_statuses",
         sa.Column("message_id", sa.String(length=80), nullable=False),

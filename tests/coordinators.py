@@ -1,7 +1,9 @@
 """Shared pieces of the coordinator tests: a database of each kind (SQLite file, or a fresh
 PostgreSQL database dropped afterwards), simulated-site messages and a running coordinator.
 
-Other coordinator test modules import these fixtures and builders.
+The fixtures (`postgres_url`, `database_url`, `coordinator`, `offline_iers`) are registered for
+the whole suite by `pytest_plugins` in `conftest.py`, so a test names them as arguments without
+importing them; the builders (`make_score`, `make_search`, ...) and `eventually` are imported.
 """
 
 import asyncio
@@ -10,12 +12,14 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
+from astropy.utils import iers
 from psycopg import sql
 
-from coordinator.service import Coordinator
+from coordinator.scheduling.sky import configure_offline_iers
 from coordinator.settings import CoordinatorSettings
 from fleetbus.server import EmbeddedNats
 from protos import (
@@ -24,6 +28,7 @@ from protos import (
     FrameIdentity,
     FrameRejected,
     FrameScore,
+    FrameSearched,
     ImageMetrics,
     LinkState,
     ModelRef,
@@ -35,10 +40,16 @@ from protos import (
     SkyPosition,
     TransientCandidate,
     TransientCutouts,
+    TransientSearch,
     stable_message_id,
 )
 from protos.base import utc_now
 from tests.examples import stamp
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from coordinator.service import Coordinator
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "SKYFLEET_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -48,6 +59,17 @@ PROBABILITIES = {
     QualityLabel.MEDIUM: ClassProbabilities(good=0.2, medium=0.7, bad=0.1),
     QualityLabel.BAD: ClassProbabilities(good=0.05, medium=0.15, bad=0.8),
 }
+
+
+@pytest.fixture
+def offline_iers() -> Iterator[None]:
+    """Astropy set up as a starting coordinator sets it up (`configure_offline_iers`): skies are
+    computed as at an observatory, with no IERS download. Put back to astropy's defaults after
+    the test, so a test that relies on the coordinator doing it cannot pass by accident."""
+    configure_offline_iers()
+    yield
+    for item in ("auto_download", "auto_max_age", "iers_degraded_accuracy"):
+        iers.conf.reset(item)
 
 
 @pytest.fixture
@@ -90,16 +112,27 @@ def coordinator_settings(
 
 
 @pytest.fixture
-async def coordinator(nats_server: EmbeddedNats, database_url: str) -> AsyncIterator[Coordinator]:
+async def coordinator(nats_server: EmbeddedNats, database_url: str) -> AsyncIterator["Coordinator"]:
     """A running coordinator on the test NATS server and database."""
-    running = Coordinator(
-        coordinator_settings(nats_server.url, database_url, action_token="s3cret")
-    )
+    # Imported here, not at the top: this module is a plugin of the whole suite, and the service
+    # (astropy, SQLAlchemy, the console) would add a second to the start of every test run.
+    from coordinator.service import Coordinator
+
+    running = Coordinator(coordinator_settings(nats_server.url, database_url))
     await running.start()
     try:
         yield running
     finally:
         await running.stop()
+
+
+def add_console_user(engine: "Engine", name: str, role: str) -> str:
+    """Add a console user to a coordinator's store, as `skyfleet users add` does; its token."""
+    from coordinator.store.roles import Role
+    from coordinator.store.users import add_user
+
+    with engine.begin() as conn:
+        return add_user(conn, name, Role(role), utc_now())
 
 
 async def eventually(check, timeout_s: float = 30.0, interval_s: float = 0.1):
@@ -133,7 +166,7 @@ def make_score(
     digest = sha(site_id, "frame", index)
     probabilities = PROBABILITIES[label]
     return FrameScore(
-        message_id=stable_message_id("frame-score", site_id, digest),
+        message_id=stable_message_id(FrameScore.KIND, site_id, digest),
         site_id=site_id,
         created_at=when or utc_now(),
         frame=FrameIdentity(
@@ -164,11 +197,27 @@ def make_score(
 
 def make_rejection(site_id: str, index: int) -> FrameRejected:
     return FrameRejected(
-        message_id=stable_message_id("frame-rejected", site_id, str(index)),
+        message_id=stable_message_id(FrameRejected.KIND, site_id, str(index)),
         site_id=site_id,
         file_name=f"broken-{index}.fits",
         reason=RejectReason.TRUNCATED,
         message="header promises more data than the file holds",
+    )
+
+
+def make_search(
+    score: FrameScore, *, candidates: int = 0, skipped_reason: str | None = None
+) -> FrameSearched:
+    """The site's search record of a scored frame: searched, or skipped for `skipped_reason`."""
+    return FrameSearched(
+        message_id=stable_message_id(FrameSearched.KIND, score.site_id, score.frame.sha256),
+        site_id=score.site_id,
+        frame=score.frame,
+        score_message_id=score.message_id,
+        search=TransientSearch(
+            attempted=skipped_reason is None, candidates=candidates, skipped_reason=skipped_reason
+        ),
+        search_ms=None if skipped_reason else 3100.0,
     )
 
 
@@ -182,7 +231,7 @@ def make_heartbeat(
 ) -> SiteHeartbeat:
     when = when or utc_now()
     return SiteHeartbeat(
-        message_id=stable_message_id("site-heartbeat", site_id, when.isoformat()),
+        message_id=stable_message_id(SiteHeartbeat.KIND, site_id, when.isoformat()),
         site_id=site_id,
         created_at=when,
         agent_version="0.1.0",
@@ -199,7 +248,7 @@ def make_config(
     site_id: str, lat_deg: float, lon_deg: float, horizon_deg: float = 20.0
 ) -> SiteConfig:
     return SiteConfig(
-        message_id=stable_message_id("site-config", site_id, f"{lat_deg},{lon_deg}"),
+        message_id=stable_message_id(SiteConfig.KIND, site_id, f"{lat_deg},{lon_deg}"),
         site_id=site_id,
         name=f"Telescope {site_id}",
         location=SiteLocation(lat_deg=lat_deg, lon_deg=lon_deg, height_m=2000.0),
@@ -227,7 +276,7 @@ def make_candidate(
 ) -> TransientCandidate:
     digest = sha(site_id, frame)
     return TransientCandidate(
-        message_id=stable_message_id("transient-candidate", site_id, digest, "1"),
+        message_id=stable_message_id(TransientCandidate.KIND, site_id, digest, "1"),
         site_id=site_id,
         frame_sha256=digest,
         frame_file_name=f"{frame}.fits",

@@ -1,0 +1,145 @@
+"""The site agent's parts, built from its settings: the quality predictor, the site's
+description, the transient searcher and its lane, and the frame pipeline with the agent's own
+stages. Building only: `site_agent.agent` starts the parts, runs them and stops them.
+"""
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from imaging.calibration_store import CalibrationStore
+from imaging.photometry import PhotometricCalibration
+from imaging.quality_model import QualityModel
+from imaging.scoring import QualityPredictor
+from protos import FleetMessage, ModelRef, SiteConfig, stable_message_id
+from site_agent.calibration_stage import CalibrateFrame, CollectCalibration
+from site_agent.followups import CloseFollowUp, FollowUpQueue, ReportFollowUp
+from site_agent.pipeline import FramePipeline, Stage, site_pipeline
+from site_agent.publisher import SitePublisher
+from site_agent.search_backlog import SearchBacklog
+from site_agent.settings import SiteAgentSettings
+from site_agent.state import ProcessedFrames
+from site_agent.telemetry import AgentMetrics
+from site_agent.transient_stage import (
+    ReferenceKeeper,
+    SearchLane,
+    SubmitSearch,
+    TransientSearcher,
+)
+
+if TYPE_CHECKING:
+    from site_agent.triton_scorer import Predictor
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A predictor (e.g. Triton with in-process fallback) and the model it serves."""
+
+    predictor: "Predictor"
+    ref: ModelRef
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        return self.predictor.predict(batch)
+
+
+def load_predictor(settings: SiteAgentSettings) -> QualityPredictor:
+    """The verified quality model in process (TorchScript, or its ONNX export checked to score
+    as the verified TorchScript model does), or served by Triton with the TorchScript model in
+    process as the fallback (Triton serves the repository the local model was loaded from)."""
+    local = QualityModel.load(settings.model_dir, settings.release_public_key)
+    if settings.triton_url is None and settings.quality_runtime == "onnx":
+        # onnxruntime is an optional extra (the `onnx` extra; NVIDIA's build on a Jetson)
+        from imaging.onnx_model import OnnxQualityModel
+
+        onnx = OnnxQualityModel.load(settings.model_dir, cache_dir=settings.work_dir / "onnx-cache")
+        onnx.agrees_with(local)  # ties model.onnx to the verified (and signed) model.pt
+        return onnx
+    if settings.triton_url is None:
+        return local
+    # tritonclient is an optional extra: imported only when Triton is asked for
+    from site_agent.triton_scorer import FallbackPredictor, TritonPredictor
+
+    served = FallbackPredictor(TritonPredictor(settings.triton_url), local)
+    return ServedModel(served, local.ref)
+
+
+def site_config(settings: SiteAgentSettings) -> SiteConfig | None:
+    """The site's description for the fleet, when its location and camera are configured."""
+    if settings.location is None or settings.camera is None:
+        return None
+    described = (settings.location, settings.camera, settings.horizon_limit_deg)
+    return SiteConfig(
+        message_id=stable_message_id(SiteConfig.KIND, settings.site_id, repr(described)),
+        site_id=settings.site_id,
+        name=settings.site_id,
+        location=settings.location,
+        horizon_limit_deg=settings.horizon_limit_deg,
+        camera=settings.camera,
+    )
+
+
+def load_searcher(settings: SiteAgentSettings) -> TransientSearcher | None:
+    """The site's transient searcher (references, real/bogus model, limits), if it searches."""
+    if not settings.search_transients:
+        return None
+    return TransientSearcher.load(
+        settings.site_id,
+        settings.reference_dir,
+        settings.realbogus_model_dir,
+        settings.transients,
+        release_public_key=settings.release_public_key,
+    )
+
+
+def search_parts(
+    searcher: TransientSearcher | None,
+    backlog: SearchBacklog,
+    send: Callable[[FleetMessage], Awaitable[object]],
+    on_published: Callable[[FleetMessage], None],
+) -> tuple[ReferenceKeeper | None, SearchLane | None]:
+    """The reference keeper and the search lane of a site that searches (none otherwise)."""
+    if searcher is None:
+        return None, None
+    keeper = ReferenceKeeper(searcher)
+    return keeper, SearchLane(searcher, backlog, send, on_published, keeper)
+
+
+def frame_pipeline(
+    settings: SiteAgentSettings,
+    *,
+    predictor: QualityPredictor,
+    publisher: SitePublisher,
+    state: ProcessedFrames,
+    metrics: AgentMetrics,
+    photometry: PhotometricCalibration | None,
+    followups: FollowUpQueue,
+    lane: SearchLane | None,
+    on_settled: Callable[[FleetMessage], None],
+) -> FramePipeline:
+    """The site's frame pipeline with the agent's own stages: calibration frames collected and
+    sky frames calibrated before scoring, follow-up reports before publishing, the search lane
+    after it, closing follow-ups once settled."""
+    store = CalibrationStore(settings.calibration_dir, min_frames=settings.calibration_min_frames)
+    calibration: list[Stage] = [
+        CollectCalibration(settings.site_id, store, settings.saturation_adu)
+    ]
+    if settings.calibrate_frames:
+        calibration.append(CalibrateFrame(settings.site_id, store, settings.saturation_adu))
+    return site_pipeline(
+        site_id=settings.site_id,
+        predictor=predictor,
+        publisher=publisher,
+        state=state,
+        metrics=metrics,
+        quarantine_dir=settings.quarantine_dir,
+        on_settled=on_settled,
+        pixel_scale_arcsec=settings.pixel_scale_arcsec,
+        saturation_adu=settings.saturation_adu,
+        photometry=photometry,
+        before_scoring=calibration,
+        before_publishing=[ReportFollowUp(settings.site_id, followups)],
+        after_publishing=[SubmitSearch(lane)] if lane else [],
+        after_settling=[CloseFollowUp(followups)],
+    )

@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -161,3 +162,17 @@ def scored_files_in_store(database: Path) -> list[str]:
             return [row[0] for row in db.execute("SELECT file_name FROM frame_scores")]
         except sqlite3.OperationalError:  # the schema is not there yet
             return []
+
+
+def leaf_links(hub: EmbeddedNats) -> list[str]:
+    """The names of the leaf servers linked to the hub now (its monitoring endpoint)."""
+    with urllib.request.urlopen(f"{hub.config.monitor_url}/leafz", timeout=5) as answer:
+        return sorted(leaf["name"] for leaf in json.load(answer).get("leafs") or [])
+
+
+async def wait_for(condition, timeout_s: float = 15.0) -> None:
+    for _ in range(int(timeout_s / 0.2)):
+        if condition():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("condition not met in time")

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from astropy.wcs import WCS
 
 from imaging.gaussian import FWHM_PER_SIGMA
 from training.simulator import ObservingConditions, SimCamera, simulate_frame, write_frame
@@ -68,3 +69,13 @@ def observe(folder: Path, conditions: ObservingConditions, seed: int = 1) -> Pat
     )
     write_field_catalogue(frame, folder / "catalogues", np.random.default_rng(seed))
     return write_frame(frame, folder / f"frame-{seed}.fits")
+
+
+def sky_wcs(width: int, height: int) -> WCS:
+    """A TAN WCS of 0.5″ pixels centred on the frame, at RA 150°, Dec -30°."""
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [150.0, -30.0]
+    wcs.wcs.crpix = [(width + 1) / 2, (height + 1) / 2]
+    wcs.wcs.cdelt = [-0.5 / 3600, 0.5 / 3600]
+    return wcs

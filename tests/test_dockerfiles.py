@@ -229,23 +229,18 @@ def test_triton_gets_the_gpu_config_of_the_exported_model(tmp_path):
     # the build stage's check, on the model the image bakes
     repository = tmp_path / "repository"
     shutil.copytree(ROOT / "imaging" / "models" / "quality", repository / "quality")
-    checked = subprocess.run(
-        [
-            sys.executable,
-            str(DOCKER / "triton" / "check_repository.py"),
-            str(repository),
-            str(ROOT / "training" / "triton" / "python_backend_model.py"),
-            str(DOCKER / "triton" / "gpu.pbtxt"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    checked = _check_repository(repository)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert (repository / "quality" / "configs" / "gpu.pbtxt").read_text() == gpu
     (version,) = [d for d in (repository / "quality").iterdir() if d.name.isdigit()]
     (version / "model.pt").write_bytes(b"not the released model")
-    refused = subprocess.run(
+    refused = _check_repository(repository)
+    assert refused.returncode != 0 and "sha256" in refused.stderr
+
+
+def _check_repository(repository: Path) -> subprocess.CompletedProcess[str]:
+    """The Triton image's build-stage check, run here on `repository`."""
+    return subprocess.run(
         [
             sys.executable,
             str(DOCKER / "triton" / "check_repository.py"),
@@ -257,4 +252,3 @@ def test_triton_gets_the_gpu_config_of_the_exported_model(tmp_path):
         text=True,
         check=False,
     )
-    assert refused.returncode != 0 and "sha256" in refused.stderr

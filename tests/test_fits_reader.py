@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
-from astropy.wcs import WCS
 
 from imaging.fits_reader import FrameError, read_frame
 from protos import RejectReason
 from tests.conftest import REAL_DATA
+from tests.skies import sky_wcs
 
 REAL_FRAMES = sorted(REAL_DATA.glob("*/*.fits"))
 NOBODY = 65534
@@ -30,15 +30,6 @@ def noisy_image(shape=(64, 80), seed=0, dtype=np.float32) -> np.ndarray:
 def write(path: Path, *hdus) -> Path:
     fits.HDUList(list(hdus)).writeto(path)
     return path
-
-
-def sky_wcs(width: int, height: int) -> WCS:
-    wcs = WCS(naxis=2)
-    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    wcs.wcs.crval = [150.0, -30.0]
-    wcs.wcs.crpix = [(width + 1) / 2, (height + 1) / 2]
-    wcs.wcs.cdelt = [-0.5 / 3600, 0.5 / 3600]
-    return wcs
 
 
 # --- frames that read -------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from protos.streams import (
     site_stream,
 )
 from site_agent.site_nats import site_server_config
+from tests.site_topology import leaf_links, wait_for
 
 REFUSAL_WAIT_S = 2.0
 """A forbidden request is never answered: this long without an answer is a refusal."""
@@ -75,20 +76,6 @@ async def client(url: str, nkey_seed: str | None = None) -> AsyncIterator[tuple[
     finally:
         with contextlib.suppress(Exception):
             await nc.close()
-
-
-def leaf_links(hub: EmbeddedNats) -> list[str]:
-    """The names of the leaf servers linked to the hub now (its monitoring endpoint)."""
-    with urllib.request.urlopen(f"{hub.config.monitor_url}/leafz", timeout=5) as answer:
-        return sorted(leaf["name"] for leaf in json.load(answer).get("leafs") or [])
-
-
-async def wait_for(condition, timeout_s: float = 15.0) -> None:
-    for _ in range(int(timeout_s / 0.2)):
-        if condition():
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError("condition not met in time")
 
 
 async def publish_site_frames(server: EmbeddedNats, site_id: str, count: int) -> None:

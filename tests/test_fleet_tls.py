@@ -18,7 +18,7 @@ from fleetbus.streams import ensure_streams
 from fleetbus.tasks import cancel_and_wait
 from protos.streams import FLEET_STREAM, site_stream
 from site_agent.site_nats import site_server_config
-from tests.test_fleet_identity import leaf_links, wait_for
+from tests.site_topology import leaf_links, wait_for
 
 
 def make_certificates(folder: Path) -> tuple[Path, TlsFiles]:

@@ -34,8 +34,7 @@ from protos import (
 )
 from tests.conftest import REAL_DATA
 from tests.quality_models import TinyQualityNet
-from tests.skies import star_field
-from tests.test_fits_reader import sky_wcs
+from tests.skies import sky_wcs, star_field
 
 REAL_DIFFERENCE = REAL_DATA / "decam-sfft" / "FinalDifference.fits"
 REAL_FRAMES = sorted(set(REAL_DATA.glob("*/*.fits")) - {REAL_DIFFERENCE})

@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -165,9 +166,13 @@ def scored_files_in_store(database: Path) -> list[str]:
 
 
 def leaf_links(hub: EmbeddedNats) -> list[str]:
-    """The names of the leaf servers linked to the hub now (its monitoring endpoint)."""
-    with urllib.request.urlopen(f"{hub.config.monitor_url}/leafz", timeout=5) as answer:
-        return sorted(leaf["name"] for leaf in json.load(answer).get("leafs") or [])
+    """The names of the leaf servers linked to the hub now (its monitoring endpoint); none
+    while the hub is restarting and its monitoring port is closed."""
+    try:
+        with urllib.request.urlopen(f"{hub.config.monitor_url}/leafz", timeout=5) as answer:
+            return sorted(leaf["name"] for leaf in json.load(answer).get("leafs") or [])
+    except (urllib.error.URLError, ConnectionError):
+        return []
 
 
 async def wait_for(condition, timeout_s: float = 15.0) -> None:

@@ -7,6 +7,8 @@ imports only pydantic and the standard library, so every other part of Skyfleet 
 from protos.base import SCHEMA_VERSION, FleetMessage, stable_message_id
 from protos.commands import (
     ExposurePlan,
+    FollowUpCancel,
+    FollowUpReprioritise,
     FollowUpRequest,
     FollowUpState,
     FollowUpStatus,
@@ -32,7 +34,14 @@ from protos.registry import (
     decode_subject_message,
     message_kind,
 )
-from protos.site import CameraConfig, LinkState, SiteConfig, SiteHeartbeat, SiteLocation
+from protos.site import (
+    CameraConfig,
+    LinkState,
+    SiteConditions,
+    SiteConfig,
+    SiteHeartbeat,
+    SiteLocation,
+)
 from protos.transients import (
     EncodedArray,
     FrameSearched,
@@ -49,6 +58,8 @@ __all__ = [
     "EncodedArray",
     "ExposurePlan",
     "FleetMessage",
+    "FollowUpCancel",
+    "FollowUpReprioritise",
     "FollowUpRequest",
     "FollowUpState",
     "FollowUpStatus",
@@ -64,6 +75,7 @@ __all__ = [
     "QualityLabel",
     "QualityReason",
     "RejectReason",
+    "SiteConditions",
     "SiteConfig",
     "SiteHeartbeat",
     "SiteLocation",

@@ -45,12 +45,15 @@ class FollowUpRequest(FleetMessage):
 
 
 class FollowUpState(StrEnum):
-    """Where a follow-up request stands at its site."""
+    """Where a follow-up request stands at its site: accepted (queued at the telescope), then
+    observing (with exposures done out of the total), then done, failed (with its reason) or
+    cancelled (by a `FollowUpCancel`; a cancelled request is never executed again)."""
 
     ACCEPTED = "accepted"
     OBSERVING = "observing"
     DONE = "done"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class FollowUpStatus(FleetMessage):
@@ -62,12 +65,42 @@ class FollowUpStatus(FleetMessage):
     state: FollowUpState
     reason: str | None = Field(default=None, max_length=256)
     frames: list[str] = Field(default_factory=list, max_length=100)
+    exposures_done: int = Field(
+        default=0, ge=0, le=100, description="Exposures taken and written so far."
+    )
+    exposures_total: int | None = Field(
+        default=None, ge=1, le=100, description="Exposures the plan asks for (its count)."
+    )
 
     @model_validator(mode="after")
     def _failure_has_reason(self) -> Self:
-        if self.state is FollowUpState.FAILED and not self.reason:
-            raise ValueError("a failed follow-up needs a reason")
+        if self.state in (FollowUpState.FAILED, FollowUpState.CANCELLED) and not self.reason:
+            raise ValueError(f"a {self.state.value} follow-up needs a reason")
+        if self.exposures_total is not None and self.exposures_done > self.exposures_total:
+            raise ValueError("exposures_done exceeds exposures_total")
         return self
+
+
+class FollowUpCancel(FleetMessage):
+    """The coordinator withdraws a follow-up request from a site (an operator's cancel, or a
+    re-plan that moved it elsewhere). The site stops it, at the latest after the exposure in
+    progress, never starts it again, and answers with a `cancelled` `FollowUpStatus` (or the
+    request's final state, if it had already finished)."""
+
+    KIND: ClassVar[str] = "followup-cancel"
+
+    request_id: str = Field(min_length=1, max_length=64)
+    reason: str = Field(min_length=1, max_length=256)
+
+
+class FollowUpReprioritise(FleetMessage):
+    """The coordinator changes the priority of a request already queued at a site (1 is the most
+    urgent); the site re-orders its queue and answers with the request's current status."""
+
+    KIND: ClassVar[str] = "followup-priority"
+
+    request_id: str = Field(min_length=1, max_length=64)
+    priority: int = Field(ge=1, le=10)
 
 
 class ModelRelease(FleetMessage):

@@ -11,6 +11,11 @@ FILE_NAME_MAX_CHARS = 512
 """The longest file name a message carries (a site shows longer ones cut)."""
 
 
+THUMBNAIL_MAX_CHARS = 16_000
+"""Base64 characters of a frame thumbnail: a 96x96 8-bit PNG of sky is 5-9 KB, this leaves room
+without letting a thumbnail crowd the bus's 1 MB message limit."""
+
+
 class QualityLabel(StrEnum):
     """The three quality classes, in the model's output order."""
 
@@ -124,6 +129,12 @@ class FrameScore(FleetMessage):
     metrics: ImageMetrics
     reasons: list[QualityReason] = Field(default_factory=list, max_length=16)
     processing_ms: float | None = Field(default=None, ge=0.0)
+    thumbnail_png_b64: str | None = Field(
+        default=None,
+        max_length=THUMBNAIL_MAX_CHARS,
+        pattern=r"^[A-Za-z0-9+/]+={0,2}$",
+        description="A small greyscale PNG of the frame (base64) for the console's frame browser.",
+    )
 
     @model_validator(mode="after")
     def _confidence_is_label_probability(self) -> Self:

@@ -5,7 +5,13 @@ from typing import TypeVar
 from pydantic import ValidationError
 
 from protos.base import FleetMessage
-from protos.commands import FollowUpRequest, FollowUpStatus, ModelRelease
+from protos.commands import (
+    FollowUpCancel,
+    FollowUpReprioritise,
+    FollowUpRequest,
+    FollowUpStatus,
+    ModelRelease,
+)
 from protos.frames import FrameRejected, FrameScore
 from protos.site import SiteConfig, SiteHeartbeat
 from protos.subjects import kind_of_subject
@@ -23,6 +29,8 @@ MESSAGE_TYPES: dict[str, type[FleetMessage]] = {
         SiteHeartbeat,
         SiteConfig,
         FollowUpRequest,
+        FollowUpCancel,
+        FollowUpReprioritise,
         FollowUpStatus,
         ModelRelease,
     )

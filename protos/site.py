@@ -46,6 +46,20 @@ class SiteConfig(FleetMessage):
     camera: CameraConfig
 
 
+class SiteConditions(ContractModel):
+    """The weather and safety the site's devices report (ASCOM ObservingConditions and
+    SafetyMonitor); a figure the site has no device for is None."""
+
+    safe: bool | None = Field(default=None, description="The safety monitor's verdict.")
+    cloud_cover_pct: float | None = Field(default=None, ge=0.0, le=100.0)
+    humidity_pct: float | None = Field(default=None, ge=0.0, le=100.0)
+    wind_speed_m_s: float | None = Field(default=None, ge=0.0, le=200.0)
+    temperature_c: float | None = Field(default=None, ge=-100.0, le=100.0)
+    sky_quality_mag_arcsec2: float | None = Field(default=None, ge=0.0, le=30.0)
+    seeing_arcsec: float | None = Field(default=None, gt=0.0, le=30.0)
+    read_at: UtcDatetime | None = Field(default=None, description="When the devices were read.")
+
+
 class SiteHeartbeat(FleetMessage):
     """The site agent's periodic sign of life."""
 
@@ -70,4 +84,7 @@ class SiteHeartbeat(FleetMessage):
         ge=0,
         description="Frames whose processing failed unexpectedly since the agent started; each "
         "is tried again at the next look at the folder.",
+    )
+    conditions: SiteConditions | None = Field(
+        default=None, description="Weather and safety from the site's devices, if it has any."
     )

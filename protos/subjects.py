@@ -21,6 +21,8 @@ _ROUTES: dict[str, tuple[str, str]] = {
     "frame-searched": (SITE_ROOT, "transient.searched"),
     "followup-status": (SITE_ROOT, "followup.status"),
     "followup-request": (COMMAND_ROOT, "followup.request"),
+    "followup-cancel": (COMMAND_ROOT, "followup.cancel"),
+    "followup-priority": (COMMAND_ROOT, "followup.priority"),
     "model-release": (COMMAND_ROOT, "model.release"),
 }
 _KINDS = {route: kind for kind, route in _ROUTES.items()}

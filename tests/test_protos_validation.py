@@ -144,6 +144,9 @@ IDS_SINCE_V0_1 = {
     "followup-request": "followup-request:3af668d328bcaccc683f8e56805b1e2c",
     "followup-status": "followup-status:03346f5f8b5b6f98996fb8ad2fd05bdb",
     "model-release": "model-release:a289ffdc0d29d40e6000f853a5538913",
+    # Since the follow-up commands were added (2026-12):
+    "followup-cancel": "followup-cancel:09e6257db9b9f21fbdf9033622bf346f",
+    "followup-priority": "followup-priority:593eb65281d43bae57169c006d2774cb",
 }
 
 

@@ -18,7 +18,12 @@ from tests.examples import every_message
 def test_site_messages_go_under_the_site_and_commands_under_cmd():
     for message in every_message("la-silla"):
         subject = subject_for(message)
-        is_command = message.KIND in {"followup-request", "model-release"}
+        is_command = message.KIND in {
+            "followup-request",
+            "followup-cancel",
+            "followup-priority",
+            "model-release",
+        }
         root = "fleet.cmd.la-silla." if is_command else "fleet.site.la-silla."
         assert subject.startswith(root), subject
         assert kind_of_subject(subject) == message.KIND

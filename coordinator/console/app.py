@@ -5,16 +5,16 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from functools import partial
-from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from coordinator.console.access import Access
 from coordinator.console.actions_api import action_api
 from coordinator.console.login_api import login_api
+from coordinator.console.pages import STATIC_DIR, page_router
 from coordinator.quality import quality_bins
 from coordinator.settings import CoordinatorSettings
 from coordinator.store import reads
@@ -30,7 +30,6 @@ from coordinator.views import (
 )
 from protos.base import utc_now
 
-STATIC_DIR = Path(__file__).parent / "static"
 EVENT_POLL_S = 0.25
 KEEPALIVE_S = 15.0
 
@@ -143,10 +142,6 @@ def create_console(engine: Engine, settings: CoordinatorSettings) -> FastAPI:
     app.include_router(login_api(engine, settings, access))
     app.include_router(read_api(engine, settings, access))
     app.include_router(action_api(engine, access))
+    app.include_router(page_router())
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-
-    @app.get("/", include_in_schema=False)
-    def page() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html")
-
     return app

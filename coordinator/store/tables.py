@@ -5,6 +5,7 @@ Times are stored as naive UTC and read back timezone-aware (`UtcDateTime`).
 """
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -21,6 +22,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from protos.frames import THUMBNAIL_MAX_CHARS
 
 MESSAGE_ID = String(80)
 SITE_ID = String(32)
@@ -82,6 +85,9 @@ class Site(Base):
         doc="Parts of the agent restarted since it started: 'nats-server=2,worker=1'.",
     )
     failed_frames: Mapped[int | None] = mapped_column(Integer)
+    conditions: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, doc="The latest heartbeat's weather and safety (protos.SiteConditions)."
+    )
 
 
 class FrameScoreRow(Base):
@@ -106,6 +112,7 @@ class FrameScoreRow(Base):
     model_name: Mapped[str] = mapped_column(String(64))
     model_version: Mapped[str] = mapped_column(String(32))
     reasons: Mapped[str] = mapped_column(String(256), doc="Comma-separated reason names.")
+    thumbnail_png_b64: Mapped[str | None] = mapped_column(String(THUMBNAIL_MAX_CHARS))
 
 
 class FrameRejectionRow(Base):
@@ -153,10 +160,23 @@ class HeartbeatRow(Base):
     model_version: Mapped[str | None] = mapped_column(String(32))
     queue_depth: Mapped[int] = mapped_column(Integer)
     frames_scored: Mapped[int] = mapped_column(Integer)
+    conditions: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class TargetStatus(StrEnum):
+    """What a fused target is: a `candidate` (a single detection, not yet believed), a `source`
+    (detected in two or more frames or at two or more sites, or saved by an operator), a
+    `tracklet` (a moving object's linked detections), or `rejected` by an operator."""
+
+    CANDIDATE = "candidate"
+    SOURCE = "source"
+    TRACKLET = "tracklet"
+    REJECTED = "rejected"
 
 
 class Target(Base):
-    """An astrophysical source: candidates from any site or night within the match radius."""
+    """Candidates from any site or night within the match radius, fused; what they amount to is
+    its `status` (only sources are followed up)."""
 
     __tablename__ = "targets"
 
@@ -173,6 +193,13 @@ class Target(Base):
     confidence: Mapped[float] = mapped_column(Float)
     priority: Mapped[int] = mapped_column(Integer, default=5)
     mark: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(
+        String(16), default=TargetStatus.CANDIDATE.value, index=True
+    )
+    promoted_at: Mapped[datetime | None]
+    promoted_by: Mapped[str | None] = mapped_column(
+        String(80), doc="'detections' or 'user:<name>': what made it a source."
+    )
 
 
 class CandidateRow(Base):
@@ -214,6 +241,14 @@ class FollowUp(Base):
     sent_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     reason: Mapped[str] = mapped_column(String(256), default="")
+    plan: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, doc="The exposure plan sent (protos.ExposurePlan)."
+    )
+    explanation: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, doc="Why this site and time: constraints met, scores, expected quality."
+    )
+    exposures_done: Mapped[int] = mapped_column(Integer, default=0)
+    exposures_total: Mapped[int | None] = mapped_column(Integer)
 
 
 class FollowUpStatusRow(Base):
@@ -227,6 +262,35 @@ class FollowUpStatusRow(Base):
     state: Mapped[str] = mapped_column(String(16))
     reported_at: Mapped[datetime]
     reason: Mapped[str | None] = mapped_column(String(256))
+    exposures_done: Mapped[int] = mapped_column(Integer, default=0)
+    exposures_total: Mapped[int | None] = mapped_column(Integer)
+
+
+COMMENT_MAX_CHARS = 2000
+
+
+class TargetComment(Base):
+    """An operator's comment on a target (the source page shows them in order)."""
+
+    __tablename__ = "target_comments"
+
+    comment_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("targets.target_id"), index=True)
+    at: Mapped[datetime]
+    user_name: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(String(COMMENT_MAX_CHARS))
+
+
+class CandidateLabel(Base):
+    """An operator's label on one detection ('real', 'bogus', 'asteroid', 'variable'): the
+    latest per detection counts, and labels go back to the sites' training samples."""
+
+    __tablename__ = "candidate_labels"
+
+    message_id: Mapped[str] = mapped_column(ForeignKey("candidates.message_id"), primary_key=True)
+    label: Mapped[str] = mapped_column(String(16))
+    user_name: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(index=True)
 
 
 USER_NAME = String(64)

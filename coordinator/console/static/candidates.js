@@ -1,0 +1,1 @@
+// The Candidates page (to be built).

@@ -1,0 +1,1 @@
+// The Follow-ups page (to be built).

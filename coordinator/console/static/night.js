@@ -1,0 +1,1 @@
+// The Night report page (to be built).

@@ -1,0 +1,1 @@
+// The Site page (to be built).

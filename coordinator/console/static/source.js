@@ -1,0 +1,1 @@
+// The Source page (to be built).

@@ -37,6 +37,22 @@ def site_status(
     return SiteStatus.ONLINE, []
 
 
+CLOCK_AHEAD_ALERT_S = 120.0
+"""A heartbeat stamped this much later than the centre received it comes from a site whose clock
+runs ahead (a delay in delivery only ever makes it look behind): its DATE-OBS, deadlines and
+schedules are off by as much."""
+
+
+def clock_alerts(sent_at: datetime | None, received_at: datetime | None) -> list[str]:
+    """An alert when the site's clock runs ahead of the centre's (see `CLOCK_AHEAD_ALERT_S`)."""
+    if sent_at is None or received_at is None:
+        return []
+    ahead_s = (sent_at - received_at).total_seconds()
+    if ahead_s <= CLOCK_AHEAD_ALERT_S:
+        return []
+    return [f"site clock runs {ahead_s / 60:.0f} min ahead of the centre's (check its NTP)"]
+
+
 def agent_alerts(restarts: str | None, failed_frames: int | None) -> list[str]:
     """What a site's latest heartbeat says went wrong inside its agent (it goes on running:
     these do not change the site's status)."""

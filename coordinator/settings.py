@@ -96,7 +96,12 @@ class CoordinatorSettings(ServiceSettings):
     ingest_batch: int = Field(default=1000, ge=1, le=10_000)
     ingest_idle_wait_s: float = Field(default=0.2, gt=0.0, le=30.0)
     ingest_ack_wait_s: float = Field(
-        default=10.0, gt=0.0, description="Unacknowledged messages are redelivered after this."
+        default=5.0,
+        gt=0.0,
+        description="Unacknowledged messages are redelivered after this: what a coordinator "
+        "killed mid-batch costs before its successor stores that batch. A batch of 1,000 is "
+        "stored in well under a second; one slower than this is stored again, harmlessly "
+        "(messages are keyed by their ids).",
     )
     weather_window_frames: int = Field(
         default=10, ge=1, description="Recent frames of a site judged for weather."
@@ -117,3 +122,17 @@ class CoordinatorSettings(ServiceSettings):
     max_airmass: float = Field(default=2.0, ge=1.0)
     max_site_queue: int = Field(default=20, ge=1)
     plan_interval_s: float = Field(default=5.0, gt=0.0)
+    quality_frames: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="A site's latest scored frames whose seeing, transparency and bad fraction "
+        "estimate its expected quality for scheduling.",
+    )
+    quality_persistence_h: float = Field(
+        default=2.0,
+        gt=0.0,
+        le=48.0,
+        description="Hours ahead over which a site's measured quality and conditions count half "
+        "(further ahead they fade to a typical night).",
+    )

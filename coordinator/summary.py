@@ -8,7 +8,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine
 
-from coordinator.quality import agent_alerts, recent_fraction_bad, site_status
+from coordinator.quality import (
+    agent_alerts,
+    clock_alerts,
+    recent_fraction_bad,
+    site_status,
+)
 from coordinator.settings import CoordinatorSettings
 from coordinator.store import reads
 from coordinator.views import FleetSummary, SiteView
@@ -25,18 +30,20 @@ def site_views(conn: Connection, settings: CoordinatorSettings, now: datetime) -
     for site in reads.site_records(conn):
         site_id = site["site_id"]
         recent = reads.recent_labels(conn, site_id, settings.weather_window_frames)
+        # judged by when the centre received it: the site's own clock may be wrong
+        heartbeat_at = site["heartbeat_received_at"] or site["heartbeat_at"]
         status, alerts = site_status(
-            site["heartbeat_at"],
+            heartbeat_at,
             recent,
             now,
             stale_s=settings.heartbeat_stale_s,
             bad_fraction=settings.weather_bad_fraction,
         )
         alerts += agent_alerts(site["restarts"], site["failed_frames"])
+        alerts += clock_alerts(site["heartbeat_at"], site["heartbeat_received_at"])
         q = quality.get(site_id, {})
         frames = int(q.get("frames") or 0)
         counts = {label: int(q.get(label) or 0) for label in ("good", "medium", "bad")}
-        heartbeat_at = site["heartbeat_at"]
         frames_searched, frames_search_skipped = searched.get(site_id, (0, 0))
         views.append(
             SiteView(

@@ -168,3 +168,112 @@ class ModelVersionView(BaseModel):
     site_id: str
     heartbeat_model_version: str | None
     scoring_model: str | None
+
+
+class NightSky(BaseModel):
+    """A site's night (local noon to local noon): when the Sun sets and rises, the twilights,
+    the Moon's rise, set and illuminated fraction. A time is None when the event does not
+    happen that night (the Sun never gets that low, the Moon stays up)."""
+
+    night_start: datetime
+    night_end: datetime
+    sunset: datetime | None
+    civil_dusk: datetime | None
+    nautical_dusk: datetime | None
+    astronomical_dusk: datetime | None
+    astronomical_dawn: datetime | None
+    nautical_dawn: datetime | None
+    civil_dawn: datetime | None
+    sunrise: datetime | None
+    moon_rise: datetime | None
+    moon_set: datetime | None
+    moon_illumination: float = Field(description="Illuminated fraction at local midnight, 0-1.")
+    dark_hours: float = Field(description="Hours with the Sun below -18 degrees.")
+
+
+class SiteDetail(SiteView):
+    """One site for its page: its summary, link, weather and safety, and its night."""
+
+    height_m: float | None = None
+    horizon_limit_deg: float | None = None
+    link_state: str | None = None
+    conditions: dict[str, float | bool | str | None] | None = None
+    night: NightSky | None = Field(default=None, description="None when the site has no location.")
+
+
+class FrameView(BaseModel):
+    """One scored frame in the site page's frame browser."""
+
+    message_id: str
+    site_id: str
+    scored_at: datetime
+    observed_at: datetime | None
+    file_name: str
+    label: str
+    confidence: float
+    reasons: list[str]
+    fwhm_arcsec: float | None
+    background_adu: float
+    transparency: float | None
+    source_count: int
+    model: str
+    has_thumbnail: bool
+
+
+class FramePage(BaseModel):
+    """One page of a site's frames, newest first, and how many match the filters in all."""
+
+    total: int
+    offset: int
+    limit: int
+    frames: list[FrameView]
+
+
+class MetricSeries(BaseModel):
+    """A site's frames as columns (oldest first) for plots against time of night."""
+
+    times: list[datetime]
+    labels: list[str]
+    fwhm_arcsec: list[float | None]
+    background_adu: list[float]
+    transparency: list[float | None]
+    truncated: bool = Field(description="True when only the latest frames are included.")
+
+
+class Terminator(BaseModel):
+    """The day/night boundary now: the subsolar point and the night side as a closed polygon of
+    longitudes and latitudes (degrees) for a map."""
+
+    at: datetime
+    sun_lon_deg: float
+    sun_lat_deg: float
+    night_lon_deg: list[float]
+    night_lat_deg: list[float]
+
+
+class NightSiteReport(BaseModel):
+    """One site's night (or the fleet's, with `site_id` "fleet")."""
+
+    site_id: str
+    night_start: datetime | None
+    night_end: datetime | None
+    dark_hours: float | None
+    hours_on_sky: float
+    downtime_hours: float | None
+    frames: int
+    frames_by_label: dict[str, int]
+    frames_by_reason: dict[str, int]
+    rejected: int
+    candidates: int
+    sources: int
+    followups: dict[str, int]
+
+
+class NightReport(BaseModel):
+    """The night report: every site and the fleet together, for the night of `date` (None:
+    each site's current night)."""
+
+    date: str | None
+    generated_at: datetime
+    sites: list[NightSiteReport]
+    fleet: NightSiteReport

@@ -34,8 +34,6 @@ from astropy.io import fits
 from pydantic import BaseModel, ConfigDict
 
 from imaging.calibration import (
-    MAX_FRAMES_PER_MASTER,
-    MIN_FRAMES_PER_MASTER,
     CalibratedFrame,
     Geometry,
     Master,
@@ -46,6 +44,7 @@ from imaging.calibration import (
     mismatch_note,
     normalised_flat,
 )
+from imaging.calibration_limits import MAX_FRAMES_PER_MASTER, MIN_FRAMES_PER_MASTER
 from imaging.fits_reader import Frame, FrameError, read_frame
 from imaging.frame_kind import FrameKind
 

@@ -46,6 +46,7 @@ from imaging.fits_source import (
     compression_of,
     decompressed_bytes,
 )
+from imaging.overscan import corrected_for_overscan
 from protos import FrameIdentity, RejectReason
 from protos.frames import FILE_NAME_MAX_CHARS
 
@@ -138,6 +139,7 @@ def _validated_frame(source: FitsSource, max_pixels: int) -> Frame:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyWarning)
             data, header = _read_image(source, max_pixels)
+            data, header, saturation = corrected_for_overscan(data, header, saturation_adu(header))
             wcs = celestial_wcs(header)
         try:
             digest = sha256.result()
@@ -162,7 +164,7 @@ def _validated_frame(source: FitsSource, max_pixels: int) -> Frame:
         wcs=wcs,
         identity=identity,
         pixel_scale_arcsec=pixel_scale_arcsec(wcs),
-        saturation_adu=saturation_adu(header),
+        saturation_adu=saturation,
     )
 
 

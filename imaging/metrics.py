@@ -115,6 +115,9 @@ def measure_frame(
         background_adu=background_adu,
         background_rms_adu=background_rms_adu,
         fwhm_arcsec=psf.fwhm_px * pixel_scale_arcsec if psf and pixel_scale_arcsec else None,
+        fwhm_error_arcsec=psf.fwhm_error_px * pixel_scale_arcsec
+        if psf and pixel_scale_arcsec
+        else None,
         ellipticity=psf.ellipticity if psf else None,
         source_count=source_count,
         saturated_fraction=saturated_fraction(data, saturation_adu),

@@ -22,12 +22,18 @@ import numpy as np
 from imaging.calibration import CalibratedFrame
 from imaging.calibration_store import CalibrationStore
 from imaging.criteria import frame_criteria
+from imaging.field_reference import SiteReferences
 from imaging.file_names import printable_name
 from imaging.fits_header import DEFAULT_SATURATION_ADU
 from imaging.fits_reader import Frame, FrameError, read_frame
 from imaging.frame_kind import FrameClass, classify_frame
 from imaging.metrics import measure_frame
-from imaging.photometry import PhotometricCalibration, measure_photometry
+from imaging.photometry import (
+    PhotometricCalibration,
+    PhotometryResult,
+    exposure_of,
+    measure_photometry,
+)
 from imaging.preprocess import preprocess_frame
 from imaging.quality_thresholds import QualityThresholds
 from imaging.verdict import CLASS_ORDER, judge
@@ -40,7 +46,12 @@ from protos import (
     RejectReason,
     stable_message_id,
 )
-from protos.frames import FILE_NAME_MAX_CHARS, REJECTION_MESSAGE_MAX_CHARS
+from protos.frames import (
+    FILE_NAME_MAX_CHARS,
+    REJECTION_MESSAGE_MAX_CHARS,
+    TRANSPARENCY_NOTE_MAX_CHARS,
+    TransparencyReference,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +82,7 @@ def score_frame(
     pixel_scale_arcsec: float | None = None,
     saturation_adu: float | None = None,
     photometry: PhotometricCalibration | None = None,
+    references: SiteReferences | None = None,
     thresholds: QualityThresholds = QualityThresholds(),
 ) -> FrameScore:
     """The quality verdict on one frame, with its metrics and reasons.
@@ -86,8 +98,8 @@ def score_frame(
     saturation = saturation_adu or frame.saturation_adu or DEFAULT_SATURATION_ADU
     measured = measure_frame(frame.data, pixel_scale_arcsec=scale, saturation_adu=saturation)
     metrics = measured.metrics
-    if photometry is not None:
-        metrics = with_photometry(metrics, frame, photometry, scale, saturation)
+    if photometry is not None or references is not None:
+        metrics = with_photometry(metrics, frame, photometry, references, scale, saturation)
     verdict = judge(frame_criteria(metrics, measured.psf, scale), probabilities, thresholds)
     class_probabilities = ClassProbabilities(
         **{name.value: float(p) for name, p in zip(CLASS_ORDER, verdict.probabilities, strict=True)}
@@ -109,22 +121,36 @@ def score_frame(
 def with_photometry(
     metrics: ImageMetrics,
     frame: Frame,
-    calibration: PhotometricCalibration,
+    calibration: PhotometricCalibration | None,
+    references: SiteReferences | None,
     pixel_scale_arcsec: float | None,
     saturation_adu: float,
 ) -> ImageMetrics:
-    """The metrics with the frame's transparency, zero point and sky brightness added."""
-    measured = measure_photometry(
-        frame,
-        background_adu=metrics.background_adu,
-        pixel_scale_arcsec=pixel_scale_arcsec,
-        saturation_adu=saturation_adu,
-        calibration=calibration,
+    """The metrics with the frame's transparency (against the field's catalogue when the site
+    has one, else against the site's own reference of the field), zero point and sky
+    brightness added; where the transparency cannot be measured, the note says why."""
+    measured = (
+        measure_photometry(
+            frame,
+            background_adu=metrics.background_adu,
+            pixel_scale_arcsec=pixel_scale_arcsec,
+            saturation_adu=saturation_adu,
+            calibration=calibration,
+        )
+        if calibration is not None
+        else PhotometryResult(note="no photometric calibration")
     )
-    if measured.note:
-        log.info("photometry incomplete file=%s: %s", frame.path.name, measured.note)
-    transparency = measured.transparency
-    if transparency is not None and transparency < 0.0:
+    source = TransparencyReference.CATALOGUE if measured.transparency is not None else None
+    transparency, error, note = measured.transparency, measured.transparency_error, measured.note
+    if transparency is None and references is not None:
+        relative = _relative_transparency(frame, references, saturation_adu)
+        if isinstance(relative, str):
+            note = relative if calibration is None else f"{note}; {relative}"
+        else:
+            source, transparency, error = TransparencyReference.SITE_REFERENCE, *relative
+    if transparency is None:
+        log.info("transparency not measured file=%s: %s", frame.path.name, note)
+    elif transparency < 0.0:
         # noise on a sky with next to no starlight: the contract's transparency is >= 0
         transparency = 0.0
     # validated, not `model_copy`: a value outside the contract fails here, at the site,
@@ -133,11 +159,28 @@ def with_photometry(
         {
             **metrics.model_dump(),
             "transparency": transparency,
-            "transparency_error": measured.transparency_error,
+            "transparency_error": error if transparency is not None else None,
+            "transparency_reference": source,
+            "transparency_note": None
+            if transparency is not None
+            else (note or "unknown")[:TRANSPARENCY_NOTE_MAX_CHARS],
             "zero_point_mag": measured.zero_point_mag,
             "sky_brightness_mag_arcsec2": measured.sky_brightness_mag_arcsec2,
         }
     )
+
+
+def _relative_transparency(
+    frame: Frame, references: SiteReferences, saturation_adu: float
+) -> tuple[float, float] | str:
+    """(transparency, error) against the site's reference of the frame's field, or why not."""
+    exposure = exposure_of(frame)
+    if isinstance(exposure, str):
+        return exposure
+    relative = references.transparency(frame, exposure, saturation_adu)
+    if isinstance(relative, str):
+        return relative
+    return relative.starlight.transparency, relative.starlight.error
 
 
 def score_files(
@@ -150,6 +193,7 @@ def score_files(
     photometry: PhotometricCalibration | None = None,
     thresholds: QualityThresholds = QualityThresholds(),
     calibration: CalibrationStore | None = None,
+    references: SiteReferences | None = None,
 ) -> Iterator[FileResult]:
     """Read and score each file in turn; a file that cannot be read, or is not of the night
     sky, yields `FrameRejected`, a calibration frame its `FrameClass`."""
@@ -179,6 +223,7 @@ def score_files(
             pixel_scale_arcsec=pixel_scale_arcsec,
             saturation_adu=saturation,
             photometry=photometry_used,
+            references=references,
             thresholds=thresholds,
         )
         yield FileResult(Path(path), score, calibrated.notes if calibrated else ())

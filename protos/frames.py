@@ -16,6 +16,17 @@ THUMBNAIL_MAX_CHARS = 16_000
 without letting a thumbnail crowd the bus's 1 MB message limit."""
 
 
+TRANSPARENCY_NOTE_MAX_CHARS = 160
+
+
+class TransparencyReference(StrEnum):
+    """What a frame's transparency is relative to: a photometric catalogue of the field (an
+    absolute transparency) or the site's own clearest frame of the field (relative)."""
+
+    CATALOGUE = "catalogue"
+    SITE_REFERENCE = "site_reference"
+
+
 class QualityLabel(StrEnum):
     """The three quality classes, in the model's output order."""
 
@@ -77,6 +88,11 @@ class ImageMetrics(ContractModel):
     background_adu: float = Field(description="Median sky background level (ADU).")
     background_rms_adu: float = Field(ge=0.0, description="Sky noise (ADU).")
     fwhm_arcsec: float | None = Field(default=None, gt=0.0, description="Median stellar FWHM.")
+    fwhm_error_arcsec: float | None = Field(
+        default=None,
+        ge=0.0,
+        description="1-sigma error of the FWHM (the stars' scatter and the fit's systematics).",
+    )
     ellipticity: float | None = Field(
         default=None, ge=0.0, le=1.0, description="Median 1 - b/a of stars; trailing raises it."
     )
@@ -88,10 +104,19 @@ class ImageMetrics(ContractModel):
     transparency: float | None = Field(
         default=None,
         ge=0.0,
-        description="Measured / expected starlight of catalogue stars (1 = photometric sky).",
+        description="Measured / expected starlight of catalogue stars (1 = photometric sky), "
+        "or of the site's own reference of the field (1 = as clear as its clearest frame).",
     )
     transparency_error: float | None = Field(
         default=None, ge=0.0, description="1-sigma error of the transparency."
+    )
+    transparency_reference: TransparencyReference | None = Field(
+        default=None, description="What the transparency is measured against."
+    )
+    transparency_note: str | None = Field(
+        default=None,
+        max_length=TRANSPARENCY_NOTE_MAX_CHARS,
+        description="Why the transparency could not be measured (when it is None).",
     )
     zero_point_mag: float | None = Field(
         default=None, description="Magnitude giving 1 e-/s in this exposure, from the stars."

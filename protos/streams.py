@@ -76,6 +76,12 @@ def site_domain(site_id: str) -> str:
     return f"site-{site_id}"
 
 
+def site_sample_bucket(site_id: str) -> str:
+    """The JetStream Object Store bucket on a site's own server (its domain) holding the site's
+    samples for retraining (`site_agent.samples`; read by `training.fleet_samples`)."""
+    return f"samples-{site_id}"
+
+
 def site_stream_name(site_id: str) -> str:
     """Name of the stream a site's leaf server keeps its own messages in."""
     return "SITE_" + site_id.upper().replace("-", "_")

@@ -98,6 +98,21 @@ class TransientSearch(ContractModel):
     attempted: bool
     candidates: int = Field(default=0, ge=0)
     skipped_reason: str | None = Field(default=None, max_length=SKIPPED_REASON_MAX_CHARS)
+    limiting_mag: float | None = Field(
+        default=None,
+        gt=0.0,
+        lt=40.0,
+        description="5-sigma point-source limit of the difference image, from its noise and the "
+        "frame's zero point: a source not detected here is fainter (None: not calibrated, or "
+        "an older site).",
+    )
+    searched_radius_deg: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=10.0,
+        description="Radius around the frame's pointing that the search surely covered (half "
+        "the frame's shorter side), for upper limits at positions without a detection.",
+    )
 
 
 class FrameSearched(FleetMessage):

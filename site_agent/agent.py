@@ -37,10 +37,7 @@ from fleetbus.tasks import cancel_and_wait, supervise
 from imaging.file_names import printable_name
 from imaging.photometry import PhotometricCalibration
 from imaging.scoring import QualityPredictor
-from protos import (
-    LinkState,
-    SiteConfig,
-)
+from protos import LinkState, SiteConfig
 from site_agent.agent_parts import (
     frame_pipeline,
     load_predictor,
@@ -49,10 +46,11 @@ from site_agent.agent_parts import (
     site_config,
 )
 from site_agent.agent_status import AgentStatus, PublishedCounts
+from site_agent.alpaca_executor import FollowUpExecutor, build_executor
 from site_agent.commands import CommandReceiver
-from site_agent.followups import FollowUpQueue
 from site_agent.heartbeat import build_heartbeat, disk_free_bytes
 from site_agent.ingest import FolderWatch
+from site_agent.learning import SiteLearning
 from site_agent.pipeline import FramePipeline, FrameWork
 from site_agent.publisher import SitePublisher
 from site_agent.search_backlog import SearchBacklog
@@ -99,7 +97,7 @@ class SiteAgent:
         self._in_hand: asyncio.Task[FrameWork] | None = None
         self._publisher: SitePublisher | None = None
         self._ready = asyncio.Event()
-        self._model_version: str | None = None
+        self.learning = SiteLearning(settings, self.metrics)
         self._lane: SearchLane | None = None
         self._server: EmbeddedNats | None = None
         self.restarts: Counter[str] = Counter()
@@ -138,7 +136,7 @@ class SiteAgent:
         predictor = self._predictor
         if predictor is None:
             predictor = await asyncio.to_thread(load_predictor, settings)
-        self._model_version = predictor.ref.version
+        predictor = self.learning.serve(predictor)
         _check_disk_space(settings)
         server = await asyncio.to_thread(self._start_server)
         self._server = server
@@ -206,7 +204,7 @@ class SiteAgent:
         """Build the parts that need the bus, start the loops, and stop them once `stop` is set."""
         settings = self.settings
         publisher = await self._publisher_for(nc)
-        followups = FollowUpQueue(settings.followup_dir)
+        followups = build_executor(settings, publisher.send)
         searcher = await asyncio.to_thread(load_searcher, settings)
         if settings.metrics_port:
             self.metrics_port = self.metrics.serve(settings.metrics_port, settings.metrics_host)
@@ -227,7 +225,8 @@ class SiteAgent:
                 photometry=self.photometry,
                 followups=followups,
                 lane=lane,
-                on_settled=self._published.count,
+                on_settled=self.learning.observing(self._published.count),
+                sampler=self.learning.sampler,
             )
             commands = CommandReceiver(
                 nc,
@@ -235,13 +234,16 @@ class SiteAgent:
                 send=publisher.send,
                 count=self.metrics.command,
                 hub_js_domain=settings.hub_js_domain,
-                on_accepted=followups.add,
+                executor=followups,
+                on_release=self.learning.submit,
             )
             self._watch.start()
             tasks = [
                 self._supervised("intake", partial(self._intake, state)),
-                self._supervised("heartbeat", partial(self._heartbeats, publisher)),
+                self._supervised("heartbeat", partial(self._heartbeats, publisher, followups)),
+                self._supervised("followups", followups.run),
                 self._supervised("commands", commands.run),
+                self._supervised("learning", partial(self.learning.run, nc)),
             ]
             if keeper is not None and lane is not None:
                 tasks.append(self._supervised("references", keeper.run))
@@ -344,7 +346,7 @@ class SiteAgent:
             except TimeoutError:
                 log.error("frame in hand not finished site=%s", self.settings.site_id)
 
-    async def _heartbeats(self, publisher: SitePublisher) -> None:
+    async def _heartbeats(self, publisher: SitePublisher, followups: FollowUpExecutor) -> None:
         sequence = 0
         while True:
             link = await publisher.probe_link()
@@ -354,7 +356,7 @@ class SiteAgent:
                 self.settings.site_id,
                 boot_id=self._boot_id,
                 sequence=sequence,
-                model_version=self._model_version,
+                model_version=self.learning.version,
                 queue_depths={
                     "folder": self._watch.waiting,
                     "scoring": self._queue.qsize(),
@@ -368,6 +370,7 @@ class SiteAgent:
                 uptime_s=time.monotonic() - self._started_s,
                 restarts=dict(self.restarts),
                 failed_frames=self.failed_frames,
+                conditions=await followups.conditions(),
             )
             await publisher.send(beat)
             sequence += 1

@@ -5,17 +5,21 @@ stages. Building only: `site_agent.agent` starts the parts, runs them and stops 
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from imaging.calibration_store import CalibrationStore
+from imaging.field_reference import SiteReferences
+from imaging.fits_reader import Frame, read_frame
 from imaging.photometry import PhotometricCalibration
 from imaging.quality_model import QualityModel
 from imaging.scoring import QualityPredictor
 from protos import FleetMessage, ModelRef, SiteConfig, stable_message_id
 from site_agent.calibration_stage import CalibrateFrame, CollectCalibration
-from site_agent.followups import CloseFollowUp, FollowUpQueue, ReportFollowUp
+from site_agent.executor import FollowUpExecutor
+from site_agent.followups import CloseFollowUp, ReportFollowUp
 from site_agent.pipeline import FramePipeline, Stage, site_pipeline
 from site_agent.publisher import SitePublisher
 from site_agent.search_backlog import SearchBacklog
@@ -90,7 +94,24 @@ def load_searcher(settings: SiteAgentSettings) -> TransientSearcher | None:
         settings.realbogus_model_dir,
         settings.transients,
         release_public_key=settings.release_public_key,
+        read=calibrated_reader(settings) if settings.calibrate_frames else read_frame,
     )
+
+
+def calibrated_reader(settings: SiteAgentSettings) -> Callable[[Path], Frame]:
+    """Read a frame and apply the site's master calibrations that suit it, as scoring does
+    (`CalibrateFrame`): the search and the references then work on the same pixels."""
+    store = calibration_store(settings)
+
+    def read(path: Path) -> Frame:
+        return store.calibrate(read_frame(path), saturation_adu=settings.saturation_adu).frame
+
+    return read
+
+
+def calibration_store(settings: SiteAgentSettings) -> CalibrationStore:
+    """The site's calibration frames and masters."""
+    return CalibrationStore(settings.calibration_dir, min_frames=settings.calibration_min_frames)
 
 
 def search_parts(
@@ -114,14 +135,15 @@ def frame_pipeline(
     state: ProcessedFrames,
     metrics: AgentMetrics,
     photometry: PhotometricCalibration | None,
-    followups: FollowUpQueue,
+    followups: FollowUpExecutor,
     lane: SearchLane | None,
     on_settled: Callable[[FleetMessage], None],
+    sampler: Stage | None = None,
 ) -> FramePipeline:
     """The site's frame pipeline with the agent's own stages: calibration frames collected and
     sky frames calibrated before scoring, follow-up reports before publishing, the search lane
-    after it, closing follow-ups once settled."""
-    store = CalibrationStore(settings.calibration_dir, min_frames=settings.calibration_min_frames)
+    after it (and the sampler for retraining), closing follow-ups once settled."""
+    store = calibration_store(settings)
     calibration: list[Stage] = [
         CollectCalibration(settings.site_id, store, settings.saturation_adu)
     ]
@@ -138,8 +160,9 @@ def frame_pipeline(
         pixel_scale_arcsec=settings.pixel_scale_arcsec,
         saturation_adu=settings.saturation_adu,
         photometry=photometry,
+        references=SiteReferences(settings.field_references_dir),
         before_scoring=calibration,
         before_publishing=[ReportFollowUp(settings.site_id, followups)],
-        after_publishing=[SubmitSearch(lane)] if lane else [],
+        after_publishing=[*([SubmitSearch(lane)] if lane else []), *([sampler] if sampler else [])],
         after_settling=[CloseFollowUp(followups)],
     )

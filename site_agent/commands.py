@@ -1,13 +1,16 @@
-"""Commands from the centre (follow-up requests, model releases): receive, validate,
-acknowledge, log; accepted follow-ups go to the telescope's queue (`site_agent.followups`).
+"""Commands from the centre (follow-up requests, cancels and re-prioritisations, model
+releases): receive, validate, acknowledge, log; follow-up commands go to the site's executor
+(`site_agent.executor`), which answers each.
 
 The site reads its commands with a durable pull consumer on the hub's command stream,
 filtered to its own subjects (`fleet.cmd.<site>.>`), through the hub's JetStream domain. The
 hub keeps commands while the link is down and the consumer resumes where it stopped, so none
 is lost to an outage. A command that does not validate is terminated (never redelivered) and
 logged (the decoder also refuses a body whose site is not the subject's); a follow-up request
-is answered with a `FollowUpStatus` (accepted, or failed when its deadline has passed); a
-model release is logged and counted (installing it is the model manager's job).
+command is answered with the executor's `FollowUpStatus` (accepted, or refused with its reason:
+deadline passed, duplicate id, target never observable; cancelled; an unknown request id); a
+model release is logged, counted and handed to the model manager (`site_agent.model_manager`),
+which installs it.
 """
 
 import asyncio
@@ -24,36 +27,21 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from fleetbus.client import decode
 from protos import (
     FleetMessage,
+    FollowUpCancel,
+    FollowUpReprioritise,
     FollowUpRequest,
-    FollowUpState,
     FollowUpStatus,
     MessageDecodeError,
     ModelRelease,
-    stable_message_id,
 )
-from protos.base import utc_now
 from protos.streams import COMMAND_STREAM, site_command_consumer
 from protos.subjects import site_commands
+from site_agent.executor import FollowUpExecutor
 
 log = logging.getLogger(__name__)
 
 Send = Callable[[FleetMessage], Awaitable[object]]
 Count = Callable[[str, str], None]
-
-
-def followup_answer(site_id: str, request: FollowUpRequest) -> FollowUpStatus:
-    """The site's reply to a valid follow-up request."""
-    if request.deadline <= utc_now():
-        state, reason = FollowUpState.FAILED, "deadline already passed"
-    else:
-        state, reason = FollowUpState.ACCEPTED, None
-    return FollowUpStatus(
-        message_id=stable_message_id(FollowUpStatus.KIND, site_id, request.request_id, state),
-        site_id=site_id,
-        request_id=request.request_id,
-        state=state,
-        reason=reason,
-    )
 
 
 class CommandReceiver:
@@ -68,14 +56,16 @@ class CommandReceiver:
         count: Count,
         hub_js_domain: str | None,
         fetch_timeout_s: float = 5.0,
-        on_accepted: Callable[[FollowUpRequest], object] | None = None,
+        executor: FollowUpExecutor,
+        on_release: Callable[[ModelRelease], object] | None = None,
     ) -> None:
         self.site_id = site_id
         self._js: JetStreamContext = nc.jetstream(domain=hub_js_domain, timeout=5.0)
         self._send = send
         self._count = count
         self._fetch_timeout_s = fetch_timeout_s
-        self._on_accepted = on_accepted
+        self._executor = executor
+        self._on_release = on_release
 
     async def run(self) -> None:
         """Consume commands for ever (the hub being unreachable only delays them)."""
@@ -126,20 +116,8 @@ class CommandReceiver:
             self._count("unknown", "invalid")
             await msg.term()
             return
-        if isinstance(command, FollowUpRequest):
-            answer = followup_answer(self.site_id, command)
-            log.info(
-                "follow-up request site=%s request_id=%s target=%s deadline=%s answer=%s",
-                self.site_id,
-                command.request_id,
-                command.target.name,
-                command.deadline.isoformat(),
-                answer.state.value,
-            )
-            if answer.state is FollowUpState.ACCEPTED and self._on_accepted is not None:
-                self._on_accepted(command)  # queued for the telescope before we say yes
-            await self._send(answer)
-            self._count(command.KIND, answer.state.value)
+        if isinstance(command, FollowUpRequest | FollowUpCancel | FollowUpReprioritise):
+            await self._followup(command)
         elif isinstance(command, ModelRelease):
             log.info(
                 "model release site=%s model=%s version=%s sha256=%s uri=%s",
@@ -150,7 +128,35 @@ class CommandReceiver:
                 command.repository_uri,
             )
             self._count(command.KIND, "received")
+            if self._on_release is not None:
+                self._on_release(command)  # installed by the model manager, not here
         else:
             log.warning("unexpected command site=%s kind=%s", self.site_id, command.KIND)
             self._count(command.KIND, "unexpected")
         await msg.ack()
+
+    async def _followup(
+        self, command: FollowUpRequest | FollowUpCancel | FollowUpReprioritise
+    ) -> None:
+        """Hand a follow-up command to the executor and send its answer."""
+        answer: FollowUpStatus
+        if isinstance(command, FollowUpRequest):
+            answer = self._executor.submit(command)  # queued before we say yes
+            detail = f"target={command.target.name} deadline={command.deadline.isoformat()}"
+        elif isinstance(command, FollowUpCancel):
+            answer = self._executor.cancel(command)
+            detail = f"reason={command.reason!r}"
+        else:
+            answer = self._executor.reprioritise(command)
+            detail = f"priority={command.priority}"
+        log.info(
+            "follow-up command site=%s kind=%s request_id=%s %s answer=%s reason=%s",
+            self.site_id,
+            command.KIND,
+            command.request_id,
+            detail,
+            answer.state.value,
+            answer.reason,
+        )
+        await self._send(answer)
+        self._count(command.KIND, answer.state.value)

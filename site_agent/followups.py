@@ -1,29 +1,27 @@
 """The site's follow-up queue: accepted requests handed to the telescope's own scheduler, and
 the frames that carry them out.
 
-The agent does not drive the telescope. An accepted `FollowUpRequest` is written, atomically, as
-`<work_dir>/followups/<request_id>.json`: the hand-off the observatory's scheduler (or the
-demo's simulated telescope) reads. A frame whose header names the request (`FOLLOWUP =
-'<request_id>'`) carries it out: once the frame is scored the agent reports the request `done`,
-or `failed` when the frame was graded bad, and after that report is acknowledged the request
-leaves the queue. A restart in between reports it again, under the same message id.
+For an observatory with its own scheduler (`site_agent.executor.HandOffExecutor`) an accepted
+`FollowUpRequest` is written, atomically, as `<work_dir>/followups/<request_id>.json`: the
+hand-off the observatory's scheduler reads. Whichever executor carries a request out, a frame
+whose header names it (`FOLLOWUP = '<request_id>'`) is reported to the executor once scored
+(`ReportFollowUp`), and its report goes out with the frame's score; after that report is
+acknowledged the executor is told (`CloseFollowUp`). A restart in between reports it again,
+under the same message id.
 """
 
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from protos import (
-    FollowUpRequest,
-    FollowUpState,
-    FollowUpStatus,
-    FrameScore,
-    QualityLabel,
-    stable_message_id,
-)
+from protos import FollowUpRequest, FollowUpStatus, FrameScore
 from site_agent.pipeline import FrameWork
+
+if TYPE_CHECKING:  # the executors use the queue; the stages only call them
+    from site_agent.executor import FollowUpExecutor
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +45,15 @@ class FollowUpQueue:
         return path
 
     def pending(self) -> list[FollowUpRequest]:
-        """The queued requests, oldest deadline first (unreadable files are skipped)."""
+        """The queued requests, most urgent first (priority 1), then by deadline (unreadable
+        files are skipped)."""
         requests = []
         for path in sorted(self.folder.glob("*.json")) if self.folder.is_dir() else []:
             try:
                 requests.append(FollowUpRequest.model_validate_json(path.read_bytes()))
             except (OSError, ValidationError) as exc:
                 log.warning("unreadable follow-up request file=%s error=%s", path, exc)
-        return sorted(requests, key=lambda request: request.deadline)
+        return sorted(requests, key=lambda request: (request.priority, request.deadline))
 
     def get(self, request_id: str) -> FollowUpRequest | None:
         """A queued request by id."""
@@ -69,52 +68,44 @@ class FollowUpQueue:
         return self.folder / f"{safe}.json"
 
 
-def followup_report(site_id: str, request_id: str, score: FrameScore) -> FollowUpStatus:
-    """What a scored frame taken for a request says about it: done, or failed if it was bad."""
-    if score.label is QualityLabel.BAD:
-        state, reason = FollowUpState.FAILED, "frame graded bad"
-    else:
-        state, reason = FollowUpState.DONE, None
-    return FollowUpStatus(
-        message_id=stable_message_id(FollowUpStatus.KIND, site_id, request_id, state),
-        site_id=site_id,
-        request_id=request_id,
-        state=state,
-        reason=reason,
-    )
-
-
 @dataclass
 class ReportFollowUp:
-    """A scored frame taken for a queued request: its report goes out with the frame's score."""
+    """A scored frame taken for a request (`FOLLOWUP` in its header): the executor's report on
+    the request goes out with the frame's score."""
 
     site_id: str
-    queue: FollowUpQueue
+    executor: "FollowUpExecutor"
 
     async def run(self, work: FrameWork) -> None:
         score, frame = work.message, work.frame
         if not isinstance(score, FrameScore) or frame is None:
             return
         request_id = str(frame.header.get(FOLLOWUP_KEYWORD, "")).strip()
-        if request_id and self.queue.get(request_id) is not None:
-            report = followup_report(self.site_id, request_id, score)
-            work.related.append(report)
-            log.info(
-                "follow-up observed site=%s request_id=%s state=%s file=%s",
-                self.site_id,
-                request_id,
-                report.state.value,
-                frame.identity.file_name,
-            )
+        if not request_id:
+            return
+        report = self.executor.frame_scored(request_id, frame.identity.file_name, score)
+        if report is None:
+            return
+        work.related.append(report)
+        log.info(
+            "follow-up observed site=%s request_id=%s state=%s exposures=%d/%s file=%s",
+            self.site_id,
+            request_id,
+            report.state.value,
+            report.exposures_done,
+            report.exposures_total,
+            frame.identity.file_name,
+        )
 
 
 @dataclass
 class CloseFollowUp:
-    """After settling: a reported request leaves the queue."""
+    """After settling: the executor learns its reports were acknowledged (a finished request
+    leaves the hand-off queue)."""
 
-    queue: FollowUpQueue
+    executor: "FollowUpExecutor"
 
     async def run(self, work: FrameWork) -> None:
         for message in work.related:
             if isinstance(message, FollowUpStatus):
-                self.queue.remove(message.request_id)
+                self.executor.reported(message)

@@ -9,7 +9,7 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
-from protos import LinkState, SiteHeartbeat, stable_message_id
+from protos import LinkState, SiteConditions, SiteHeartbeat, stable_message_id
 from site_agent import __version__
 
 
@@ -33,8 +33,10 @@ def build_heartbeat(
     uptime_s: float,
     restarts: dict[str, int],
     failed_frames: int,
+    conditions: SiteConditions | None = None,
 ) -> SiteHeartbeat:
-    """One heartbeat; its id is unique to this run of the agent (`boot_id`) and `sequence`."""
+    """One heartbeat; its id is unique to this run of the agent (`boot_id`) and `sequence`;
+    with the weather and safety its devices report (`site_agent.conditions`), if it has any."""
     return SiteHeartbeat(
         message_id=stable_message_id(SiteHeartbeat.KIND, site_id, boot_id, str(sequence)),
         site_id=site_id,
@@ -49,4 +51,5 @@ def build_heartbeat(
         uptime_s=uptime_s,
         restarts=restarts,
         failed_frames=failed_frames,
+        conditions=conditions,
     )

@@ -62,6 +62,10 @@ camera PC swapping); a minute is far beyond those pauses and still reports a dea
 about a minute."""
 RETRY_FIRST_S = 5.0
 RETRY_MAX_S = 300.0
+EARLY_RETRY_MAX_FAILURES = 4
+"""A file waiting for its retry is handed out at once when another file goes through (the full
+disk or the refusing bus that failed it has likely recovered), unless it failed more often than
+this: then it fails for reasons of its own and keeps its back-off."""
 """A frame whose processing failed (a full disk, say) is tried again after 5 s, then 10, 20 ...
 up to every 5 minutes: soon after a brief fault clears, without a log storm in a long one."""
 
@@ -128,6 +132,7 @@ class FolderWatch:
         self._observer: BaseObserver | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._retries: dict[Path, int] = {}
+        self._retry_timers: dict[Path, asyncio.TimerHandle] = {}
 
     @property
     def waiting(self) -> int:
@@ -203,12 +208,27 @@ class FolderWatch:
         self._handed.pop(path, None)
         delay_s = min(RETRY_FIRST_S * 2 ** self._retries.get(path, 0), RETRY_MAX_S)
         self._retries[path] = self._retries.get(path, 0) + 1
-        asyncio.get_running_loop().call_later(delay_s, self.note, path, False)
+        previous = self._retry_timers.pop(path, None)
+        if previous is not None:
+            previous.cancel()
+        self._retry_timers[path] = asyncio.get_running_loop().call_later(
+            delay_s, self._retry_now, path
+        )
         return delay_s
 
     def succeeded(self, path: Path) -> None:
-        """`path` was processed: a later failure of it retries from the shortest delay."""
+        """`path` was processed: a later failure of it retries from the shortest delay, and
+        files waiting for a retry after few failures are handed out now (what failed them has
+        likely passed: the first frame through after a full disk brings the others with it)."""
         self._retries.pop(path, None)
+        for waiting, timer in list(self._retry_timers.items()):
+            if self._retries.get(waiting, 0) <= EARLY_RETRY_MAX_FAILURES:
+                timer.cancel()
+                self._retry_now(waiting)
+
+    def _retry_now(self, path: Path) -> None:
+        self._retry_timers.pop(path, None)
+        self.note(path, False)
 
     def rescan(self) -> None:
         """Look at every entry of the folder (start-up, and now and then for missed events)."""

@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Protocol
 
 from imaging.calibration import CalibratedFrame
+from imaging.field_reference import SiteReferences
 from imaging.file_names import printable_name
 from imaging.fits_reader import Frame, FrameError, read_frame
 from imaging.frame_kind import FrameClass, classify_frame
 from imaging.photometry import PhotometricCalibration
 from imaging.scoring import QualityPredictor, calibrated_inputs, rejection, score_frame
+from imaging.thumbnail import thumbnail_png_b64
 from protos import (
     FleetMessage,
     FrameRejected,
@@ -146,6 +148,7 @@ class ScoreFrame:
     pixel_scale_arcsec: float | None = None
     saturation_adu: float | None = None
     photometry: PhotometricCalibration | None = None
+    references: SiteReferences | None = None
 
     async def run(self, work: FrameWork) -> None:
         if work.frame is None or work.message is not None:
@@ -164,13 +167,15 @@ class ScoreFrame:
                 pixel_scale_arcsec=self.pixel_scale_arcsec,
                 saturation_adu=saturation,
                 photometry=photometry,
+                references=self.references,
             )
         except Exception as exc:  # one frame's failure must never stop the agent
             log.exception("scoring failed site=%s file=%s", self.site_id, printable_name(work.path))
             error = FrameError(work.path, RejectReason.UNREADABLE, f"scoring failed: {exc!r}")
             self.rejecter.reject(work, error)
             return
-        work.message = score
+        thumbnail = await asyncio.to_thread(thumbnail_png_b64, work.frame.data)
+        work.message = score.model_copy(update={"thumbnail_png_b64": thumbnail})
 
 
 @dataclass
@@ -295,6 +300,7 @@ def site_pipeline(
     pixel_scale_arcsec: float | None = None,
     saturation_adu: float | None = None,
     photometry: PhotometricCalibration | None = None,
+    references: SiteReferences | None = None,
     before_scoring: list[Stage] | None = None,
     before_publishing: list[Stage] | None = None,
     after_publishing: list[Stage] | None = None,
@@ -311,7 +317,13 @@ def site_pipeline(
             ClassifyFrame(rejecter),
             *(before_scoring or []),
             ScoreFrame(
-                site_id, predictor, rejecter, pixel_scale_arcsec, saturation_adu, photometry
+                site_id,
+                predictor,
+                rejecter,
+                pixel_scale_arcsec,
+                saturation_adu,
+                photometry,
+                references,
             ),
             *(before_publishing or []),
             PlaceInQuarantine(),

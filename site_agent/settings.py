@@ -1,19 +1,57 @@
 """Settings of the site agent (`SKYFLEET_SITE_*`, flags, `[site]` in a TOML file)."""
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Self
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from fleetbus.settings import ServiceSettings
-from imaging.calibration import MAX_FRAMES_PER_MASTER, MIN_FRAMES_PER_MASTER
+from imaging.calibration_limits import MAX_FRAMES_PER_MASTER, MIN_FRAMES_PER_MASTER
 from imaging.model_signature import RELEASE_PUBLIC_KEY_PATTERN
 from imaging.shipped_models import SHIPPED_QUALITY_MODEL_DIR, SHIPPED_REALBOGUS_MODEL_DIR
 from imaging.transients.config import TransientSearchSettings
 from protos import CameraConfig, SiteLocation
 from protos.base import SITE_ID_PATTERN
 from site_agent.ingest import INCOMPLETE_TIMEOUT_S
+from site_agent.learning_settings import RolloutSettings, SampleSettings
+
+
+class AlpacaDevices(BaseModel):
+    """The site's ASCOM Alpaca devices (`[site.alpaca]`): the server and each device's number;
+    a device set to None is one the site does not have."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str = Field(
+        min_length=3, description="host:port of the Alpaca server (mount, wheel, weather)."
+    )
+    camera_address: str | None = Field(
+        default=None, description="host:port of the camera's Alpaca server, if not `address`."
+    )
+    telescope: int = Field(default=0, ge=0)
+    camera: int = Field(default=0, ge=0)
+    filterwheel: int | None = Field(default=0, ge=0)
+    safetymonitor: int | None = Field(default=0, ge=0)
+    observingconditions: int | None = Field(default=0, ge=0)
+    filters: dict[str, str] = Field(
+        default_factory=dict,
+        description="A plan's filter name -> the wheel's slot name (e.g. r -> Red); a filter "
+        "not listed is looked up by its own name, case-insensitively.",
+    )
+    slew_timeout_s: float = Field(
+        default=180.0, gt=0.0, description="A slew (or filter move) completes within this."
+    )
+    readout_timeout_s: float = Field(
+        default=60.0, gt=0.0, description="An image is ready this long after its exposure."
+    )
+    min_moon_separation_deg: float = Field(default=20.0, ge=0.0, le=180.0)
+    max_sun_altitude_deg: float = Field(default=-12.0, ge=-90.0, le=0.0)
+    sky_clock_offset_s: float = Field(
+        default=0.0,
+        description="Simulated telescopes only: Sun, Moon and altitude are judged, and frames "
+        "dated, at the real time plus this (the demo observes its simulated night).",
+    )
 
 
 class SiteAgentSettings(ServiceSettings):
@@ -132,7 +170,30 @@ class SiteAgentSettings(ServiceSettings):
         default=None, description="Where the telescope is; with `camera`, sent as SiteConfig."
     )
     camera: CameraConfig | None = None
+    samples: SampleSettings = Field(
+        default_factory=SampleSettings,
+        description="Frames kept for retraining ([site.samples]: quota_bytes, min_interval_s).",
+    )
+    rollout: RolloutSettings = Field(
+        default_factory=RolloutSettings,
+        description="When a released model counts as drifted and is rolled back ([site.rollout]).",
+    )
     horizon_limit_deg: float = Field(default=20.0, ge=0.0, le=80.0)
+    alpaca: AlpacaDevices | None = Field(
+        default=None,
+        description="The telescope's ASCOM Alpaca devices: with them the agent carries out "
+        "follow-ups itself and reads its weather; None: follow-ups are handed to the "
+        "observatory's scheduler as JSON files (docs/followups.md).",
+    )
+
+    @model_validator(mode="after")
+    def _alpaca_needs_the_site(self) -> Self:
+        """The Alpaca executor judges the sky from the site and writes WCS with its scale."""
+        if self.alpaca is not None and (
+            self.location is None or (self.pixel_scale_arcsec is None and self.camera is None)
+        ):
+            raise ValueError("alpaca devices need location and pixel_scale_arcsec (or camera)")
+        return self
 
     @property
     def quarantine_dir(self) -> Path:
@@ -148,6 +209,11 @@ class SiteAgentSettings(ServiceSettings):
         return self.work_dir / "followups"
 
     @property
+    def followup_records_dir(self) -> Path:
+        """Follow-ups the agent carries out itself, one record each (`site_agent.executor`)."""
+        return self.work_dir / "followup-records"
+
+    @property
     def calibration_dir(self) -> Path:
         """Calibration frames and their masters (`imaging.calibration_store`)."""
         return self.work_dir / "calibration"
@@ -155,6 +221,12 @@ class SiteAgentSettings(ServiceSettings):
     @property
     def reference_dir(self) -> Path:
         return self.work_dir / "references"
+
+    @property
+    def field_references_dir(self) -> Path:
+        """The site's star lists of its fields, for transparency without a catalogue
+        (`imaging.field_reference`)."""
+        return self.work_dir / "field-references"
 
     @property
     def search_backlog_path(self) -> Path:

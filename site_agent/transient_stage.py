@@ -14,18 +14,24 @@ is never searched against itself.
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import queue
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Self, TypeVar
 
+import numpy as np
+from pydantic import ValidationError
+
 from imaging.file_names import printable_name
 from imaging.fits_reader import Frame, FrameError, read_frame
+from imaging.gaussian import FWHM_PER_SIGMA
+from imaging.photometry import exposure_of
 from imaging.transients.config import TransientSearchSettings
 from imaging.transients.realbogus import RealBogusModel
 from imaging.transients.reference_store import ReferenceStore
@@ -116,6 +122,10 @@ class TransientSearcher:
     model: RealBogusModel
     settings: TransientSearchSettings
     worker: "PixelWorker" = field(default_factory=lambda: PixelWorker())
+    read: Callable[[Path], Frame] = read_frame
+    """How a frame is read again for its search or its field's reference: the site's own
+    calibration applied when it calibrates frames (`calibrated_reader`), so the difference
+    image and the reference see the same bias-, dark- and flat-corrected pixels as scoring."""
 
     async def run_in_worker(self, job: Callable[[], T]) -> T:
         """Run a pixel job on the transient worker thread."""
@@ -143,12 +153,13 @@ class TransientSearcher:
         settings: TransientSearchSettings,
         *,
         release_public_key: str | None = None,
+        read: Callable[[Path], Frame] = read_frame,
     ) -> Self:
         """The site's reference store, its verified (and, with the fleet's release key,
-        signed) real/bogus model and its search limits."""
+        signed) real/bogus model, its search limits and how it reads frames."""
         references = ReferenceStore(reference_dir, settings)
         model = RealBogusModel.load(model_dir, release_public_key)
-        return cls(site_id, references, model, settings)
+        return cls(site_id, references, model, settings, read=read)
 
 
 class ReferenceKeeper:
@@ -184,7 +195,7 @@ class ReferenceKeeper:
 
     def _offer_file(self, path: Path) -> None:
         try:
-            info = self.searcher.references.offer(read_frame(path))
+            info = self.searcher.references.offer(self.searcher.read(path))
         except (FrameError, UnusableForReference) as exc:  # no WCS, too few stars, ...
             log.info("reference offer skipped file=%s reason=%s", printable_name(path), exc)
             return
@@ -265,13 +276,13 @@ class SearchLane:
         if score.label is QualityLabel.BAD:
             return SearchOutcome(_skipped(BAD_FRAME_REASON), [])
         try:
-            frame = read_frame(pending.path)
+            frame = self.searcher.read(pending.path)
         except FrameError as exc:
             reason = f"frame file no longer readable: {exc}"
             return SearchOutcome(_skipped(reason[:SKIPPED_REASON_MAX_CHARS]), [])
         if frame.identity.sha256 != score.frame.sha256:
             return SearchOutcome(_skipped("frame file changed since it was scored"), [])
-        return self.searcher.search(frame, score.label)
+        return with_limit(self.searcher.search(frame, score.label), frame, score)
 
     async def _publish(self, pending: PendingSearch, outcome: SearchOutcome, ms: float) -> None:
         score = pending.score
@@ -291,6 +302,42 @@ class SearchLane:
 
 def _skipped(reason: str) -> TransientSearch:
     return TransientSearch(attempted=False, skipped_reason=reason)
+
+
+LIMIT_SIGMAS = 5.0
+"""Upper limits are 5-sigma, the usual survey convention, a little above the search's own
+detection threshold (`TransientSearchSettings.detection_sigma`): a source that bright would
+have been found."""
+
+
+def with_limit(outcome: SearchOutcome, frame: Frame, score: FrameScore) -> SearchOutcome:
+    """The outcome with its difference image's 5-sigma point-source limit (the PSF-fit flux
+    error of a Gaussian PSF, sqrt(4 pi) sigma_psf times the pixel noise, through the gain, the
+    exposure time and the frame's zero point) and the radius the search surely covered (half
+    the frame's shorter side); unchanged without a difference image, zero point or gain."""
+    zero_point = score.metrics.zero_point_mag
+    exposure = exposure_of(frame)
+    if outcome.detections is None or zero_point is None or isinstance(exposure, str):
+        return outcome
+    difference = outcome.detections.difference
+    noise_adu = float(np.nanmedian(np.where(difference.bad, np.nan, difference.noise)))
+    psf_sigma_px = difference.psf_fwhm_px / FWHM_PER_SIGMA
+    flux_error_e = noise_adu * math.sqrt(4 * math.pi) * psf_sigma_px * exposure.gain_e_per_adu
+    if not (math.isfinite(flux_error_e) and flux_error_e > 0):
+        return outcome
+    limit = zero_point - 2.5 * math.log10(LIMIT_SIGMAS * flux_error_e / exposure.exptime_s)
+    scale = frame.pixel_scale_arcsec
+    shorter_px = min(frame.identity.width_px, frame.identity.height_px)
+    radius = None if scale is None else 0.5 * shorter_px * scale / 3600.0
+    values = outcome.search.model_dump() | {
+        "limiting_mag": round(limit, 3),
+        "searched_radius_deg": radius,
+    }
+    try:
+        return replace(outcome, search=TransientSearch.model_validate(values))
+    except ValidationError as exc:  # an implausible limit is left out, never the search
+        log.warning("limiting magnitude left out frame=%s: %s", frame.identity.file_name, exc)
+        return outcome
 
 
 @dataclass

@@ -1,6 +1,8 @@
 """The demo fleet on one machine: a hub nats-server, the coordinator with its ops console, and
-three simulated sites, each a real site agent with its own leaf-node nats-server and a simulated
-telescope writing frames into its folder.
+three simulated sites, each a real site agent with its own leaf-node nats-server, a simulated
+survey writing frames into its folder, and a telescope of Alpaca devices (an `alpaca-simulators`
+server and the sky camera on loopback, started and stopped here) that the agent drives for
+follow-ups.
 
 `DemoFleet.run(stop)` starts everything in order (hub; coordinator, which makes the hub source
 the sites and keeps those sources flowing, as in production; agents; telescopes), runs until
@@ -14,6 +16,7 @@ import contextlib
 import logging
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,15 +36,20 @@ from fleetbus.identity import (
     FleetIdentities,
     issue_credentials,
 )
+from fleetbus.process import ServerProcess
 from fleetbus.server import EmbeddedNats
 from protos.base import utc_now
 from site_agent.agent import SiteAgent
-from site_agent.followups import FollowUpQueue
+from site_agent.executor import RecordBook
+from skyfleet.alpaca_servers import AlpacaSimulators, SkyCameraServer
 from skyfleet.demo_models import SignedModels, signed_shipped_models
 from skyfleet.demo_sites import (
     DEMO_FIELDS,
     DEMO_SITES,
+    DEMO_TIME_SCALE,
+    DemoSite,
     NightSimulator,
+    demo_alpaca_devices,
     demo_site_settings,
     write_site_photometry,
 )
@@ -67,6 +75,11 @@ def _port_or_any(port: int) -> int:
     return port
 
 
+def _sky_offset_s(site: DemoSite) -> float:
+    """How far the site's simulated night is from now: its telescope judges the sky then."""
+    return (site.night_start - utc_now()).total_seconds()
+
+
 def _console_operator(coordinator: Coordinator) -> tuple[str, str]:
     """An operator for the demo's console, with a new token each run: (name, token)."""
     assert coordinator.engine is not None
@@ -84,7 +97,12 @@ class DemoOptions(BaseModel):
     frames_per_site: int | None = Field(
         default=None, ge=1, description="A scripted night of this many survey frames; None: live."
     )
-    max_duration_s: float = Field(default=110.0, gt=0.0, description="Scripted night limit.")
+    max_duration_s: float = Field(
+        default=150.0,
+        gt=0.0,
+        description="Scripted night limit: 110 s of survey and searching, plus the follow-ups "
+        "the telescopes now really carry out (slew, 3 exposures, scoring: ~15 s each).",
+    )
     console_port: int = Field(default=0, ge=0, le=65535, description="0: a free port.")
 
 
@@ -97,7 +115,9 @@ class SiteSummary(BaseModel):
     frames_rejected: int
     labels: dict[str, int]
     candidates: int
-    followups_observed: int
+    followups_observed: int = Field(description="Follow-ups the telescope took exposures for.")
+    followup_exposures: int = Field(description="Follow-up exposures taken and written.")
+    followups: dict[str, int] = Field(description="The site's follow-ups by state.")
 
 
 class DemoSummary(BaseModel):
@@ -122,6 +142,9 @@ class DemoFleet:
         self.coordinator: Coordinator | None = None
         self.agents: dict[str, SiteAgent] = {}
         self.telescopes: dict[str, NightSimulator] = {}
+        self.devices: list[ServerProcess] = []
+        """Every site's Alpaca servers (simulators, sky camera), while the demo runs."""
+        self.followup_books: dict[str, Path] = {}
         self.console_login: tuple[str, str] | None = None
         """The console's operator in this demo, (name, token): its actions work."""
         self._started = time.monotonic()
@@ -170,6 +193,9 @@ class DemoFleet:
             await coordinator.start()
             self.console_login = await asyncio.to_thread(_console_operator, coordinator)
             assert hub.config.leaf_url is not None
+            addresses = await asyncio.gather(
+                *(asyncio.to_thread(self._start_devices, s, i) for i, s in enumerate(DEMO_SITES))
+            )
             for index, site in enumerate(DEMO_SITES):
                 settings = demo_site_settings(
                     site.site_id,
@@ -179,7 +205,9 @@ class DemoFleet:
                     camera=self.camera,
                     hub_nkey_file=self.credentials_dir / f"site-{site.site_id}{SEED_SUFFIX}",
                     models=self.models,
+                    alpaca=demo_alpaca_devices(*addresses[index], _sky_offset_s(site)),
                 )
+                self.followup_books[site.site_id] = settings.followup_records_dir
                 catalogue_dir = write_site_photometry(settings, self.camera)
                 agent = SiteAgent(settings)
                 self.agents[site.site_id] = agent
@@ -193,7 +221,6 @@ class DemoFleet:
                     start=site.night_start,
                     location=site.location,
                     fields=DEMO_FIELDS,
-                    followups=FollowUpQueue(settings.followup_dir),
                     survey_frames=self.options.frames_per_site,
                     catalogue_dir=catalogue_dir,
                 )
@@ -208,7 +235,36 @@ class DemoFleet:
         finally:
             stop_sites.set()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*(asyncio.to_thread(d.stop) for d in self.devices))
             await coordinator.stop()
+
+    def _start_devices(self, site: DemoSite, index: int) -> tuple[str, str]:
+        """Start a site's telescope: the simulators, then the sky camera reading their mount;
+        returns their addresses."""
+        folder = self.options.work_dir / "telescopes" / site.site_id
+        simulators = AlpacaSimulators(folder)
+        self.devices.append(simulators)
+        simulators.start()
+        camera = SkyCameraServer(
+            folder,
+            simulators.address,
+            site.location,
+            camera_px=self.options.camera_px,
+            seed=index,
+            time_scale=DEMO_TIME_SCALE,
+            sky_clock_offset_s=_sky_offset_s(site),
+        )
+        self.devices.append(camera)
+        camera.start()
+        return simulators.address, camera.address
+
+    def followups_at(self, site_id: str) -> tuple[int, int, dict[str, int]]:
+        """A site's follow-ups as its records say: (observed, exposures taken, by state)."""
+        folder = self.followup_books.get(site_id)
+        records = RecordBook(folder).records.values() if folder else []
+        by_state = Counter(r.state.value for r in records)
+        observed = sum(r.exposures_done > 0 for r in records)
+        return observed, sum(r.exposures_done for r in records), dict(by_state)
 
     def _coordinator_settings(self, hub: EmbeddedNats) -> CoordinatorSettings:
         return CoordinatorSettings(
@@ -261,6 +317,7 @@ class DemoFleet:
         """The fleet as it stands now."""
         assert self.coordinator is not None
         fleet = self.coordinator.summary()
+        followups = {site_id: self.followups_at(site_id) for site_id in self.agents}
         return DemoSummary(
             duration_s=round(time.monotonic() - self._started, 1),
             cut_short=self._cut_short,
@@ -268,12 +325,14 @@ class DemoFleet:
             sites=[
                 SiteSummary(
                     site_id=site_id,
-                    frames_written=self.telescopes[site_id].frames_written,
+                    frames_written=self.telescopes[site_id].frames_written + followups[site_id][1],
                     frames_scored=status.frames_scored,
                     frames_rejected=status.frames_rejected,
                     labels=status.labels,
                     candidates=status.candidates,
-                    followups_observed=self.telescopes[site_id].followups_observed,
+                    followups_observed=followups[site_id][0],
+                    followup_exposures=followups[site_id][1],
+                    followups=followups[site_id][2],
                 )
                 for site_id, agent in self.agents.items()
                 if (status := agent.status())

@@ -7,9 +7,10 @@ is a persistent random walk over the three labels (a clear spell, clouds coming 
 patch), and each frame is drawn under conditions of its label. Each site visits a few fields in
 turn, the same fields (same stars and galaxies) for every site; a field's transients, half of
 them on galaxies, light up after its first visits, once the sites had the good frames to build
-references from. Before its next
-survey frame a site's telescope takes any follow-up the agent has queued
-(`site_agent.followups`), pointed at the target and marked with the request in its header.
+references from. Follow-ups are not written here: each demo site's telescope is a set of
+Alpaca devices (`skyfleet.alpaca_servers`: the simulators' mount, wheel, safety monitor and
+weather, and our sky camera, which renders the demo field the mount points at), driven by the
+agent's own executor (`site_agent.alpaca_executor`).
 """
 
 import asyncio
@@ -21,9 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from imaging.catalogue import catalogue_file_name
-from protos import CameraConfig, FollowUpRequest, QualityLabel, SiteLocation
-from site_agent.followups import FOLLOWUP_KEYWORD, FollowUpQueue
-from site_agent.settings import SiteAgentSettings
+from protos import CameraConfig, QualityLabel, SiteLocation
+from site_agent.settings import AlpacaDevices, SiteAgentSettings
 from skyfleet.demo_models import SignedModels
 from training.simulator import SimCamera
 from training.simulator.catalogue import (
@@ -168,8 +168,7 @@ class NightSimulator:
     """Writes one site's frames into its watched folder, each renamed into place.
 
     Without `fields` every frame points at a random field (the quality-only night); with them,
-    frames visit the fields in turn. With a `followups` queue, queued requests are observed
-    first, one per cadence.
+    frames visit the fields in turn.
     """
 
     def __init__(
@@ -184,7 +183,6 @@ class NightSimulator:
         exposure_step_s: float = 120.0,
         location: SiteLocation = DEFAULT_SITE_LOCATION,
         fields: tuple[DemoField, ...] = (),
-        followups: FollowUpQueue | None = None,
         survey_frames: int | None = None,
         catalogue_dir: Path | None = None,
     ) -> None:
@@ -195,30 +193,23 @@ class NightSimulator:
         self.cadence_s = cadence_s
         self.frames_written = 0
         self.survey_written = 0
-        self.followups_observed = 0
         self.survey_frames = survey_frames
         self._seed = seed
         self._start = start
         self._exposure_step_s = exposure_step_s
         self._location = location
         self._fields = fields
-        self._followups = followups
-        self._observed: set[str] = set()
         self._weather = NightWeather(np.random.default_rng([seed, 1]))
 
     def write_next(self) -> tuple[Path, QualityLabel] | None:
-        """Simulate and write the next exposure (a queued follow-up first); returns its path
-        and true label, or None when the survey is done and no follow-up waits."""
+        """Simulate and write the next survey exposure; returns its path and true label, or None
+        when the survey is done."""
         index = self.frames_written
-        request = self._next_followup()
-        survey_done = self.survey_frames is not None and self.survey_written >= self.survey_frames
-        if request is None and survey_done:
+        if self.survey_frames is not None and self.survey_written >= self.survey_frames:
             return None
         label = self._weather.next_label()
         date_obs = self._start + timedelta(seconds=index * self._exposure_step_s)
-        if request is not None:
-            frame = self._followup_frame(request, label, index, date_obs)
-        elif self._fields:
+        if self._fields:
             frame = self._survey_frame(label, index, date_obs)
         else:
             frame = simulate_labelled_frame(
@@ -232,7 +223,7 @@ class NightSimulator:
         self._write_catalogue(frame, index)
         path = write_frame(frame, self.folder / f"{self.site_id}-{index:05d}.fits")
         self.frames_written += 1
-        self.survey_written += request is None
+        self.survey_written += 1
         return path, frame.truth.label
 
     def _write_catalogue(self, frame: SimulatedFrame, index: int) -> None:
@@ -243,12 +234,6 @@ class NightSimulator:
         if not (self.catalogue_dir / name).is_file():
             rng = np.random.default_rng([self._seed, index, CATALOGUE_STREAM])
             write_field_catalogue(frame, self.catalogue_dir, rng)
-
-    def _next_followup(self) -> FollowUpRequest | None:
-        if self._followups is None:
-            return None
-        waiting = [r for r in self._followups.pending() if r.request_id not in self._observed]
-        return waiting[0] if waiting else None
 
     def _survey_frame(self, label: QualityLabel, index: int, date_obs: datetime) -> SimulatedFrame:
         field = self._fields[index % len(self._fields)]
@@ -269,35 +254,6 @@ class NightSimulator:
             object_name=field.name,
             site=self._location,
         )
-
-    def _followup_frame(
-        self, request: FollowUpRequest, label: QualityLabel, index: int, date_obs: datetime
-    ) -> SimulatedFrame:
-        """The target's frame: the sky of the demo field nearest it, transients shining."""
-        rng = np.random.default_rng([self._seed, index, 7])
-        target = request.target
-        field = min(
-            DEMO_FIELDS,
-            key=lambda f: (f.ra_deg - target.ra_deg) ** 2 + (f.dec_deg - target.dec_deg) ** 2,
-        )
-        frame = simulate_frame(
-            sample_conditions(rng, label),
-            self.camera,
-            date_obs=date_obs,
-            site_name=self.site_id,
-            rng=rng,
-            ra_deg=target.ra_deg,
-            dec_deg=target.dec_deg,
-            stars=field_stars(field, self.camera),
-            galaxies=field_galaxies(field, self.camera),
-            transients=field_transients(field, self.camera),
-            object_name=target.name[:68],
-            site=self._location,
-        )
-        frame.header[FOLLOWUP_KEYWORD] = (request.request_id, "follow-up request observed")
-        self._observed.add(request.request_id)
-        self.followups_observed += 1
-        return frame
 
     async def run(self, stop: asyncio.Event, *, count: int | None = None) -> None:
         """Write a frame every `cadence_s` until `stop` is set (or `count` frames are written)."""
@@ -323,10 +279,11 @@ def demo_site_settings(
     camera: SimCamera | None = None,
     hub_nkey_file: Path | None = None,
     models: SignedModels | None = None,
+    alpaca: AlpacaDevices | None = None,
 ) -> SiteAgentSettings:
     """Settings of a demo site's agent: folders under `root/site_id`, an embedded leaf server,
-    and (given a location and camera) the description it sends to the fleet and its
-    photometric calibration file (`write_site_photometry` writes it)."""
+    (given a location and camera) the description it sends to the fleet and its photometric
+    calibration file (`write_site_photometry` writes it), and its telescope's Alpaca devices."""
     return SiteAgentSettings(
         site_id=site_id,
         watch_dir=root / site_id / "incoming",
@@ -341,6 +298,26 @@ def demo_site_settings(
         pixel_scale_arcsec=camera.pixel_scale_arcsec if camera is not None else None,
         saturation_adu=float(camera.saturation_adu) if camera is not None else None,
         photometry_file=root / site_id / CALIBRATION_FILE_NAME if camera is not None else None,
+        alpaca=alpaca,
+    )
+
+
+DEMO_FILTERS = {"r": "Red", "g": "Green", "b": "Blue"}
+"""The follow-up plans' filters on the simulators' wheel (Red, Green, Blue, Clear, Luminance)."""
+DEMO_TIME_SCALE = 0.02
+"""The demo's sky camera takes 2% of an exposure's time (a 120 s exposure in 2.4 s)."""
+
+
+def demo_alpaca_devices(
+    mount_address: str, camera_address: str, sky_clock_offset_s: float
+) -> AlpacaDevices:
+    """A demo site's devices: the simulators' mount, wheel, safety monitor and weather, our
+    sky camera, and the site's simulated night as its sky clock."""
+    return AlpacaDevices(
+        address=mount_address,
+        camera_address=camera_address,
+        filters=DEMO_FILTERS,
+        sky_clock_offset_s=sky_clock_offset_s,
     )
 
 

@@ -10,6 +10,10 @@ from astropy.wcs import WCS
 from imaging.gaussian import FWHM_PER_SIGMA
 from training.simulator import ObservingConditions, SimCamera, simulate_frame, write_frame
 from training.simulator.catalogue import write_field_catalogue
+from training.simulator.frame import FAINTEST_GALAXY_E, FAINTEST_STAR_E, SimulatedFrame
+from training.simulator.galaxies import draw_galaxy_catalogue
+from training.simulator.pointing import tan_wcs
+from training.simulator.starfield import draw_star_catalogue
 
 SKY_ADU = 1000.0
 NOISE_ADU = 10.0
@@ -59,16 +63,37 @@ def star_field(
 
 def observe(folder: Path, conditions: ObservingConditions, seed: int = 1) -> Path:
     """A frame under `conditions`, written with its field's catalogue into `folder`."""
-    frame = simulate_frame(
+    frame = _simulated(conditions, seed)
+    write_field_catalogue(frame, folder / "catalogues", np.random.default_rng(seed))
+    return write_frame(frame, folder / f"frame-{seed}.fits")
+
+
+def observe_field(folder: Path, conditions: ObservingConditions, seed: int) -> Path:
+    """A frame of one fixed field (the same stars and galaxies each time, drawn once) under
+    `conditions`, with noise of its own from `seed`."""
+    wcs = tan_wcs(CAMERA, **FIELD)
+    field_rng = np.random.default_rng(0)
+    stars = draw_star_catalogue(
+        field_rng, wcs, faint_mag=float(CAMERA.source_magnitude(FAINTEST_STAR_E, 1.0))
+    )
+    galaxies = draw_galaxy_catalogue(
+        field_rng, wcs, faint_mag=float(CAMERA.source_magnitude(FAINTEST_GALAXY_E, 1.0))
+    )
+    frame = _simulated(conditions, seed, stars=stars, galaxies=galaxies)
+    return write_frame(frame, folder / f"field-{seed}.fits")
+
+
+def _simulated(conditions: ObservingConditions, seed: int, **field: object) -> SimulatedFrame:
+    """A frame of `FIELD` from La Silla on `NIGHT` (its own stars and galaxies unless given)."""
+    return simulate_frame(
         conditions,
         CAMERA,
         date_obs=NIGHT,
         site_name="la-silla",
         rng=np.random.default_rng(seed),
         **FIELD,
+        **field,
     )
-    write_field_catalogue(frame, folder / "catalogues", np.random.default_rng(seed))
-    return write_frame(frame, folder / f"frame-{seed}.fits")
 
 
 def sky_wcs(width: int, height: int) -> WCS:

@@ -24,6 +24,7 @@ from imaging.frame_kind import FrameKind
 from imaging.metrics import saturated_fraction
 from imaging.quality_model import write_model
 from protos import FrameScore, QualityLabel
+from site_agent.agent_parts import load_searcher
 from site_agent.settings import SiteAgentSettings
 from skyfleet.cli import app
 from tests.calibration_frames import (
@@ -337,3 +338,23 @@ async def test_calibration_frames_in_the_watched_folder_are_collected_not_graded
     assert not any(line.startswith("ALERT bad frame") for line in lines)
     assert sum("calibration frame collected" in line for line in lines) == 10
     assert any("master built" in line and "kind=bias" in line for line in lines)
+
+
+def test_the_transient_search_reads_frames_calibrated_as_scoring_does(
+    tmp_path, camera, calibrated_site
+):
+    """The difference image and the field's reference see the pixels the score saw."""
+    settings = SiteAgentSettings(site_id="calibrated", work_dir=tmp_path)
+    data = camera.sky_frame(50.0, [CENTRE_STAR, CORNER_STAR])
+    path = camera.write(tmp_path / "sky.fits", data, IMAGETYP="LIGHT", EXPTIME=50.0)
+    searcher = load_searcher(settings)
+    assert searcher is not None
+
+    read_for_search = searcher.read(path)
+
+    scored = calibrated_site.calibrate(read_frame(path)).frame
+    assert np.array_equal(read_for_search.data, scored.data)
+    assert (
+        float(np.median(read_for_search.data))
+        < float(np.median(read_frame(path).data)) - 0.5 * BIAS_ADU
+    )

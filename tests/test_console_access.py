@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from coordinator.console import app as console_app
+from coordinator.console import fleet_api
 from coordinator.console.app import create_console
 from coordinator.ingest import StoreWriter
 from coordinator.service import Coordinator, open_store
@@ -270,7 +270,7 @@ async def test_unknown_ids_are_404(store):
     async with client(store) as http:
         answers = [
             await http.get("/api/targets/9999", headers=auth),
-            await http.get("/api/cutouts/nothing", headers=auth),
+            await http.get("/api/cutouts/transient-candidate:" + "0" * 32, headers=auth),
             await http.post("/api/targets/9999/priority", json={"priority": 1}, headers=auth),
             await http.post("/api/targets/9999/mark", json={"mark": "x"}, headers=auth),
             await http.post("/api/followups/nothing/cancel", headers=auth),
@@ -328,7 +328,7 @@ async def live_coordinator(nats_server, tmp_path):
 
 
 async def test_a_revoked_users_live_events_stop(live_coordinator, monkeypatch):
-    monkeypatch.setattr(console_app, "KEEPALIVE_S", 0.5)  # how often a stream asks again
+    monkeypatch.setattr(fleet_api, "KEEPALIVE_S", 0.5)  # how often a stream asks again
     engine = live_coordinator.engine
     token = add_console_user(engine, "vera", "viewer")
     async with httpx.AsyncClient(base_url=live_coordinator.console_url, timeout=10) as http:

@@ -1,5 +1,7 @@
 """Candidate fusion: detections within the match radius become one target, independent sites
-raise confidence, single frames and moving objects are down-weighted."""
+raise confidence, single frames and moving objects are down-weighted; a single detection stays a
+candidate, two frames or sites make a source, a moving object a tracklet, and an operator's
+save or rejection stands."""
 
 from datetime import timedelta
 
@@ -9,6 +11,7 @@ from sqlalchemy import select
 from coordinator.fusion import Detection, group_positions, target_confidence, target_name
 from coordinator.ingest import StoreWriter
 from coordinator.service import open_store
+from coordinator.store import actions
 from coordinator.store.tables import CandidateRow, Target
 from protos.base import utc_now
 from tests.coordinators import make_candidate
@@ -96,3 +99,55 @@ def test_a_detection_that_moved_between_frames_is_flagged_moving(writer):
     targets = stored_targets(writer)
     assert [t.moving for t in targets] == [True, True]
     assert all(t.confidence < 0.2 for t in targets)
+
+
+def statuses(writer):
+    return [(t.status, t.promoted_by) for t in stored_targets(writer)]
+
+
+def test_a_single_noise_detection_stays_a_candidate(writer):
+    writer.write(
+        "transient-candidate", [make_candidate("a", "a1", 30.0, 5.0, real_bogus=0.09)], utc_now()
+    )
+    assert statuses(writer) == [("candidate", None)]
+
+
+def test_a_target_seen_in_two_frames_or_at_two_sites_becomes_a_source(writer):
+    now = utc_now()
+    writer.write("transient-candidate", [make_candidate("a", "a1", 30.0, 5.0)], now)
+    writer.write("transient-candidate", [make_candidate("a", "a2", 30.0, 5.0)], now)
+    writer.write("transient-candidate", [make_candidate("a", "a3", 60.0, 5.0)], now)
+    writer.write("transient-candidate", [make_candidate("b", "b1", 60.0, 5.0)], now)
+    assert statuses(writer) == [("source", "detections"), ("source", "detections")]
+    assert all(t.promoted_at is not None for t in stored_targets(writer))
+
+
+def test_a_moving_object_is_a_tracklet_not_a_source(writer):
+    start = utc_now() - timedelta(hours=2)
+    track = [
+        make_candidate("a", "a1", 80.0, 5.0, when=start),
+        make_candidate("a", "a2", 80.0 + 300 * ARCSEC, 5.0, when=start + timedelta(hours=1)),
+    ]
+    writer.write("transient-candidate", track, utc_now())
+    assert statuses(writer) == [("tracklet", None), ("tracklet", None)]
+
+
+def test_an_operators_save_or_rejection_stands_whatever_is_detected_later(writer):
+    now = utc_now()
+    writer.write(
+        "transient-candidate",
+        [make_candidate("a", "a1", 30.0, 5.0), make_candidate("a", "a2", 60.0, 5.0)],
+        now,
+    )
+    saved, rejected = (t.target_id for t in stored_targets(writer))
+    with writer.engine.begin() as conn:
+        assert actions.save_target(conn, saved, "ada", now)
+        assert actions.reject_target(conn, rejected, "ada", now)
+        assert not actions.save_target(conn, 999, "ada", now)
+    assert statuses(writer) == [("source", "user:ada"), ("rejected", "user:ada")]
+    writer.write(
+        "transient-candidate",
+        [make_candidate("b", "b1", 30.0, 5.0), make_candidate("b", "b2", 60.0, 5.0)],
+        now,
+    )
+    assert statuses(writer) == [("source", "user:ada"), ("rejected", "user:ada")]

@@ -6,7 +6,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from coordinator.quality import quality_bins, site_status
+from coordinator.service import open_store
+from coordinator.settings import CoordinatorSettings
+from coordinator.store.writes import write_heartbeats
+from coordinator.summary import fleet_summary
 from coordinator.views import SiteStatus
+from protos import SiteHeartbeat, stable_message_id
+from protos.base import utc_now
 
 NOW = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
 
@@ -43,3 +49,27 @@ def test_quality_bins_give_rates_fractions_and_means():
     assert bins[0].fraction_bad == pytest.approx(2 / 3)
     assert (bins[0].mean_fwhm_arcsec, bins[0].mean_background_adu) == (3.0, 200.0)
     assert bins[1].start == NOW + timedelta(hours=1) and bins[1].mean_transparency is None
+
+
+@pytest.mark.parametrize("skew_min", [-10, 10])
+def test_a_site_whose_clock_is_off_is_online_and_one_ahead_is_flagged(tmp_path, skew_min):
+    """Judged by when the centre received its heartbeat, not by the site's own stamp."""
+    engine = open_store(f"sqlite:///{tmp_path / 'centre.sqlite3'}")
+    stamped = utc_now() + timedelta(minutes=skew_min)
+    heartbeat = SiteHeartbeat(
+        message_id=stable_message_id(SiteHeartbeat.KIND, "skewed", "1"),
+        site_id="skewed",
+        created_at=stamped,
+        agent_version="0.1.0",
+        disk_free_bytes=10**10,
+    )
+    with engine.begin() as conn:
+        write_heartbeats(conn, [heartbeat])
+
+    (site,) = fleet_summary(engine, CoordinatorSettings()).sites
+
+    assert site.status is SiteStatus.ONLINE
+    clock_alerts = [alert for alert in site.alerts if "clock" in alert]
+    assert clock_alerts == (
+        ["site clock runs 10 min ahead of the centre's (check its NTP)"] if skew_min > 0 else []
+    )

@@ -30,15 +30,19 @@ def test_fwhm_follows_the_true_width_continuously_from_1_2_to_4_px(beta):
 
 
 def test_the_fwhm_comes_with_an_error_that_covers_the_truth():
-    psf = measure_frame(
+    measured = measure_frame(
         pixel_integrated_star_field(fwhm_px=2.2, beta=3.5, seed=9),
-        pixel_scale_arcsec=1.0,
+        pixel_scale_arcsec=0.5,
         saturation_adu=65535.0,
-    ).psf
+    )
+    psf = measured.psf
 
     assert psf is not None
     assert 0 < psf.fwhm_error_px < 0.1 * psf.fwhm_px
     assert abs(psf.fwhm_px - 2.2) < 3 * psf.fwhm_error_px
+    # on the wire, in arcsec, beside the FWHM it qualifies
+    assert measured.metrics.fwhm_error_arcsec == pytest.approx(0.5 * psf.fwhm_error_px)
+    assert measured.metrics.fwhm_arcsec == pytest.approx(0.5 * psf.fwhm_px)
 
 
 def test_half_light_radius_matches_the_sextractor_catalogue(real_data):

@@ -12,7 +12,7 @@ from protos import FrameScore
 from skyfleet.cli import app
 from tests.conftest import REAL_DATA, REPO_ROOT, SKYFLEET
 from tests.quality_models import TinyQualityNet
-from tests.skies import CAMERA, observe
+from tests.skies import CAMERA, observe, observe_field
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "200"}
@@ -154,6 +154,29 @@ def test_a_calibration_adds_transparency_and_sky_brightness_to_the_table(model_d
     measured = float(reason.split()[2])
     assert measured == pytest.approx(0.6, rel=0.08)
     assert reason.endswith("is below the 0.8 limit for good frames")
+
+
+def test_field_references_give_transparency_without_a_catalogue(model_dir, tmp_path):
+    from training.simulator import ObservingConditions
+
+    frames = [
+        observe_field(tmp_path, ObservingConditions(seeing_fwhm_arcsec=1.8, transparency=t), seed)
+        for seed, t in ((1, 1.0), (2, 0.6))
+    ]
+    references = tmp_path / "field-references"
+
+    result = runner.invoke(
+        app,
+        ["score", "--model", str(model_dir), "--json", "--field-references", str(references)]
+        + [str(frame) for frame in frames],
+    )
+
+    assert result.exit_code == 0, result.output
+    clear, cloudy = (FrameScore.model_validate_json(line) for line in result.stdout.splitlines())
+    assert clear.metrics.transparency == 1.0
+    assert cloudy.metrics.transparency == pytest.approx(0.6, rel=0.08)
+    assert cloudy.metrics.transparency_reference == "site_reference"
+    assert any(path.suffix == ".fits" for path in references.iterdir())
 
 
 def test_an_unusable_calibration_is_named_and_nothing_is_scored(model_dir, tmp_path):

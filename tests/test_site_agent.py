@@ -80,6 +80,7 @@ async def test_two_hundred_frames_arrive_at_the_hub_as_two_hundred_scores(tmp_pa
     assert rejections == []
     assert len(scores) == 200
     assert len({s.message_id for s in scores}) == 200
+    assert all(s.thumbnail_png_b64 for s in scores)  # the console's frame browser shows them
     truths = {name: truth for name, (_, truth) in staged.items()}
     clear = [s for s in scores if _unambiguous(truths[s.frame.file_name])]
     agree = sum(s.label is truths[s.frame.file_name].label for s in clear)

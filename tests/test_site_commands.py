@@ -10,6 +10,8 @@ from protos import FollowUpRequest, FollowUpState, FollowUpStatus, ModelRelease,
 from protos.base import utc_now
 from protos.streams import HUB_JS_DOMAIN
 from site_agent.commands import CommandReceiver
+from site_agent.executor import HandOffExecutor
+from site_agent.followups import FollowUpQueue
 from site_agent.publisher import SitePublisher
 from site_agent.telemetry import AgentMetrics
 from tests.examples import every_message
@@ -55,6 +57,7 @@ async def test_follow_up_requests_are_answered_and_bad_commands_refused(tmp_path
                 count=metrics.command,
                 hub_js_domain=HUB_JS_DOMAIN,
                 fetch_timeout_s=0.5,
+                executor=HandOffExecutor("east", FollowUpQueue(tmp_path / "followups")),
             )
             await hub_js.publish("fleet.cmd.east.followup.request", b'{"not": "a request"}')
             await publish(hub_js, _request("east", "grb-1", deadline_in_h=2))

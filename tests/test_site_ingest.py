@@ -168,3 +168,26 @@ async def test_an_incomplete_frame_left_from_before_the_start_is_judged_by_its_a
         assert path.name == "old-cut.fits"  # unchanged for an hour: the camera is gone
         with pytest.raises(TimeoutError):  # just written: wait for the rest
             await asyncio.wait_for(watch.next_ready(), 1.5)
+
+
+async def test_files_waiting_to_be_retried_go_again_once_another_one_goes_through(tmp_path):
+    """A full disk failed two frames; the first frame through after it brings them back at
+    once, not after their back-off. A file that keeps failing keeps its back-off."""
+    folder = tmp_path / "incoming"
+    async with _watching(folder, settle_s=0.0) as watch:
+        failed = [folder / "a.fits", folder / "b.fits"]
+        for path in failed:
+            path.write_bytes(b"\0" * 2880)
+        assert {(await _ready_within(watch, 3.0))[0] for _ in failed} == set(failed)
+        for path in failed:
+            assert watch.retry(path) >= 5.0  # the first back-off: seconds away
+
+        watch.succeeded(folder / "c.fits")
+
+        assert {(await _ready_within(watch, 1.0))[0] for _ in failed} == set(failed)
+        stubborn = failed[0]
+        for _ in range(5):
+            watch.retry(stubborn)
+        watch.succeeded(folder / "d.fits")
+        with pytest.raises(TimeoutError):
+            await _ready_within(watch, 1.0)

@@ -16,7 +16,11 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from fleetbus.settings import ServiceSettings
-from training.quality_net import DEFAULT_WIDTH
+
+DEFAULT_WIDTH = 8
+"""Channels of the quality CNN's first convolution block (`training.quality_net`); each of the
+four blocks doubles them (8-16-32-64). Here, not beside the network, so that reading settings
+never loads torch."""
 
 _HYPERPARAMETERS = (
     "workers",

@@ -15,16 +15,24 @@ Where a label comes from decides how much it counts:
   `min_verdict_confidence` (a confident verdict of the serving model; less confident ones would
   teach the new model the old one's doubts).
 
-How samples travel from the sites to this folder is another part's job; `write_fleet_sample`
-writes one (tests, tools).
+Sites keep their samples in a JetStream Object Store bucket on their own server
+(`site_agent.samples`, `protos.streams.site_sample_bucket`); `download_site_samples` copies each
+site's bucket into `<folder>/<site>/` through the hub (the site's JetStream domain), which is
+what `skyfleet model samples` does before `skyfleet train fleet --samples <folder>`. A site that
+cannot be reached is reported and the others are read; an object whose name is not a sample's
+is skipped. `write_fleet_sample` writes one sample by hand (tests, tools).
 """
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Self
 
 import numpy as np
+from nats.aio.client import Client
+from nats.errors import Error as NatsError
+from nats.js.errors import NotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from imaging.preprocess import INPUT_SHAPE, PREPROCESS_VERSION
@@ -32,6 +40,7 @@ from imaging.transients.realbogus import CLASS_NAMES as REALBOGUS_CLASSES
 from imaging.transients.realbogus import INPUT_SHAPE as REALBOGUS_SHAPE
 from protos import FrameIdentity, ImageMetrics, ModelRef
 from protos.base import SiteId, UtcDatetime
+from protos.streams import site_domain, site_sample_bucket
 from training.quality_net import CLASS_NAMES as QUALITY_CLASSES
 
 RAW_STAMPS = "raw-stamps"
@@ -41,6 +50,8 @@ SHAPES = {"quality": INPUT_SHAPE, "realbogus": REALBOGUS_SHAPE}
 INPUT_VERSIONS = {"quality": PREPROCESS_VERSION, "realbogus": RAW_STAMPS}
 LabelSource = Literal["operator", "site-verdict"]
 ModelName = Literal["quality", "realbogus"]
+SAMPLE_OBJECT = re.compile(r"^[0-9a-f]{64}(#[0-9]{1,6})?\.(json|npy)$")
+"""The name of a sample's object in a site's bucket: the frame's sha256 (and detection)."""
 
 
 class FleetSample(BaseModel):
@@ -207,3 +218,39 @@ def training_repeats(label_sources: list[str], operator_weight: int) -> np.ndarr
         [operator_weight if source == "operator" else 1 for source in label_sources],
         dtype=np.int64,
     )
+
+
+class SampleDownload(BaseModel):
+    """What `download_site_samples` copied: objects per site, and the sites not read and why."""
+
+    objects: dict[str, int] = Field(default_factory=dict)
+    unreachable: dict[str, str] = Field(default_factory=dict)
+
+
+async def download_site_samples(
+    nc: Client, site_ids: list[str], folder: Path, *, through_domains: bool = True
+) -> SampleDownload:
+    """Copy each site's sample bucket into `folder/<site>/`; `through_domains`: reach the
+    buckets in the sites' JetStream domains (a hub), else on the server `nc` is connected to."""
+    result = SampleDownload()
+    for site_id in site_ids:
+        js = nc.jetstream(domain=site_domain(site_id) if through_domains else None, timeout=10.0)
+        target = folder / site_id
+        try:
+            store = await js.object_store(site_sample_bucket(site_id))
+            try:
+                infos = await store.list(ignore_deletes=True)
+            except NotFoundError:
+                infos = []
+            target.mkdir(parents=True, exist_ok=True)
+            copied = 0
+            for info in infos:
+                if info.deleted or not SAMPLE_OBJECT.match(info.name or ""):
+                    continue
+                (target / info.name).write_bytes((await store.get(info.name)).data or b"")
+                copied += 1
+        except (NatsError, TimeoutError) as exc:
+            result.unreachable[site_id] = repr(exc)
+            continue
+        result.objects[site_id] = copied
+    return result

@@ -27,11 +27,10 @@ from torch import nn
 
 from imaging.preprocess import INPUT_SHAPE, PANEL_PX
 from protos import QualityLabel
+from training.config import DEFAULT_WIDTH
 
 CLASS_NAMES: tuple[str, ...] = tuple(label.value for label in QualityLabel)
 MOSAIC_PANELS_PER_SIDE = INPUT_SHAPE[-1] // PANEL_PX
-DEFAULT_WIDTH = 8
-"""Channels of the first convolution block; each of the four blocks doubles them (8-16-32-64)."""
 HIDDEN_UNITS = 64
 
 

@@ -1,4 +1,5 @@
-"""Operator actions in the console: re-prioritise or mark a target, cancel a follow-up. Each
+"""Operator actions in the console on a target (re-prioritise, mark; the candidate, source and
+follow-up actions are in `candidates_api`, `sources_api`, `followups_api`), and `perform`. Each
 needs an operator or admin (`Access.actor`) and is recorded in the action log in the same
 transaction as the change it makes, with who asked, how they were authenticated and the
 request's id; an unknown target or follow-up is recorded too, then answered 404 or 409.
@@ -14,7 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Connection, Engine
 
 from coordinator.console.access import Access, Actor
-from coordinator.store import actions, reads
+from coordinator.store import actions
 from coordinator.store.action_log import ActionEntry, recent_actions, record_action
 from protos.base import utc_now
 
@@ -75,13 +76,6 @@ def found(changed: bool) -> str:
     return DONE if changed else NOT_FOUND
 
 
-def cancelled(conn: Connection, request_id: str) -> str:
-    """Cancel a follow-up; the outcome says whether it was, or why not."""
-    if actions.cancel_followup(conn, request_id, utc_now()):
-        return DONE
-    return NOT_FOUND if reads.followup_state(conn, request_id) is None else NOT_ACTIVE
-
-
 def action_api(engine: Engine, access: Access) -> APIRouter:
     """The actions (operators and admins) and the action log (admins)."""
     api = APIRouter(prefix="/api")
@@ -102,16 +96,6 @@ def action_api(engine: Engine, access: Access) -> APIRouter:
         if perform(engine, actor, what, lambda conn: found(set_it(conn))) == NOT_FOUND:
             raise HTTPException(404, f"no target {target_id}")
         return {"target_id": target_id, "mark": change.mark}
-
-    @api.post("/followups/{request_id}/cancel")
-    def cancel(request_id: str, actor: Acting) -> dict[str, object]:
-        what = ("followup.cancel", f"followup:{request_id[:64]}", "")
-        outcome = perform(engine, actor, what, partial(cancelled, request_id=request_id))
-        if outcome == NOT_FOUND:
-            raise HTTPException(404, f"no follow-up {request_id}")
-        if outcome == NOT_ACTIVE:
-            raise HTTPException(409, f"follow-up {request_id} is not active")
-        return {"request_id": request_id, "state": "cancelled"}
 
     @api.get("/actions", dependencies=[Depends(access.auditor)])
     def action_log(limit: int = Query(200, ge=1, le=1000)) -> list[ActionEntry]:

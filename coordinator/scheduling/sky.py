@@ -1,18 +1,49 @@
-"""The sky seen from one site over a grid of times: target and Sun altitude, Moon distance.
+"""The sky seen from one site over a grid of times: the target's altitude and airmass, the
+Moon's distance, and the site as an astroplan `Observer` (for its night constraint).
+
+Fast by construction, since every round plans every source at every site: what depends only on
+the site and the time grid (the apparent sidereal time, the Moon, the rotation from ICRS to
+apparent coordinates of date) is computed once per round (`SiteGrid`), and a target costs a few
+numpy lines: the altitude from the hour angle, the Moon's distance from both directions. Within
+0.02 deg of astropy's full AltAz transformation for the altitude and of astroplan's moon
+distance (aberration, under 21 arcsec, is left out; a test checks both on a 24 h grid), at
+about 1 ms per target and site where astropy's transformations of a 96-time grid cost 110 ms.
 
 Offline by construction: sites are placed by configured latitude/longitude (never a network
 look-up), and a service that computes skies first calls `configure_offline_iers()` so that
 astropy never downloads Earth-orientation tables.
+
+A `SiteState` is built afresh for each scheduling round and carries its astroplan `Observer`
+(whose cache holds the Sun for the round's grid) and its `SiteGrid`s: every target of the round
+reuses them. (The caches are never emptied, so a site state must not outlive its round.)
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 
 import astropy.units as u
 import numpy as np
-from astropy.coordinates import AltAz, EarthLocation, SkyCoord, get_body, get_sun
+from astroplan import FixedTarget, Observer
+from astropy.coordinates import TETE, EarthLocation, SkyCoord, get_body
 from astropy.time import Time
 from astropy.utils import iers
+
+from coordinator.scheduling.expected import SiteQuality
+
+
+@dataclass(frozen=True)
+class SiteGrid:
+    """What one site's sky depends on over one time grid, whatever the target."""
+
+    lst_rad: np.ndarray
+    """Local apparent sidereal time at each time."""
+    moon_ra_rad: np.ndarray
+    moon_dec_rad: np.ndarray
+    """The Moon's direction from the site (topocentric, apparent) at each time."""
+    to_apparent: np.ndarray
+    """The rotation from ICRS to apparent (true equator and equinox) coordinates at the grid's
+    middle time (precession and nutation over a day move a target by under an arcsecond)."""
 
 
 @dataclass(frozen=True)
@@ -26,16 +57,55 @@ class SiteState:
     horizon_limit_deg: float
     online: bool
     queue_depth: int
+    quality: SiteQuality = field(default_factory=SiteQuality)
+    _grids: dict[tuple[float, int], SiteGrid] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
+
+    @cached_property
+    def observer(self) -> Observer:
+        """The site as an astroplan `Observer` (no refraction: pressure zero)."""
+        location = EarthLocation.from_geodetic(
+            self.lon_deg * u.deg, self.lat_deg * u.deg, self.height_m * u.m
+        )
+        return Observer(location=location, name=self.site_id)
+
+    def grid(self, obstime: Time) -> SiteGrid:
+        """The site's sidereal time and Moon over a time grid (computed once per grid)."""
+        key = (float(obstime[0].jd), len(obstime))
+        if key not in self._grids:
+            location = self.observer.location
+            apparent = TETE(obstime=obstime[len(obstime) // 2])
+            # The Moon in apparent coordinates at its own times (one rotation each): at one
+            # shared time astropy would move it along the Earth's orbit meanwhile.
+            moon = get_body("moon", obstime, location).transform_to(
+                TETE(obstime=obstime, location=location)
+            )
+            axes = SkyCoord(
+                x=[1.0, 0.0, 0.0],
+                y=[0.0, 1.0, 0.0],
+                z=[0.0, 0.0, 1.0],
+                representation_type="cartesian",
+                frame="icrs",
+            ).transform_to(apparent)
+            self._grids[key] = SiteGrid(
+                lst_rad=np.asarray(obstime.sidereal_time("apparent", location.lon).rad),
+                moon_ra_rad=np.asarray(moon.ra.rad),
+                moon_dec_rad=np.asarray(moon.dec.rad),
+                to_apparent=np.asarray(axes.cartesian.xyz.value),
+            )
+        return self._grids[key]
 
 
 @dataclass(frozen=True)
 class SkyAtSite:
-    """One site, one target, a grid of times (all arrays have one value per time)."""
+    """One site, one target, a grid of times (every array has one value per time)."""
 
     site: SiteState
     times: list[datetime]
+    obstime: Time
+    target: FixedTarget
     target_alt_deg: np.ndarray
-    sun_alt_deg: np.ndarray
     moon_separation_deg: np.ndarray
 
     @property
@@ -44,6 +114,11 @@ class SkyAtSite:
         sin_alt = np.sin(np.radians(self.target_alt_deg))
         with np.errstate(divide="ignore"):
             return np.where(sin_alt > 0, 1.0 / np.maximum(sin_alt, 1e-9), np.inf)
+
+    @property
+    def hours_ahead(self) -> np.ndarray:
+        """Hours from the first time of the grid to each time."""
+        return np.array([(t - self.times[0]).total_seconds() / 3600.0 for t in self.times])
 
 
 def configure_offline_iers() -> None:
@@ -70,20 +145,26 @@ def time_grid(start: datetime, span: timedelta, step: timedelta) -> list[datetim
     return [start + i * step for i in range(count)]
 
 
-def sky_at_site(site: SiteState, ra_deg: float, dec_deg: float, times: list[datetime]) -> SkyAtSite:
-    """Compute the target's altitude, the Sun's altitude and the Moon's distance at each time."""
-    location = EarthLocation.from_geodetic(
-        site.lon_deg * u.deg, site.lat_deg * u.deg, site.height_m * u.m
-    )
-    obstime = Time(times)
-    frame = AltAz(obstime=obstime, location=location)
-    target = SkyCoord(ra_deg * u.deg, dec_deg * u.deg).transform_to(frame)
-    # Both directions as seen from the site: the Moon is close enough for parallax to matter.
-    moon = get_body("moon", obstime, location).transform_to(frame)
+def sky_at_site(
+    site: SiteState, ra_deg: float, dec_deg: float, times: list[datetime], obstime: Time
+) -> SkyAtSite:
+    """The target seen from the site at each time (`obstime` is `times` as one astropy `Time`,
+    made once per round so the site's caches recognise it)."""
+    coord = SkyCoord(ra_deg * u.deg, dec_deg * u.deg)
+    grid = site.grid(obstime)
+    x, y, z = grid.to_apparent @ np.asarray(coord.cartesian.xyz.value)
+    ra, dec = float(np.arctan2(y, x)), float(np.arcsin(np.clip(z, -1.0, 1.0)))
+    lat = np.radians(site.lat_deg)
+    hour_angle = grid.lst_rad - ra
+    sin_alt = np.sin(lat) * np.sin(dec) + np.cos(lat) * np.cos(dec) * np.cos(hour_angle)
+    cos_sep = np.sin(dec) * np.sin(grid.moon_dec_rad) + np.cos(dec) * np.cos(
+        grid.moon_dec_rad
+    ) * np.cos(grid.moon_ra_rad - ra)
     return SkyAtSite(
         site=site,
         times=times,
-        target_alt_deg=target.alt.deg,
-        sun_alt_deg=get_sun(obstime).transform_to(frame).alt.deg,
-        moon_separation_deg=moon.separation(target).deg,
+        obstime=obstime,
+        target=FixedTarget(coord),
+        target_alt_deg=np.degrees(np.arcsin(np.clip(sin_alt, -1.0, 1.0))),
+        moon_separation_deg=np.degrees(np.arccos(np.clip(cos_sep, -1.0, 1.0))),
     )

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Row, case, func, select
+from sqlalchemy import ColumnElement, Connection, Row, case, func, select
 
 from coordinator.store.tables import (
     CandidateRow,
@@ -22,7 +22,10 @@ from coordinator.views import (
     CutoutView,
     DetectionView,
     FollowUpView,
+    FramePage,
     FrameSearchView,
+    FrameView,
+    MetricSeries,
     ModelVersionView,
     TargetView,
 )
@@ -264,3 +267,106 @@ def model_versions(conn: Connection) -> list[ModelVersionView]:
             )
         )
     return out
+
+
+def site_record(conn: Connection, site_id: str) -> dict[str, Any] | None:
+    """One site as `site_records` gives it, or None when the store has never heard of it."""
+    row = conn.execute(select(sites).where(sites.c.site_id == site_id)).one_or_none()
+    if row is not None:
+        return row._asdict()
+    scored = conn.execute(select(scores.c.site_id).where(scores.c.site_id == site_id).limit(1))
+    if scored.first() is None:
+        return None
+    return {c.name: None for c in sites.c} | {"site_id": site_id}
+
+
+def _frame_filters(
+    site_id: str,
+    label: str | None,
+    reason: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> list[ColumnElement[bool]]:
+    where = [scores.c.site_id == site_id]
+    if label is not None:
+        where.append(scores.c.label == label)
+    if reason is not None:
+        # reasons are stored comma-separated: match a whole name, not a part of one
+        padded = "," + scores.c.reasons + ","
+        where.append(padded.contains(f",{reason},"))
+    if since is not None:
+        where.append(scores.c.scored_at >= since)
+    if until is not None:
+        where.append(scores.c.scored_at < until)
+    return where
+
+
+def frame_page(
+    conn: Connection,
+    site_id: str,
+    *,
+    label: str | None = None,
+    reason: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> FramePage:
+    """A site's frames matching the filters, newest first, one page of them."""
+    where = _frame_filters(site_id, label, reason, since, until)
+    total = conn.execute(select(func.count()).select_from(scores).where(*where)).scalar_one()
+    rows = conn.execute(
+        select(
+            *(c for c in scores.c if c.name != "thumbnail_png_b64"),
+            scores.c.thumbnail_png_b64.is_not(None).label("has_thumbnail"),
+        )
+        .where(*where)
+        .order_by(scores.c.scored_at.desc(), scores.c.message_id)
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    frames = [
+        FrameView(
+            **{k: v for k, v in r._asdict().items() if k in FrameView.model_fields}
+            | {"reasons": [name for name in r.reasons.split(",") if name]},
+            model=f"{r.model_name} v{r.model_version}",
+        )
+        for r in rows
+    ]
+    return FramePage(total=int(total), offset=offset, limit=limit, frames=frames)
+
+
+def metric_series(
+    conn: Connection, site_id: str, since: datetime, until: datetime, max_points: int
+) -> MetricSeries:
+    """A site's frame metrics between two times as columns, oldest first; only the latest
+    `max_points` frames when there are more."""
+    rows = conn.execute(
+        select(
+            scores.c.scored_at,
+            scores.c.label,
+            scores.c.fwhm_arcsec,
+            scores.c.background_adu,
+            scores.c.transparency,
+        )
+        .where(*_frame_filters(site_id, None, None, since, until))
+        .order_by(scores.c.scored_at.desc())
+        .limit(max_points + 1)
+    ).all()
+    kept = rows[:max_points][::-1]
+    return MetricSeries(
+        times=[r.scored_at for r in kept],
+        labels=[r.label for r in kept],
+        fwhm_arcsec=[r.fwhm_arcsec for r in kept],
+        background_adu=[r.background_adu for r in kept],
+        transparency=[r.transparency for r in kept],
+        truncated=len(rows) > max_points,
+    )
+
+
+def frame_thumbnail(conn: Connection, message_id: str) -> str | None:
+    """A frame's thumbnail (base64 PNG), or None when there is no such frame or thumbnail."""
+    thumbnail: str | None = conn.execute(
+        select(scores.c.thumbnail_png_b64).where(scores.c.message_id == message_id)
+    ).scalar_one_or_none()
+    return thumbnail

@@ -76,6 +76,10 @@ class Site(Base):
     horizon_limit_deg: Mapped[float | None] = mapped_column(Float)
     config_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
+    heartbeat_received_at: Mapped[datetime | None] = mapped_column(
+        doc="When the centre stored the latest heartbeat, by its own clock: a site's age is "
+        "judged by this, so a site whose clock is wrong is not shown offline for it."
+    )
     agent_version: Mapped[str | None] = mapped_column(String(32))
     model_version: Mapped[str | None] = mapped_column(String(32))
     queue_depth: Mapped[int | None] = mapped_column(Integer)
@@ -146,6 +150,15 @@ class FrameSearchRow(Base):
     candidates: Mapped[int] = mapped_column(Integer)
     skipped_reason: Mapped[str | None] = mapped_column(String(256))
     search_ms: Mapped[float | None] = mapped_column(Float)
+    filter: Mapped[str | None] = mapped_column(String(32))
+    pointing_ra_deg: Mapped[float | None] = mapped_column(Float)
+    pointing_dec_deg: Mapped[float | None] = mapped_column(Float)
+    searched_radius_deg: Mapped[float | None] = mapped_column(
+        Float, doc="Radius around the pointing the search surely covered."
+    )
+    limiting_mag: Mapped[float | None] = mapped_column(
+        Float, doc="5-sigma limit of the difference image: the source pages' upper limits."
+    )
 
 
 class HeartbeatRow(Base):
@@ -264,6 +277,24 @@ class FollowUpStatusRow(Base):
     reason: Mapped[str | None] = mapped_column(String(256))
     exposures_done: Mapped[int] = mapped_column(Integer, default=0)
     exposures_total: Mapped[int | None] = mapped_column(Integer)
+
+
+class FollowUpCommand(Base):
+    """A command to a site about a follow-up (request, cancel, re-prioritise), written in the same
+    transaction as the change that calls for it and published by the dispatcher (an outbox): a
+    coordinator that stops in between still sends it after its restart, under the same
+    `message_id`, so the bus keeps it once."""
+
+    __tablename__ = "followup_commands"
+
+    command_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(MESSAGE_ID, unique=True)
+    request_id: Mapped[str] = mapped_column(String(64), index=True)
+    site_id: Mapped[str] = mapped_column(SITE_ID)
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, doc="The message, as JSON.")
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None] = mapped_column(index=True)
 
 
 COMMENT_MAX_CHARS = 2000

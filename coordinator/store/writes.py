@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Table, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from coordinator.followup_states import FollowUpPhase, phase_after_report
+from coordinator.followup_states import FollowUpPhase, Progress, progress_after_report
 from coordinator.store.tables import (
     RESTARTS_MAX_CHARS,
     CandidateRow,
@@ -34,6 +34,7 @@ from protos import (
     SiteHeartbeat,
     TransientCandidate,
 )
+from protos.base import utc_now
 
 SiteMessage = TypeVar("SiteMessage", SiteHeartbeat, SiteConfig)
 
@@ -139,6 +140,7 @@ def write_frame_scores(
                 "model_name": s.model.name,
                 "model_version": s.model.version,
                 "reasons": ",".join(r.reason for r in s.reasons),
+                "thumbnail_png_b64": s.thumbnail_png_b64,
             }
             for s in scores
         ],
@@ -163,6 +165,11 @@ def write_frame_searches(conn: Connection, searches: Sequence[FrameSearched]) ->
                 "candidates": s.search.candidates,
                 "skipped_reason": s.search.skipped_reason,
                 "search_ms": s.search_ms,
+                "filter": s.frame.filter,
+                "pointing_ra_deg": s.frame.pointing.ra_deg if s.frame.pointing else None,
+                "pointing_dec_deg": s.frame.pointing.dec_deg if s.frame.pointing else None,
+                "searched_radius_deg": s.search.searched_radius_deg,
+                "limiting_mag": s.search.limiting_mag,
             }
             for s in searches
         ],
@@ -217,7 +224,9 @@ def _upsert_sites(conn: Connection, rows: list[dict[str, Any]], newer_than: str)
 
 
 def write_heartbeats(conn: Connection, heartbeats: Sequence[SiteHeartbeat]) -> None:
-    """Store heartbeats and keep each site's latest one on its site row."""
+    """Store heartbeats and keep each site's latest one on its site row, with when the centre
+    received it (by its own clock)."""
+    received_at = utc_now()
     insert_new(
         conn,
         table_of(HeartbeatRow),
@@ -229,6 +238,7 @@ def write_heartbeats(conn: Connection, heartbeats: Sequence[SiteHeartbeat]) -> N
                 "model_version": h.model_version,
                 "queue_depth": sum(h.queue_depths.values()),
                 "frames_scored": h.frames_scored,
+                "conditions": h.conditions.model_dump(mode="json") if h.conditions else None,
             }
             for h in heartbeats
         ],
@@ -239,10 +249,12 @@ def write_heartbeats(conn: Connection, heartbeats: Sequence[SiteHeartbeat]) -> N
             {
                 "site_id": h.site_id,
                 "heartbeat_at": h.created_at,
+                "heartbeat_received_at": received_at,
                 "agent_version": h.agent_version,
                 "model_version": h.model_version,
                 "queue_depth": sum(h.queue_depths.values()),
                 "link_state": h.link_state.value,
+                "conditions": h.conditions.model_dump(mode="json") if h.conditions else None,
                 "restarts": ",".join(f"{part}={n}" for part, n in sorted(h.restarts.items()))[
                     :RESTARTS_MAX_CHARS
                 ],
@@ -304,8 +316,8 @@ def write_candidates(conn: Connection, candidates: Sequence[TransientCandidate])
 
 
 def write_followup_statuses(conn: Connection, statuses: Sequence[FollowUpStatus]) -> None:
-    """Store site reports and move each follow-up forward (late or repeated reports are kept
-    but change nothing)."""
+    """Store site reports (each with its exposures) and move each follow-up forward: its phase
+    and exposures done (late or repeated reports are kept but change nothing)."""
     insert_new(
         conn,
         table_of(FollowUpStatusRow),
@@ -317,23 +329,35 @@ def write_followup_statuses(conn: Connection, statuses: Sequence[FollowUpStatus]
                 "state": s.state.value,
                 "reported_at": s.created_at,
                 "reason": s.reason,
+                "exposures_done": s.exposures_done,
+                "exposures_total": s.exposures_total,
             }
             for s in statuses
         ],
     )
     table = table_of(FollowUp)
-    for status in sorted(statuses, key=lambda s: s.created_at):
+    for status in sorted(statuses, key=lambda s: (s.created_at, s.exposures_done)):
         current = conn.execute(
-            select(table.c.state).where(
+            select(table.c.state, table.c.exposures_done, table.c.exposures_total).where(
                 table.c.request_id == status.request_id, table.c.site_id == status.site_id
             )
-        ).scalar_one_or_none()
+        ).one_or_none()
         if current is None:
             continue
-        phase = phase_after_report(FollowUpPhase(current), status.state)
-        if phase is not None:
+        progress = progress_after_report(
+            Progress(FollowUpPhase(current.state), current.exposures_done or 0),
+            status.state,
+            status.exposures_done,
+        )
+        if progress is not None:
             conn.execute(
                 update(table)
                 .where(table.c.request_id == status.request_id)
-                .values(state=phase.value, updated_at=status.created_at, reason=status.reason or "")
+                .values(
+                    state=progress.phase.value,
+                    exposures_done=progress.exposures_done,
+                    exposures_total=status.exposures_total or current.exposures_total,
+                    updated_at=status.created_at,
+                    reason=status.reason or "",
+                )
             )

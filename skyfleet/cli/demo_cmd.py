@@ -39,7 +39,7 @@ def _site_table(fleet: "DemoFleet") -> Group:
             str(status.labels.get("bad", 0)),
             str(status.frames_rejected),
             str(status.candidates),
-            str(telescope.followups_observed if telescope else 0),
+            str(fleet.followups_at(site_id)[1]),  # follow-up exposures taken
             status.link_state.value,
         )
     coordinator = fleet.coordinator
@@ -66,7 +66,7 @@ def demo(
     ),
     cadence: float | None = typer.Option(None, "--cadence", help="Seconds between frames."),
     duration: float | None = typer.Option(
-        None, "--duration", min=1.0, help="Longest scripted night, in seconds (default 110)."
+        None, "--duration", min=1.0, help="Longest scripted night, in seconds (default 150)."
     ),
     camera_px: int = typer.Option(1024, "--camera-px", help="Frame side in pixels."),
     console_port: int = typer.Option(8080, "--port", help="Ops console port (0: a free one)."),

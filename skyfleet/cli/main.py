@@ -7,7 +7,9 @@ from skyfleet.cli import (
     demo_cmd,
     detect_cmd,
     fleet_cmd,
+    model_cmd,
     nats_cmd,
+    realbogus_cmd,
     score_cmd,
     simulate_cmd,
     site_cmd,
@@ -31,6 +33,8 @@ app.add_typer(coordinator_cmd.app, name="coordinator")
 app.add_typer(train_cmd.app, name="train")
 app.add_typer(triton_cmd.app, name="triton")
 app.add_typer(users_cmd.app, name="users")
+app.add_typer(model_cmd.app, name="model")
+app.add_typer(realbogus_cmd.app, name="realbogus")
 app.command("simulate")(simulate_cmd.simulate)
 app.command("score")(score_cmd.score)
 app.command("detect")(detect_cmd.detect)

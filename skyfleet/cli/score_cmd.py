@@ -13,8 +13,11 @@ from rich.table import Table
 
 from imaging.shipped_models import SHIPPED_QUALITY_MODEL_DIR
 from protos.base import SITE_ID_PATTERN
+from protos.frames import TransparencyReference
 
 if TYPE_CHECKING:
+    from imaging.photometry import PhotometricCalibration
+    from imaging.quality_model import QualityModel
     from imaging.scoring import FileResult
     from protos import FrameScore
 
@@ -53,6 +56,13 @@ def score(
         help="A site's calibration folder (its work folder's calibration/): the master bias, "
         "dark and flat that fit each frame are applied before scoring.",
     ),
+    field_references: Path | None = typer.Option(
+        None,
+        "--field-references",
+        help="A folder of the site's own star lists per field (a site agent's "
+        "field-references/, or a new folder): transparency relative to the clearest frame "
+        "of each field, where no catalogue gives it (the first frame of a field builds it).",
+    ),
 ) -> None:
     """Score FITS frames: label, confidence, probabilities, image metrics and reasons.
 
@@ -68,20 +78,10 @@ def score(
         )
         raise typer.Exit(code=2)
 
-    # torch, astropy and sep load here, not for every command
+    model, photometry = _model_and_photometry(model_dir, photometry_file, errors)
     from imaging.calibration_store import CalibrationStore
-    from imaging.photometry import PhotometricCalibration, PhotometryError
-    from imaging.quality_model import ModelLoadError, QualityModel
+    from imaging.field_reference import SiteReferences
     from imaging.scoring import score_files
-
-    try:
-        model = QualityModel.load(model_dir)
-        photometry = (
-            PhotometricCalibration.load(photometry_file) if photometry_file is not None else None
-        )
-    except (ModelLoadError, PhotometryError) as exc:
-        errors.print(f"[red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(code=2) from exc
 
     if calibration_dir is not None and not calibration_dir.is_dir():
         errors.print(f"[red]error:[/] --calibration {escape(str(calibration_dir))}: no such folder")
@@ -96,12 +96,32 @@ def score(
         saturation_adu=saturation_adu,
         photometry=photometry,
         calibration=calibration,
+        references=SiteReferences(field_references) if field_references is not None else None,
     )
     scores, failed = _report(results, as_json=as_json, errors=errors)
     if scores:
         _print_scores(scores, model_name=f"{model.ref.name} {model.ref.version}")
     if failed:
         raise typer.Exit(code=1)
+
+
+def _model_and_photometry(
+    model_dir: Path, photometry_file: Path | None, errors: Console
+) -> tuple["QualityModel", "PhotometricCalibration | None"]:
+    """The quality model and the camera's photometric calibration, or one error line and exit
+    status 2. torch, astropy and sep load here, not for every command."""
+    from imaging.photometry import PhotometricCalibration, PhotometryError
+    from imaging.quality_model import ModelLoadError, QualityModel
+
+    try:
+        model = QualityModel.load(model_dir)
+        photometry = (
+            PhotometricCalibration.load(photometry_file) if photometry_file is not None else None
+        )
+    except (ModelLoadError, PhotometryError) as exc:
+        errors.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(code=2) from exc
+    return model, photometry
 
 
 def _report(
@@ -162,6 +182,8 @@ def _print_scores(scores: list["FrameScore"], model_name: str) -> None:
             transparency = _optional(metrics.transparency, "{:.2f}")
             if metrics.transparency_error is not None:
                 transparency += f"±{metrics.transparency_error:.2f}"
+            if metrics.transparency_reference is TransparencyReference.SITE_REFERENCE:
+                transparency += " [dim]rel.[/]"
             row.append(transparency)
             row.append(_optional(metrics.sky_brightness_mag_arcsec2, "{:.2f}"))
         table.add_row(*row)

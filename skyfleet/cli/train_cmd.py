@@ -190,19 +190,13 @@ def realbogus(
     console = Console()
     with console.status(f"Training real/bogus in {out} ({pairs} simulated pairs at most)"):
         report = train_realbogus(out, pairs, repository or SHIPPED_REALBOGUS_MODEL_DIR)
-    table = Table(title=f"realbogus v{report.version}", show_header=False)
+    released = f"v{report.version}" if report.version is not None else "candidate (not released)"
+    table = Table(title=f"realbogus {released}", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("epochs", str(len(report.history)))
-    table.add_row("held-out ROC AUC", _auc(report.held_out.roc_auc))
-    table.add_row("held-out reals", f"{report.held_out_reals} of {report.held_out.samples}")
-    table.add_row("real ZTF alerts ROC AUC", _auc(report.ztf.roc_auc))
-    table.add_row("model", str(report.model_dir))
+    for name, value in report.summary_rows():
+        table.add_row(name, value)
     console.print(table)
-
-
-def _auc(value: float | None) -> str:
-    return "n/a (one class only)" if value is None else f"{value:.3f}"
 
 
 def _record_table(record: "FleetRunRecord", record_path: Path) -> Table:

@@ -3,17 +3,21 @@
 ZTF alert packets carry 63x63 science, template and difference stamps and ZTF's own deep
 real/bogus score `drb`. Their central 31x31 pixels are scored by our model; a negative
 difference (`isdiffpos` = 'f', a fading source) is flipped and new/reference swapped, as our
-site would detect it. Agreement and ROC AUC are against `drb > 0.5` as the label.
+site would detect it. Agreement and ROC AUC are against `drb > 0.5` as the label; a packet
+without `drb` is skipped and counted (`read_ztf_alerts`).
 """
 
 import gzip
 import io
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import fastavro
 import numpy as np
 from astropy.io import fits
+from astropy.io.fits.verify import VerifyWarning
 from pydantic import BaseModel
 from scipy.stats import rankdata
 
@@ -56,8 +60,10 @@ def summarise(scores: np.ndarray, labels: np.ndarray, threshold: float = 0.5) ->
 
 def _stamp(record: dict[str, Any], key: str) -> np.ndarray:
     raw = gzip.decompress(record[key]["stampData"])
-    with fits.open(io.BytesIO(raw)) as hdul:
-        data = np.asarray(hdul[0].data, dtype=np.float32)
+    with warnings.catch_warnings():  # ZTF's stamps have a SIMPLE card astropy finds irregular
+        warnings.simplefilter("ignore", VerifyWarning)
+        with fits.open(io.BytesIO(raw)) as hdul:
+            data = np.asarray(hdul[0].data, dtype=np.float32)
     top = (data.shape[0] - CUTOUT_SIDE_PX) // 2
     left = (data.shape[1] - CUTOUT_SIDE_PX) // 2
     return data[top : top + CUTOUT_SIDE_PX, left : left + CUTOUT_SIDE_PX]
@@ -82,15 +88,29 @@ def read_ztf_alert_records(alerts_dir: Path = ZTF_ALERTS_DIR) -> list[dict[str, 
     return records
 
 
-def read_ztf_alerts(alerts_dir: Path = ZTF_ALERTS_DIR) -> tuple[np.ndarray, np.ndarray]:
-    """Triplets `[N, 3, 31, 31]` (new, reference, difference) and ZTF `drb` of every alert."""
+@dataclass(frozen=True)
+class LabelledAlerts:
+    """Triplets `[N, 3, 31, 31]` (new, reference, difference), ZTF's `drb` of each, and how many
+    packets were skipped for carrying no `drb` (older packets, or a broker that dropped it)."""
+
+    stamps: np.ndarray
+    drb: np.ndarray
+    skipped_without_drb: int
+
+
+def read_ztf_alerts(alerts_dir: Path = ZTF_ALERTS_DIR) -> LabelledAlerts:
+    """Every alert under `alerts_dir` that carries ZTF's `drb`; the others skipped and counted."""
     records = read_ztf_alert_records(alerts_dir)
-    stamps = [alert_triplet(record) for record in records]
-    drb = [float(record["candidate"]["drb"]) for record in records]
-    return np.array(stamps), np.array(drb)
+    labelled = [r for r in records if r["candidate"].get("drb") is not None]
+    stamps = [alert_triplet(record) for record in labelled]
+    return LabelledAlerts(
+        np.array(stamps).reshape(-1, 3, CUTOUT_SIDE_PX, CUTOUT_SIDE_PX),
+        np.array([float(record["candidate"]["drb"]) for record in labelled]),
+        len(records) - len(labelled),
+    )
 
 
 def evaluate_on_ztf(model: RealBogusModel, alerts_dir: Path = ZTF_ALERTS_DIR) -> RocSummary:
     """Our real/bogus against ZTF's `drb > 0.5` on the stored alerts."""
-    stamps, drb = read_ztf_alerts(alerts_dir)
-    return summarise(model.score(stamps), drb > DRB_REAL)
+    alerts = read_ztf_alerts(alerts_dir)
+    return summarise(model.score(alerts.stamps), alerts.drb > DRB_REAL)

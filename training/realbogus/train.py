@@ -40,7 +40,8 @@ from training.realbogus.net import RealBogusNet
 
 class RealBogusTrainingSettings(TrainingSettings):
     """A real/bogus training run: the knobs every run has, plus the triplets' validation split,
-    hosted reals, the seed of the simulated pairs and a model to fine-tune."""
+    hosted reals, the seed of the simulated pairs, the weight of real alerts and a model to
+    fine-tune."""
 
     model_config = SettingsConfigDict(env_prefix="SKYFLEET_RB_", extra="forbid")
     toml_table: ClassVar[str] = "realbogus"
@@ -56,6 +57,13 @@ class RealBogusTrainingSettings(TrainingSettings):
         ge=0,
         description="Seed of the simulated training pairs: another seed gives a fine-tune pairs "
         "its starting model never saw.",
+    )
+    real_weight: int = Field(
+        default=8,
+        ge=0,
+        le=50,
+        description="Copies of each real training alert (`training.realbogus.real_augment`) "
+        "that `skyfleet train realbogus` adds to the simulated triplets; 0: simulations only.",
     )
     initial_model: Path | None = Field(
         default=None,

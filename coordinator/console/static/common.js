@@ -1,11 +1,20 @@
 // Shared by every console page: the header (navigation, live badge, login), the signed-in
-// user, JSON fetching, actions with the session's CSRF token, and number formatting.
+// user, JSON fetching, actions with the session's CSRF token, number and time formatting, the
+// live fleet summary (server-sent events) and the look of Plotly charts.
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
 const fmt = (v, digits = 2) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
 const pct = (v) => (v === null || v === undefined ? "–" : `${Math.round(100 * v)}%`);
 const esc = (text) => String(text ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+// Times are shown in UTC, as observatories log them: "2026-12-03 21:04 UTC" or "21:04".
+function utc(iso, withDate = true) {
+  if (!iso) return "–";
+  return withDate ? `${iso.slice(0, 10)} ${iso.slice(11, 16)} UTC` : iso.slice(11, 16);
+}
+const ago = (seconds) => (seconds === null || seconds === undefined ? "–"
+  : seconds < 90 ? `${Math.round(seconds)} s ago` : seconds < 5400 ? `${Math.round(seconds / 60)} min ago`
+  : `${(seconds / 3600).toFixed(1)} h ago`);
 
 const NAV = [
   ["/", "Fleet"],
@@ -104,6 +113,30 @@ function setLive(online, text) {
   badge.className = `badge ${online ? "online" : "offline"}`;
   badge.textContent = text;
 }
+
+// The fleet summary, live: `onSummary(summary)` on every change (server-sent events from
+// /api/events); the header's badge says whether the stream is up. The browser reconnects.
+function liveSummary(onSummary) {
+  const events = new EventSource("/api/events");
+  events.addEventListener("open", () => setLive(true, "live"));
+  events.addEventListener("error", () => setLive(false, me.may_read ? "reconnecting…" : "log in to see the fleet"));
+  events.addEventListener("summary", (event) => onSummary(JSON.parse(event.data)));
+  return events;
+}
+
+// The console's dark look for Plotly charts, with axis titles (units in brackets).
+function plotLayout(xTitle, yTitle, extra = {}) {
+  const axis = { gridcolor: "#243049", zerolinecolor: "#2c3850", linecolor: "#3d4d6d" };
+  return {
+    paper_bgcolor: "#0f1420", plot_bgcolor: "#111a2a", font: { color: "#dde3ee", size: 12 },
+    margin: { l: 60, r: 20, t: 10, b: 45 }, showlegend: true,
+    legend: { orientation: "h", y: 1.12, x: 0 },
+    xaxis: { ...axis, title: { text: xTitle } }, yaxis: { ...axis, title: { text: yTitle } },
+    ...extra,
+  };
+}
+const PLOT_CONFIG = { responsive: true, displaylogo: false };
+const LABEL_COLOURS = { good: "#3ddc84", medium: "#f2c94c", bad: "#eb5757" };
 
 // Every page calls this once: draws the header, finds out who is here, then runs `start`.
 async function page(start) {

@@ -122,6 +122,12 @@ class CoordinatorSettings(ServiceSettings):
     max_airmass: float = Field(default=2.0, ge=1.0)
     max_site_queue: int = Field(default=20, ge=1)
     plan_interval_s: float = Field(default=5.0, gt=0.0)
+    sky_clock_offsets_s: dict[str, float] = Field(
+        default_factory=dict,
+        description="Simulations only: per site, how many seconds from now its sky is judged "
+        "(the demo puts each simulated site in a night of its own, and its telescope judges "
+        "the sky at the same offset); real sites are never offset.",
+    )
     quality_frames: int = Field(
         default=20,
         ge=1,

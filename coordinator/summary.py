@@ -97,6 +97,8 @@ def fleet_summary(
             targets=total_targets,
             confident_targets=confident,
             multi_site_targets=multi_site,
+            targets_by_status=reads.targets_by_status(conn),
+            followed_targets_by_status=reads.targets_by_status(conn, followed_only=True),
             followups=reads.followup_counts(conn),
             alerts=[f"{s.site_id}: {alert}" for s in sites for alert in s.alerts],
         )

@@ -62,6 +62,10 @@ class FleetSummary(BaseModel):
     targets: int
     confident_targets: int
     multi_site_targets: int
+    targets_by_status: dict[str, int] = {}
+    """Targets per status: candidate, source, tracklet, rejected."""
+    followed_targets_by_status: dict[str, int] = {}
+    """The same for the targets follow-ups were requested for (sources, or an operator's pick)."""
     followups: dict[str, int]
     alerts: list[str]
 

@@ -57,7 +57,9 @@ from training.simulator import SimCamera
 
 log = logging.getLogger(__name__)
 
-UNDER_WAY = ("sent", "accepted", "observing")
+DEMO_FOLLOWUP_WINDOW_H = 0.25
+"""The demo's follow-up window: one 15-minute step of the planning grid, so plans start now."""
+UNDER_WAY = ("sent", "accepted", "observing", "cancelling")
 """Follow-up states that are not finished yet."""
 DEMO_OPERATOR = "operator"
 """The console user the demo makes, so its console's actions work."""
@@ -275,6 +277,10 @@ class DemoFleet:
             sites=[site.site_id for site in DEMO_SITES],
             plan_interval_s=2.0,
             heartbeat_stale_s=30.0,
+            sky_clock_offsets_s={site.site_id: _sky_offset_s(site) for site in DEMO_SITES},
+            # a scripted night lasts minutes: follow-ups are planned for now, within a quarter
+            # of an hour (one step of the planning grid), not for the best hour of a day
+            followup_window_h=DEMO_FOLLOWUP_WINDOW_H,
         )
 
     async def _until_done(

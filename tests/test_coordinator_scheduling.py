@@ -113,6 +113,23 @@ def test_the_planner_picks_the_site_where_the_target_is_up_at_night():
     )
 
 
+def test_a_simulated_site_is_planned_in_the_night_of_its_own_sky_clock():
+    """The demo puts each simulated site in a night of its own: at midday in India Hanle is
+    planned at once when its sky is offset to La Silla's night hour, and not otherwise."""
+    settings = CoordinatorSettings(min_moon_separation_deg=0.0)
+    ra = zenith_ra_deg(LA_SILLA.lon_deg, WHEN)
+    # the same local time at Hanle as at La Silla now: shift by their longitude difference
+    offset_s = (HANLE.lon_deg - LA_SILLA.lon_deg) / 360.0 * 86400.0 * (365.2422 / 366.2422)
+    shifted = dataclasses.replace(HANLE, sky_offset_s=-offset_s, lat_deg=LA_SILLA.lat_deg)
+    constraints = default_constraints(settings)
+    unshifted = dataclasses.replace(shifted, sky_offset_s=0.0)
+
+    plan = best_plan(ra, -29.0, [shifted], constraints, WHEN, timedelta(hours=2), 2.0)
+
+    assert plan is not None and plan.start == WHEN  # planned now, by the wall clock
+    assert best_plan(ra, -29.0, [unshifted], constraints, WHEN, timedelta(hours=2), 2.0) is None
+
+
 def test_expected_quality_fades_from_what_was_measured_to_a_typical_night():
     hours = np.array([0.0, 2.0, 24.0])
     zenith = np.ones(3)

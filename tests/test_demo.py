@@ -37,7 +37,12 @@ def test_fast_demo_runs_a_scripted_night_and_prints_what_the_fleet_did(tmp_path)
     assert fleet["candidates"] == sum(site["candidates"] for site in sites.values())
     # the demo sky's transients are seen by several sites and fused into one target each
     assert fleet["multi_site_targets"] >= 1
-    # a follow-up went to a site, was observed there and reported done
+    # a follow-up went to a site's Alpaca telescope, was exposed there and reported done
     assert fleet["followups"].get("done", 0) >= 1
     assert sum(site["followups_observed"] for site in sites.values()) >= 1
+    assert sum(site["followup_exposures"] for site in sites.values()) >= 3  # a plan's count
+    # the targets followed up are sources (seen in two frames or at two sites), never single
+    # noise detections, which stay candidates
+    assert fleet["targets_by_status"].get("source", 0) >= 1
+    assert set(fleet["followed_targets_by_status"]) == {"source"}
     assert summary["console_url"].startswith("http://127.0.0.1:")

@@ -83,6 +83,11 @@ async def test_the_canary_switches_first_the_fleet_follows_and_a_drifting_versio
             async with running_agent(east_settings) as east, running_agent(west_settings) as west:
                 feeding = asyncio.create_task(keep_fed([east, west], written))
                 try:
+                    # both sites score with the serving version before the release goes out
+                    assert await wait_until(
+                        lambda: min(east.status().frames_scored, west.status().frames_scored) >= 1,
+                        timeout_s=60,
+                    )
                     good = await roll_out(hub_js, repository, "quality", "6", plan, previous="5")
                     bad = await roll_out(hub_js, repository, "quality", "7", plan, previous="6")
                 finally:

@@ -66,6 +66,7 @@ def site_states(conn: Connection, settings: CoordinatorSettings, now: datetime) 
             online=views[r["site_id"]].status is SiteStatus.ONLINE,
             queue_depth=(r["queue_depth"] or 0) + int(ours.get(r["site_id"], 0)),
             quality=qualities[r["site_id"]],
+            sky_offset_s=settings.sky_clock_offsets_s.get(r["site_id"], 0.0),
         )
         for r in reads.site_records(conn)
         if r["lat_deg"] is not None and r["lon_deg"] is not None

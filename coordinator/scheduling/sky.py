@@ -26,7 +26,7 @@ import astropy.units as u
 import numpy as np
 from astroplan import FixedTarget, Observer
 from astropy.coordinates import TETE, EarthLocation, SkyCoord, get_body
-from astropy.time import Time
+from astropy.time import Time, TimeDelta
 from astropy.utils import iers
 
 from coordinator.scheduling.expected import SiteQuality
@@ -58,6 +58,8 @@ class SiteState:
     online: bool
     queue_depth: int
     quality: SiteQuality = field(default_factory=SiteQuality)
+    sky_offset_s: float = 0.0
+    """Simulations only: the site's sky is that of this many seconds later (`sky_at_site`)."""
     _grids: dict[tuple[float, int], SiteGrid] = field(
         default_factory=dict, init=False, compare=False, repr=False
     )
@@ -149,7 +151,10 @@ def sky_at_site(
     site: SiteState, ra_deg: float, dec_deg: float, times: list[datetime], obstime: Time
 ) -> SkyAtSite:
     """The target seen from the site at each time (`obstime` is `times` as one astropy `Time`,
-    made once per round so the site's caches recognise it)."""
+    made once per round so the site's caches recognise it). A simulated site with a sky offset
+    sees the sky of `obstime` plus the offset; its `times` stay those of the wall clock."""
+    if site.sky_offset_s:
+        obstime = obstime + TimeDelta(site.sky_offset_s, format="sec")
     coord = SkyCoord(ra_deg * u.deg, dec_deg * u.deg)
     grid = site.grid(obstime)
     x, y, z = grid.to_apparent @ np.asarray(coord.cartesian.xyz.value)

@@ -234,6 +234,16 @@ def followup_counts(conn: Connection) -> dict[str, int]:
     return {state: int(n) for state, n in rows}
 
 
+def targets_by_status(conn: Connection, *, followed_only: bool = False) -> dict[str, int]:
+    """Targets per status (candidate, source, tracklet, rejected); with `followed_only`, only
+    those that a follow-up was requested for."""
+    query = select(targets.c.status, func.count()).group_by(targets.c.status)
+    if followed_only:
+        followed = select(followups.c.target_id).distinct().scalar_subquery()
+        query = query.where(targets.c.target_id.in_(followed))
+    return {status: int(n) for status, n in conn.execute(query).all()}
+
+
 def candidate_count(conn: Connection) -> int:
     """Candidates the sites have reported."""
     return int(conn.execute(select(func.count()).select_from(candidates)).scalar_one())

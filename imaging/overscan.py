@@ -37,6 +37,9 @@ def _section(header: fits.Header, key: str, shape: tuple[int, int]) -> tuple[sli
         log.warning("%s %r is not a FITS section [x1:x2,y1:y2]: ignored", key, text)
         return None
     x1, x2, y1, y2 = (int(group) for group in found.groups())
+    if x1 > x2 or y1 > y2:
+        log.warning("%s %r runs backwards (a flipped readout is not handled): ignored", key, text)
+        return None
     rows, columns = shape
     if not (
         min(x1, x2) >= 1 and max(x1, x2) <= columns and min(y1, y2) >= 1 and max(y1, y2) <= rows

@@ -163,6 +163,7 @@ def frame_pipeline(
         references=SiteReferences(settings.field_references_dir),
         before_scoring=calibration,
         before_publishing=[ReportFollowUp(settings.site_id, followups)],
-        after_publishing=[*([SubmitSearch(lane)] if lane else []), *([sampler] if sampler else [])],
+        # the sampler reads the frame's pixels, which the search lane then takes over
+        after_publishing=[*([sampler] if sampler else []), *([SubmitSearch(lane)] if lane else [])],
         after_settling=[CloseFollowUp(followups)],
     )

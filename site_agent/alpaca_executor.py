@@ -349,7 +349,13 @@ class AlpacaExecutor:
         record.frames.append(path.name)
         record.exposures_done += 1
         self.book.save(record)
-        write_exposure(path, pixels, header)
+        try:
+            write_exposure(path, pixels, header)
+        except OSError as exc:  # a full or read-only intake: the request fails, honestly
+            record.frames.pop()
+            record.exposures_done -= 1
+            self.book.save(record)
+            raise DeviceError(f"cannot write exposure {path.name}: {exc}") from exc
         log.info(
             "follow-up exposure written site=%s request_id=%s exposure=%d/%d file=%s",
             self.site_id,

@@ -18,7 +18,7 @@ from protos import SiteLocation, SkyTarget
 
 log = logging.getLogger(__name__)
 
-ASTRONOMICAL_TWILIGHT_DEG = -12.0
+NAUTICAL_TWILIGHT_DEG = -12.0
 """The Sun must be below this altitude for a follow-up: the sky is dark enough for faint
 targets from nautical twilight's end (-12°) on."""
 MIN_MOON_SEPARATION_DEG = 20.0
@@ -36,7 +36,7 @@ class SiteSky:
 
     location: SiteLocation
     horizon_limit_deg: float
-    max_sun_altitude_deg: float = ASTRONOMICAL_TWILIGHT_DEG
+    max_sun_altitude_deg: float = NAUTICAL_TWILIGHT_DEG
     min_moon_separation_deg: float = MIN_MOON_SEPARATION_DEG
 
     def _earth_location(self) -> EarthLocation:

@@ -123,6 +123,8 @@ async def test_the_night_report_downloads_as_csv(http):
         ("/api/sites/east/frames", {"label": "ugly"}, "label"),
         ("/api/sites/east/frames", {"reason": "gremlins"}, "reason"),
         ("/api/sites/east/frames", {"since": "yesterday"}, "since"),
+        ("/api/sites/east/frames", {"until": "2026-12-03T21:00"}, "until"),  # no time zone
+        ("/api/sites/east/metrics", {"since": "2026-12-03T21:00"}, "since"),
         ("/api/sites/east/quality", {"hours": 0}, "hours"),
         ("/api/night", {"date": "2026-13-45"}, "date"),
         ("/api/night", {"format": "xml"}, "format"),

@@ -33,7 +33,7 @@ async def test_a_site_keeps_its_newest_samples_within_its_quota_and_training_rea
                 tmp_path,
                 "east",
                 hub,
-                search_transients=False,
+                search_transients=True,  # its lane takes the frame after the sampler saw it
                 samples=SampleSettings(quota_bytes=QUOTA_BYTES, min_interval_s=0.0),
             )
             async with running_agent(settings) as east:

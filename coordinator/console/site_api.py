@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import Response
+from pydantic import AwareDatetime
 from sqlalchemy import Connection, Engine
 
 from coordinator.console.access import Access
@@ -75,8 +76,8 @@ def site_api(engine: Engine, settings: CoordinatorSettings, access: Access) -> A
         site_id: SiteId,
         label: Label | None = None,
         reason: Reason | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: AwareDatetime | None = None,
+        until: AwareDatetime | None = None,
         offset: Annotated[int, Query(ge=0)] = 0,
         limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = 50,
     ) -> FramePage:
@@ -95,7 +96,7 @@ def site_api(engine: Engine, settings: CoordinatorSettings, access: Access) -> A
 
     @api.get("/sites/{site_id}/metrics")
     def metrics(
-        site_id: SiteId, since: datetime | None = None, until: datetime | None = None
+        site_id: SiteId, since: AwareDatetime | None = None, until: AwareDatetime | None = None
     ) -> MetricSeries:
         """Frame metrics from `since` to `until` (default: the site's night so far)."""
         now = utc_now()

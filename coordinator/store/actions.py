@@ -10,7 +10,7 @@ the coordinator restarts in between.
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import ColumnElement, Connection, and_, select, update
 
 from coordinator.followup_states import ACTIVE_PHASES, FollowUpPhase
 from coordinator.scheduling import outbox
@@ -82,12 +82,16 @@ def reject_target(conn: Connection, target_id: int, user: str, now: datetime) ->
     return True
 
 
+def _is_active(request_id: str) -> ColumnElement[bool]:
+    """The follow-up `request_id`, while it is active."""
+    return and_(followups.c.request_id == request_id, followups.c.state.in_(list(ACTIVE_PHASES)))
+
+
 def _active_followup_site(conn: Connection, request_id: str) -> str | None:
-    """The site holding an active follow-up (None if it is unknown or no longer active)."""
+    """The site holding an active follow-up (None if it is unknown or no longer active); read
+    FOR UPDATE where the database has it, so the change that follows sees the same state."""
     return conn.execute(
-        select(followups.c.site_id).where(
-            followups.c.request_id == request_id, followups.c.state.in_(list(ACTIVE_PHASES))
-        )
+        select(followups.c.site_id).where(_is_active(request_id)).with_for_update()
     ).scalar_one_or_none()
 
 
@@ -102,7 +106,7 @@ def cancel_followup(
         return False
     conn.execute(
         update(followups)
-        .where(followups.c.request_id == request_id)
+        .where(_is_active(request_id))
         .values(state=FollowUpPhase.CANCELLING.value, reason=reason, updated_at=now)
     )
     outbox.cancel_command(conn, site_id, request_id, reason, now)
@@ -116,9 +120,7 @@ def reprioritise_followup(conn: Connection, request_id: str, priority: int, now:
     if site_id is None:
         return False
     conn.execute(
-        update(followups)
-        .where(followups.c.request_id == request_id)
-        .values(priority=priority, updated_at=now)
+        update(followups).where(_is_active(request_id)).values(priority=priority, updated_at=now)
     )
     message = FollowUpReprioritise(
         message_id=outbox.command_id(conn, FollowUpReprioritise.KIND, site_id, request_id),

@@ -4,7 +4,8 @@ process sampled, and their growth reported.
 
 `python -m bench.soak [MINUTES]` (default 30; `make soak`). The demo runs with a frame every
 `CADENCE_S` seconds per site for MINUTES; samples are taken every `SAMPLE_EVERY_S` from /proc (the
-demo process and all its children: the hub's and sites' nats-servers). Growth is the slope of a
+demo process and all its children: the hub's and sites' nats-servers, each site's Alpaca
+simulator and sky camera). Growth is the slope of a
 least-squares line through each process's samples after `WARM_UP_S` (model loading, first
 references, caches filling), in MB and descriptors per hour. Bounded means: RSS growth under
 `RSS_GROWTH_LIMIT_MB_PER_H` and no descriptor growth beyond `FD_GROWTH_LIMIT_PER_H`. The samples
@@ -29,12 +30,17 @@ CADENCE_S = 4.0
 """A frame every 4 s at each of the three sites: a busy survey camera, about 0.75 frames/s."""
 FRAME_SIDE_PX = 1024
 SAMPLE_EVERY_S = 15.0
-WARM_UP_S = 180.0
-"""Samples before this are left out of the growth fit: models load, references are built."""
+WARM_UP_S = 600.0
+"""Samples before this are left out of the growth fit: models load, references are built, the
+stores' caches fill. Measured (30-min run, 2026-12-03): the demo process rose from 670 MB at 2 min
+to about 850 MB at 10 min and then held (slope -28 to +18 MB/h after 10-15 min); a fit from 3 min
+on read that filling as a 108 MB/h leak."""
 RSS_GROWTH_LIMIT_MB_PER_H = 50.0
 """More than this per hour would fill an 8 GB Jetson in days: that is a leak."""
 FD_GROWTH_LIMIT_PER_H = 10.0
 PAGE_KB = 1024
+CONSOLE_WIDTH = 140
+"""Wide enough for the table's eleven columns when the output is not a terminal (`make soak`)."""
 DRAIN_S = 120.0
 """After the last frame the demo waits this long at most for the fleet to catch up."""
 
@@ -76,13 +82,22 @@ def _tree(root: int) -> list[int]:
 
 
 def _name(pid: int) -> str:
+    """A name for each process of the fleet, unique among them (its pid where several run the
+    same command: the demo's Alpaca simulators and sky cameras, one per site)."""
     args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     text = " ".join(a.decode(errors="replace") for a in args if a)
     if "nats-server" in text:
         conf = Path(next((a for a in text.split() if a.endswith(".conf")), ""))
         owner = conf.parent.name if conf.parent.name != "nats" else conf.parent.parent.name
         return f"nats-server {owner}"  # the hub's, or a site's (.../<site>/nats/...)
-    return Path(args[0].decode()).name if args and args[0] else str(pid)
+    words = text.split()
+    if "-m" in words[:-1]:  # `python -m skyfleet.sky_camera ...`: the module names it
+        return f"{words[words.index('-m') + 1]} {pid}"
+    command = Path(words[0]).name if words else ""
+    if command.startswith("python") and len(words) > 1:  # a script: `python .../skyfleet demo`
+        command = Path(words[1]).name
+    subcommand = [word for word in words[2:3] if not word.startswith("-")]
+    return f"{' '.join([command, *subcommand])} {pid}" if command else str(pid)
 
 
 def _sample(pid: int) -> tuple[float, int]:
@@ -154,7 +169,7 @@ def report(series: dict[str, Series], minutes: float) -> Table:
 
 def main() -> None:
     minutes = float(sys.argv[1]) if len(sys.argv) > 1 else 30.0
-    console = Console()
+    console = Console(width=CONSOLE_WIDTH)
     with tempfile.TemporaryDirectory(prefix="skyfleet-soak-") as folder:
         work = Path(folder) / "fleet"
         console.print(f"soak: {minutes:.0f} min of `skyfleet demo`, sampled every 15 s ...")

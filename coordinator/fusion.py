@@ -21,7 +21,13 @@ import numpy as np
 from astropy.coordinates import SkyCoord
 from sqlalchemy import Connection, func, select, update
 
-from coordinator.store.tables import CandidateRow, Target, TargetStatus, table_of
+from coordinator.store.tables import (
+    OPERATOR_PREFIX,
+    CandidateRow,
+    Target,
+    TargetStatus,
+    table_of,
+)
 
 SINGLE_FRAME_WEIGHT = 0.5
 MOVING_WEIGHT = 0.2
@@ -29,8 +35,6 @@ MIN_MOTION_GAP = timedelta(minutes=10)
 MAX_MOTION_GAP = timedelta(hours=12)
 MIN_SOURCE_FRAMES = 2
 """Frames (or sites) a target needs to be a source rather than a candidate."""
-OPERATOR = "user:"
-"""The prefix of `promoted_by` when an operator decided the status (it then stands)."""
 DETECTIONS = "detections"
 
 
@@ -104,7 +108,7 @@ def target_status(
     current: Status, n_frames: int, n_sites: int, moving: bool, seen: datetime
 ) -> Status:
     """What a target is after its detections changed (an operator's decision stands)."""
-    operator = current.promoted_by is not None and current.promoted_by.startswith(OPERATOR)
+    operator = current.promoted_by is not None and current.promoted_by.startswith(OPERATOR_PREFIX)
     if operator or current.status is TargetStatus.REJECTED:
         return current
     if moving:

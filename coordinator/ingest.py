@@ -47,7 +47,7 @@ from coordinator.dead_letters import (
     refused_for_its_data,
 )
 from coordinator.fusion import fuse_new_candidates
-from coordinator.settings import CoordinatorSettings
+from coordinator.site_rates import LaneRate
 from coordinator.store import writes
 from fleetbus.client import decode
 from fleetbus.pull import BatchPuller, ensure_consumer
@@ -144,14 +144,18 @@ class StoreWriter:
                 raise ValueError(f"no store writer for message kind {kind!r}")
 
 
-def consumer_config(durable: str, kind: str, batch: int, ack_wait_s: float) -> ConsumerConfig:
-    """A durable pull consumer of one kind from every site; one explicit ack acknowledges a
+def consumer_config(
+    durable: str, filter_subject: str, batch: int, ack_wait_s: float, start_seq: int | None = None
+) -> ConsumerConfig:
+    """A durable pull consumer of the messages on `filter_subject` (one kind, of one site or of
+    every site), from the stream's start or from `start_seq`; one explicit ack acknowledges a
     stored message (`AckPolicy.EXPLICIT`)."""
     return ConsumerConfig(
         durable_name=durable,
-        filter_subject=all_sites_of_kind(kind),
+        filter_subject=filter_subject,
         ack_policy=AckPolicy.EXPLICIT,
-        deliver_policy=DeliverPolicy.ALL,
+        deliver_policy=DeliverPolicy.ALL if start_seq is None else DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=start_seq,
         ack_wait=ack_wait_s,
         max_ack_pending=max(4 * batch, 1000),
     )
@@ -181,7 +185,9 @@ class Batch:
 
 
 class KindConsumer:
-    """The ingest loop of one message kind."""
+    """The ingest loop of one message kind: of every site, or of one site (`filter_subject`,
+    held to its site's rate by `rate`; see `site_lanes`). Its dead letters go to
+    `dead_letter(dead_letter_name)` (default: the durable name)."""
 
     def __init__(
         self,
@@ -194,6 +200,10 @@ class KindConsumer:
         idle_wait_s: float,
         ack_wait_s: float,
         counts: Counter[str],
+        filter_subject: str | None = None,
+        start_seq: int | None = None,
+        dead_letter_name: str | None = None,
+        rate: LaneRate | None = None,
     ) -> None:
         self.nc = nc
         self.js = nc.jetstream()
@@ -204,23 +214,27 @@ class KindConsumer:
         self.idle_wait_s = idle_wait_s
         self.ack_wait_s = ack_wait_s
         self.counts = counts
+        self.config = consumer_config(
+            durable, filter_subject or all_sites_of_kind(kind), batch, ack_wait_s, start_seq
+        )
+        self.dead_letter_subject = dead_letter(dead_letter_name or durable)
+        self.rate = rate
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fetch, store and acknowledge until `stop` is set. The next batch is fetched and
         decoded while the previous one is being stored; acks stay in batch order. A fault in
         one round is logged and counted, and the loop goes on."""
-        await ensure_consumer(
-            self.js,
-            FLEET_STREAM,
-            consumer_config(self.durable, self.kind, self.batch, self.ack_wait_s),
-        )
+        await ensure_consumer(self.js, FLEET_STREAM, self.config)
         puller = BatchPuller(self.nc, FLEET_STREAM, self.durable)
         await puller.start()
         log.info("ingest started kind=%s durable=%s", self.kind, self.durable)
         storing: asyncio.Task[None] | None = None
         while not stop.is_set():
+            size, prefetch = await self._fetch_size(stop)
+            if not size:
+                continue
             try:
-                fetched = await puller.fetch(self.batch, self.idle_wait_s)
+                fetched = await puller.fetch(size, self.idle_wait_s, prefetch=prefetch)
             except (nats.errors.ConnectionClosedError, nats.errors.Error) as exc:
                 log.warning("ingest fetch failed kind=%s error=%r", self.kind, exc)
                 await asyncio.sleep(self.idle_wait_s)
@@ -230,6 +244,8 @@ class KindConsumer:
                 continue
             if not fetched:
                 continue
+            if self.rate is not None:
+                self.rate.spend(fetched)
             try:
                 batch = await self.decode_batch(fetched)
             except Exception:
@@ -241,6 +257,14 @@ class KindConsumer:
         if storing is not None:
             await storing
         await puller.stop()
+
+    async def _fetch_size(self, stop: asyncio.Event) -> tuple[int, bool]:
+        """How many messages to fetch now, and whether to ask for the next batch meanwhile
+        (only if the lane's rate allows two more batches): 0 if `stop` came while waiting."""
+        if self.rate is None:
+            return self.batch, True
+        allowance = await self.rate.allowance(self.batch, stop)
+        return min(self.batch, allowance), allowance >= 2 * self.batch
 
     async def _round_failed(self, step: str, batch: int, stop: asyncio.Event) -> None:
         """Log and count a fault of one round, then pause (or stop, if asked meanwhile)."""
@@ -342,7 +366,7 @@ class KindConsumer:
             max_payload=self.nc.max_payload,
         )
         try:
-            await self.js.publish(dead_letter(self.durable), payload, headers=headers)
+            await self.js.publish(self.dead_letter_subject, payload, headers=headers)
         except Exception:
             log.exception(
                 "ingest dead letter failed kind=%s subject=%s sequence=%s; the message comes "
@@ -365,22 +389,3 @@ class KindConsumer:
             error_text(error, LOGGED_ERROR_MAX_CHARS),
         )
         return True
-
-
-def kind_consumers(
-    nc: Client, write: BatchWrite, settings: CoordinatorSettings, counts: Counter[str]
-) -> list[KindConsumer]:
-    """One consumer for each kind the coordinator stores."""
-    return [
-        KindConsumer(
-            nc,
-            kind,
-            write,
-            durable=f"{settings.consumer_prefix}-{kind}",
-            batch=settings.ingest_batch,
-            idle_wait_s=settings.ingest_idle_wait_s,
-            ack_wait_s=settings.ingest_ack_wait_s,
-            counts=counts,
-        )
-        for kind in INGESTED_KINDS
-    ]

@@ -18,10 +18,11 @@ from nats.aio.client import Client
 from sqlalchemy import Engine
 
 from coordinator.console.app import create_console
-from coordinator.ingest import StoreWriter, kind_consumers
+from coordinator.ingest import StoreWriter
 from coordinator.scheduling.dispatcher import Dispatcher
 from coordinator.scheduling.sky import configure_offline_iers
 from coordinator.settings import CoordinatorSettings
+from coordinator.site_lanes import kind_lanes
 from coordinator.store.engine import open_engine
 from coordinator.store.migrations import upgrade_to_head
 from coordinator.summary import fleet_summary
@@ -108,7 +109,7 @@ class Coordinator:
             match_radius_arcsec=self.settings.match_radius_arcsec,
             moving_radius_arcsec=self.settings.moving_link_radius_arcsec,
         )
-        consumers = kind_consumers(self._nc, writer, self.settings, self.counts)
+        consumers = kind_lanes(self._nc, writer, self.settings, self.counts)
         dispatcher = Dispatcher(js, self.engine, self.settings, self._planner)
         for consumer in consumers:
             self._spawn(f"ingest-{consumer.kind}", partial(consumer.run, self._stop))
@@ -134,7 +135,7 @@ class Coordinator:
         # X-Forwarded-For when the peer is 127.0.0.1, and the console's access rules (loopback
         # reads, trusted proxies) must see the peer that actually connected.
         config = uvicorn.Config(
-            create_console(self.engine, self.settings),
+            create_console(self.engine, self.settings, self.counts),
             log_level="warning",
             lifespan="off",
             proxy_headers=False,

@@ -4,9 +4,9 @@ The database URL is also read from `SKYFLEET_DATABASE_URL`, the name every tool 
 """
 
 from pathlib import Path
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Self
 
-from pydantic import AliasChoices, Field, IPvAnyNetwork
+from pydantic import AliasChoices, Field, IPvAnyNetwork, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from coordinator.store.roles import Role
@@ -103,6 +103,21 @@ class CoordinatorSettings(ServiceSettings):
         "stored in well under a second; one slower than this is stored again, harmlessly "
         "(messages are keyed by their ids).",
     )
+    ingest_site_rate_per_s: float = Field(
+        default=2000.0,
+        gt=0.0,
+        le=1_000_000.0,
+        description="The most messages of one kind from one site stored per second; a site "
+        "over it waits on the hub (nothing lost) while the others go on (coordinator.site_lanes). "
+        "A site at a few frames a second sends a few messages a second of each kind, and "
+        "catches up a day's backlog at this rate in minutes.",
+    )
+    ingest_site_burst: int = Field(
+        default=4000,
+        ge=1,
+        description="How many messages of one kind a site may have stored at once above its "
+        "rate (a short outage's backlog goes through unlimited).",
+    )
     weather_window_frames: int = Field(
         default=10, ge=1, description="Recent frames of a site judged for weather."
     )
@@ -142,3 +157,15 @@ class CoordinatorSettings(ServiceSettings):
         description="Hours ahead over which a site's measured quality and conditions count half "
         "(further ahead they fade to a typical night).",
     )
+
+    @model_validator(mode="after")
+    def _rate_wait_within_ack_wait(self) -> Self:
+        """A lane over its rate may hold a batch of delivered messages while it waits for tokens
+        for them; they must not come again meanwhile."""
+        wait_s = min(self.ingest_batch, self.ingest_site_burst) / self.ingest_site_rate_per_s
+        if wait_s >= self.ingest_ack_wait_s:
+            raise ValueError(
+                f"min(ingest_batch, ingest_site_burst) / ingest_site_rate_per_s ({wait_s:g} s) "
+                f"must be below ingest_ack_wait_s ({self.ingest_ack_wait_s:g} s)"
+            )
+        return self

@@ -2,11 +2,13 @@
 to scan, operator labels for training, a source with its light curve, comments and follow-ups,
 and the follow-up queue."""
 
+import base64
+import binascii
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from coordinator.views import DetectionView, FollowUpView, TargetView
 
@@ -69,6 +71,38 @@ class LabelView(BaseModel):
     observed_at: datetime
     real_bogus: float
     cutouts_url: str = Field(description="The API path of the detection's new/ref/diff stamps.")
+
+
+class LabelCursor(BaseModel):
+    """A place in the label feed: after the label at `at` on detection `message_id` (labels are
+    ordered by both, so labels given at one instant are neither lost nor repeated between
+    pages). Sent as opaque URL-safe text (`encode`, `decode`)."""
+
+    at: AwareDatetime
+    message_id: str = Field(max_length=80, description="'' starts at `at` itself.")
+
+    def encode(self) -> str:
+        """The cursor as URL-safe text."""
+        return base64.urlsafe_b64encode(self.model_dump_json().encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> "LabelCursor":
+        """The cursor `encode` wrote; ValueError for any other text."""
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError("not a cursor of the label feed") from exc
+        return cls.model_validate_json(raw)
+
+
+class LabelPage(BaseModel):
+    """One page of the label feed, oldest first, and where the next one starts."""
+
+    items: list[LabelView]
+    next: str = Field(
+        description="Ask again with `after=` this for the labels after these (with none, it is "
+        "where this page began); a page shorter than its limit means there are no more yet."
+    )
 
 
 class LabelledDetection(DetectionView):

@@ -15,8 +15,8 @@ ARG TRITON_IMAGE=nvcr.io/nvidia/tritonserver:25.06-py3
 FROM ${PYTHON_IMAGE} AS repository
 WORKDIR /build
 COPY imaging/models/quality/ /repository/quality/
-COPY training/triton/python_backend_model.py docker/triton/gpu.pbtxt docker/triton/check_repository.py ./
-RUN python check_repository.py /repository python_backend_model.py gpu.pbtxt
+COPY imaging/triton_python_model.py docker/triton/gpu.pbtxt docker/triton/check_repository.py ./
+RUN python check_repository.py /repository triton_python_model.py gpu.pbtxt
 
 FROM ${TRITON_IMAGE}
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_BREAK_SYSTEM_PACKAGES=1

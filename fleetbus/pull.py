@@ -79,9 +79,11 @@ class BatchPuller:
             await self._subscription.unsubscribe()
             self._subscription = None
 
-    async def fetch(self, batch: int, wait_s: float) -> list[Msg]:
+    async def fetch(self, batch: int, wait_s: float, *, prefetch: bool = True) -> list[Msg]:
         """Up to `batch` messages: a full batch as soon as it is there, else what arrived
-        within `LINGER_S` of the first message, else nothing after `wait_s`."""
+        within `LINGER_S` of the first message, else nothing after `wait_s`. With `prefetch`
+        off, no request for the next batch is sent after a full one (a reader that may not
+        take it soon: delivered messages wait, and come again after the ack wait)."""
         if len(self._received) < batch and not self._owed:
             await self._request(batch - len(self._received), wait_s)
         self._wanted = batch
@@ -101,7 +103,7 @@ class BatchPuller:
                     self._owed = 0
                 break
         taken, self._received = self._received[:batch], self._received[batch:]
-        if len(taken) == batch and not self._owed:  # likely more waiting: ask for it now
+        if prefetch and len(taken) == batch and not self._owed:  # likely more: ask for it now
             await self._request(batch - len(self._received), wait_s)
         return taken
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from astropy.wcs import WCS
+from scipy.spatial import cKDTree
 
 from imaging.catalogue import ReferenceCatalogue
 from imaging.gaussian import MAD_TO_SIGMA
@@ -53,6 +54,9 @@ MIN_EXPECTED_E = 1000.0
 """Fainter catalogue stars are too noisy to weigh the starlight of a clear sky."""
 NEIGHBOUR_DELTA_MAG = 2.5
 """A catalogue neighbour less than this much fainter (10 % of the light) spoils a star."""
+FAR_AWAY_PX = -1e9
+"""Where a star the WCS cannot place goes in the k-d tree (which takes finite positions only):
+no aperture of the frame reaches it."""
 LINEARITY_FRACTION = 0.8
 """Stars peaking above this share of the saturation level are not measured."""
 
@@ -82,12 +86,14 @@ def starlight_transparency(
     x, y = catalogue.pixel_positions(wcs)
     order = np.argsort(catalogue.mag)
     x, y, mag, expected_e = x[order], y[order], catalogue.mag[order], expected_e[order]
-    growth = _curve_of_growth(data, x, y, mag, expected_e, saturation_adu=saturation_adu)
+    positions = np.nan_to_num(np.column_stack([x, y]), nan=FAR_AWAY_PX, posinf=FAR_AWAY_PX)
+    stars = _Stars(x, y, mag, expected_e, cKDTree(positions))
+    growth = _curve_of_growth(data, stars, saturation_adu=saturation_adu)
     if growth is None:
         return None
     radius, enclosed = growth
     chosen, flux_e, sky_variance_e = [], [], []
-    for index in _usable_stars(data.shape, x, y, mag, expected_e, radius):
+    for index in _usable_stars(data.shape, stars, radius):
         measured = _aperture_sums(data, x[index], y[index], np.array([radius]), saturation_adu)
         if measured is None:
             continue
@@ -119,14 +125,20 @@ def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
     return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
 
 
+@dataclass(frozen=True)
+class _Stars:
+    """The catalogue's stars in the frame's pixels, brightest first, with a k-d tree of their
+    positions (finding each star's neighbours is then logarithmic, not a pass over all)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    mag: np.ndarray
+    expected_e: np.ndarray
+    tree: cKDTree
+
+
 def _curve_of_growth(
-    data: np.ndarray,
-    x: np.ndarray,
-    y: np.ndarray,
-    mag: np.ndarray,
-    expected_e: np.ndarray,
-    *,
-    saturation_adu: float,
+    data: np.ndarray, stars: _Stars, *, saturation_adu: float
 ) -> tuple[float, float] | None:
     """(aperture radius, share of the light it holds) from the summed light of the brightest
     isolated stars, out to the largest radius at which the frame holds enough of them (a
@@ -137,8 +149,8 @@ def _curve_of_growth(
             return None
         radii = APERTURE_RADII_PX[outermost >= APERTURE_RADII_PX]
         sums, variances = [], []
-        for index in _usable_stars(data.shape, x, y, mag, expected_e, outermost):
-            measured = _aperture_sums(data, x[index], y[index], radii, saturation_adu)
+        for index in _usable_stars(data.shape, stars, outermost):
+            measured = _aperture_sums(data, stars.x[index], stars.y[index], radii, saturation_adu)
             if measured is not None:
                 sums.append(measured[0])
                 variances.append(measured[2] * measured[1])
@@ -173,28 +185,19 @@ def _complete_aperture(
     return float(radii[at]), float(growth[at])
 
 
-def _usable_stars(
-    shape: tuple[int, ...],
-    x: np.ndarray,
-    y: np.ndarray,
-    mag: np.ndarray,
-    expected_e: np.ndarray,
-    radius: float,
-) -> Iterator[int]:
+def _usable_stars(shape: tuple[int, ...], stars: _Stars, radius: float) -> Iterator[int]:
     """Indices (brightest first) of stars whose aperture lies in the frame, bright enough to
     measure and without a catalogue neighbour that would add light to the aperture (the sky
     annulus takes a median, which a neighbour hardly moves)."""
     reach = radius + ANNULUS_GAP_PX
     height, width = shape
+    x, y, mag = stars.x, stars.y, stars.mag
     inside = (x >= radius) & (x <= width - 1 - radius) & (y >= radius) & (y <= height - 1 - radius)
-    candidates = np.flatnonzero(inside & (expected_e >= MIN_EXPECTED_E))
-    nearby = (x > -reach) & (x < width + reach) & (y > -reach) & (y < height + reach)
-    others_x, others_y, others_mag = x[nearby], y[nearby], mag[nearby]
-    for index in candidates:
-        close = np.hypot(others_x - x[index], others_y - y[index]) < reach
-        spoiling = close & (others_mag < mag[index] + NEIGHBOUR_DELTA_MAG)
-        if np.count_nonzero(spoiling) == 1:  # itself
-            yield int(index)
+    for index in np.flatnonzero(inside & (stars.expected_e >= MIN_EXPECTED_E)):
+        near = np.asarray(stars.tree.query_ball_point((x[index], y[index]), reach), dtype=int)
+        close = np.hypot(x[near] - x[index], y[near] - y[index]) < reach
+        if np.count_nonzero(close & (mag[near] < mag[index] + NEIGHBOUR_DELTA_MAG)) == 1:
+            yield int(index)  # itself only
 
 
 def _aperture_sums(

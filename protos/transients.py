@@ -14,6 +14,9 @@ from protos.frames import FrameIdentity
 SKIPPED_REASON_MAX_CHARS = 256
 """The longest reason a frame's transient search was skipped (one sentence with its figures)."""
 MAX_CUTOUT_SIDE = 128
+SEARCHED_RADIUS_MAX_DEG = 10.0
+"""The widest radius a frame's search may claim to cover (degrees): a 20-degree field is wider
+than any survey camera's; the centre's upper-limit lookup relies on this bound."""
 
 
 class EncodedArray(ContractModel):
@@ -109,7 +112,7 @@ class TransientSearch(ContractModel):
     searched_radius_deg: float | None = Field(
         default=None,
         gt=0.0,
-        le=10.0,
+        le=SEARCHED_RADIUS_MAX_DEG,
         description="Radius around the frame's pointing that the search surely covered (half "
         "the frame's shorter side), for upper limits at positions without a detection.",
     )

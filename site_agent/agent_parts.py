@@ -4,11 +4,7 @@ stages. Building only: `site_agent.agent` starts the parts, runs them and stops 
 """
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-import numpy as np
 
 from imaging.calibration_store import CalibrationStore
 from imaging.field_reference import SiteReferences
@@ -16,7 +12,7 @@ from imaging.fits_reader import Frame, read_frame
 from imaging.photometry import PhotometricCalibration
 from imaging.quality_model import QualityModel
 from imaging.scoring import QualityPredictor
-from protos import FleetMessage, ModelRef, SiteConfig, stable_message_id
+from protos import FleetMessage, SiteConfig, stable_message_id
 from site_agent.calibration_stage import CalibrateFrame, CollectCalibration
 from site_agent.executor import FollowUpExecutor
 from site_agent.followups import CloseFollowUp, ReportFollowUp
@@ -33,25 +29,12 @@ from site_agent.transient_stage import (
     TransientSearcher,
 )
 
-if TYPE_CHECKING:
-    from site_agent.triton_scorer import Predictor
-
-
-@dataclass(frozen=True)
-class ServedModel:
-    """A predictor (e.g. Triton with in-process fallback) and the model it serves."""
-
-    predictor: "Predictor"
-    ref: ModelRef
-
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        return self.predictor.predict(batch)
-
 
 def load_predictor(settings: SiteAgentSettings) -> QualityPredictor:
     """The verified quality model in process (TorchScript, or its ONNX export checked to score
     as the verified TorchScript model does), or served by Triton with the TorchScript model in
-    process as the fallback (Triton serves the repository the local model was loaded from)."""
+    process as the fallback: Triton is asked for the local model's version by its number, so
+    the version named on a frame score is the one that scored it on either path."""
     local = QualityModel.load(settings.model_dir, settings.release_public_key)
     if settings.triton_url is None and settings.quality_runtime == "onnx":
         # onnxruntime is an optional extra (the `onnx` extra; NVIDIA's build on a Jetson)
@@ -63,10 +46,9 @@ def load_predictor(settings: SiteAgentSettings) -> QualityPredictor:
     if settings.triton_url is None:
         return local
     # tritonclient is an optional extra: imported only when Triton is asked for
-    from site_agent.triton_scorer import FallbackPredictor, TritonPredictor
+    from site_agent.triton_scorer import served_through_triton
 
-    served = FallbackPredictor(TritonPredictor(settings.triton_url), local)
-    return ServedModel(served, local.ref)
+    return served_through_triton(settings.triton_url, local)
 
 
 def site_config(settings: SiteAgentSettings) -> SiteConfig | None:

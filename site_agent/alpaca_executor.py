@@ -38,13 +38,13 @@ from protos.base import utc_now
 from site_agent.alpaca_devices import DeviceError, TelescopeRig
 from site_agent.conditions import ConditionsReader
 from site_agent.executor import (
-    UNKNOWN_REQUEST,
     FollowUpExecutor,
     FollowUpRecord,
     HandOffExecutor,
     RecordBook,
     deadline_refusal,
     followup_status,
+    unknown_request,
 )
 from site_agent.exposure_fits import exposure_header, write_exposure
 from site_agent.followups import FollowUpQueue
@@ -111,7 +111,7 @@ class AlpacaExecutor:
             variant=variant,
         )
 
-    def submit(self, request: FollowUpRequest) -> FollowUpStatus:
+    async def submit(self, request: FollowUpRequest) -> FollowUpStatus:
         rid = request.request_id
         held = self.book.get(rid)
         if held is not None:
@@ -130,7 +130,7 @@ class AlpacaExecutor:
                 variant=f"duplicate-{request.message_id}",
             )
         record = FollowUpRecord(request=request, priority=request.priority)
-        refusal = deadline_refusal(request) or self._never_observable(request)
+        refusal = deadline_refusal(request) or await self._never_observable(request)
         if refusal is not None:
             record.state, record.reason = FollowUpState.FAILED, refusal
             log.warning(
@@ -140,9 +140,10 @@ class AlpacaExecutor:
         self._wake.set()
         return self.status(record)
 
-    def _never_observable(self, request: FollowUpRequest) -> str | None:
+    async def _never_observable(self, request: FollowUpRequest) -> str | None:
         start = max(utc_now(), request.not_before or utc_now()) + self._offset
-        return self.sky.why_never_observable(request.target, start, request.deadline + self._offset)
+        end = request.deadline + self._offset  # astroplan over the window: off the event loop
+        return await asyncio.to_thread(self.sky.why_never_observable, request.target, start, end)
 
     def cancel(self, command: FollowUpCancel) -> FollowUpStatus:
         record = self.book.get(command.request_id)
@@ -152,13 +153,7 @@ class AlpacaExecutor:
                 self.site_id,
                 command.request_id,
             )
-            return followup_status(
-                self.site_id,
-                command.request_id,
-                FollowUpState.FAILED,
-                reason=UNKNOWN_REQUEST,
-                variant=f"unknown-{command.message_id}",
-            )
+            return unknown_request(self.site_id, command)
         if not record.finished:  # never started again; the running exposure sees it and aborts
             record.state, record.reason = FollowUpState.CANCELLED, command.reason
             self.book.save(record)
@@ -168,13 +163,7 @@ class AlpacaExecutor:
     def reprioritise(self, command: FollowUpReprioritise) -> FollowUpStatus:
         record = self.book.get(command.request_id)
         if record is None:
-            return followup_status(
-                self.site_id,
-                command.request_id,
-                FollowUpState.FAILED,
-                reason=UNKNOWN_REQUEST,
-                variant=f"unknown-{command.message_id}",
-            )
+            return unknown_request(self.site_id, command)
         if not record.finished:
             record.priority = command.priority
             self.book.save(record)
@@ -272,7 +261,7 @@ class AlpacaExecutor:
             self.sky.why_not_observable, request.target, self.sky_now()
         )
         if reason is not None:
-            never = await asyncio.to_thread(self._never_observable, request)
+            never = await self._never_observable(request)
             if never is not None:
                 await self._fail(record, never)
             else:

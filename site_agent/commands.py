@@ -141,7 +141,7 @@ class CommandReceiver:
         """Hand a follow-up command to the executor and send its answer."""
         answer: FollowUpStatus
         if isinstance(command, FollowUpRequest):
-            answer = self._executor.submit(command)  # queued before we say yes
+            answer = await self._executor.submit(command)  # queued before we say yes
             detail = f"target={command.target.name} deadline={command.deadline.isoformat()}"
         elif isinstance(command, FollowUpCancel):
             answer = self._executor.cancel(command)

@@ -43,7 +43,7 @@ UNKNOWN_REQUEST = "unknown request id"
 class FollowUpExecutor(Protocol):
     """What the agent asks of whatever carries out its follow-ups."""
 
-    def submit(self, request: FollowUpRequest) -> FollowUpStatus:
+    async def submit(self, request: FollowUpRequest) -> FollowUpStatus:
         """Accept a request (queued before the answer goes out) or refuse it with a reason."""
         ...
 
@@ -99,6 +99,17 @@ def followup_status(
         exposures_done=done,
         exposures_total=total,
         frames=frames or [],
+    )
+
+
+def unknown_request(site_id: str, command: FollowUpCancel | FollowUpReprioritise) -> FollowUpStatus:
+    """The answer to a cancel or new priority for a request the site does not hold."""
+    return followup_status(
+        site_id,
+        command.request_id,
+        FollowUpState.FAILED,
+        reason=UNKNOWN_REQUEST,
+        variant=f"unknown-{command.message_id}",
     )
 
 
@@ -178,7 +189,7 @@ class HandOffExecutor:
         self.site_id = site_id
         self.queue = queue
 
-    def submit(self, request: FollowUpRequest) -> FollowUpStatus:
+    async def submit(self, request: FollowUpRequest) -> FollowUpStatus:
         rid = request.request_id
         refusal = deadline_refusal(request)
         if refusal is not None:
@@ -202,13 +213,7 @@ class HandOffExecutor:
         rid = command.request_id
         if self.queue.get(rid) is None:
             log.warning("cancel of an unknown follow-up site=%s request_id=%s", self.site_id, rid)
-            return followup_status(
-                self.site_id,
-                rid,
-                FollowUpState.FAILED,
-                reason=UNKNOWN_REQUEST,
-                variant=f"unknown-{command.message_id}",
-            )
+            return unknown_request(self.site_id, command)
         self.queue.remove(rid)
         return followup_status(self.site_id, rid, FollowUpState.CANCELLED, reason=command.reason)
 
@@ -216,13 +221,7 @@ class HandOffExecutor:
         rid = command.request_id
         queued = self.queue.get(rid)
         if queued is None:
-            return followup_status(
-                self.site_id,
-                rid,
-                FollowUpState.FAILED,
-                reason=UNKNOWN_REQUEST,
-                variant=f"unknown-{command.message_id}",
-            )
+            return unknown_request(self.site_id, command)
         self.queue.add(queued.model_copy(update={"priority": command.priority}))
         return followup_status(
             self.site_id,

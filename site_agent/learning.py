@@ -4,6 +4,8 @@
 `SiteLearning` gives the agent what it wires: the serving model to score with, the sampling
 stage for the pipeline, the hook that lets the drift watch see settled frames, the handler for
 `ModelRelease` commands, and one loop (`run`) that installs releases and sends samples.
+A site that scores through Triton installs releases into its Triton's repository
+(`site_agent.triton_release`) when it is given that repository, and refuses them otherwise.
 """
 
 import asyncio
@@ -13,16 +15,27 @@ from nats.aio.client import Client
 
 from imaging.scoring import QualityPredictor
 from protos import FleetMessage, ModelRelease
-from site_agent.model_manager import ModelManager, ServingModel
+from site_agent.model_manager import ModelManager, Placement, ServingModel
 from site_agent.pipeline import Stage
 from site_agent.samples import SampleSender
 from site_agent.settings import SiteAgentSettings
 from site_agent.telemetry import AgentMetrics
 
 TRITON_SWITCH = (
-    "this site scores through Triton (--triton-url): the Triton repository decides the version "
-    "it serves, releases are not switched at the site"
+    "this site scores through Triton (--triton-url) and has no Triton repository to install "
+    "releases into (triton_repository): the Triton repository decides the version it serves"
 )
+
+
+def triton_placement(settings: SiteAgentSettings) -> Placement | None:
+    """The site's Triton repository, where releases go (None: not a Triton site, or one
+    without a repository it writes)."""
+    if settings.triton_url is None or settings.triton_repository is None:
+        return None
+    # tritonclient is an optional extra: imported only when Triton is asked for
+    from site_agent.triton_release import TritonRepository
+
+    return TritonRepository(settings.triton_url, settings.triton_repository)
 
 
 class SiteLearning:
@@ -35,7 +48,10 @@ class SiteLearning:
             release_public_key=settings.release_public_key,
             limits=settings.rollout,
             count=metrics.command,
-            refuse_all=TRITON_SWITCH if settings.triton_url else None,
+            refuse_all=(
+                TRITON_SWITCH if settings.triton_url and not settings.triton_repository else None
+            ),
+            placement=triton_placement(settings),
         )
         self.samples = SampleSender(settings.site_id, settings.samples)
 

@@ -3,7 +3,8 @@
 A `ModelRelease` (a command from the centre) names a model, a version, the sha256 of its
 `model.pt` and the model repository it is in (`file://` or `http(s)://`, Triton's layout:
 `<repository>/<model>/<version>/{model.pt,manifest.json,signature.json}`). `ModelManager`:
-1. fetches the version folder into the site's own repository (`<work>/models/<model>/<version>`);
+1. fetches the version folder into the site's own repository (`<work>/models/<model>/<version>`,
+   `site_agent.release_fetch`);
 2. refuses it, saying why in one line, when `model.pt` is not the release's sha256, when it is
    not signed by the fleet's release key (a site given `release_public_key`), when it does not
    load (`imaging.quality_model.QualityModel.load`: manifest, preprocessing, TorchScript), or
@@ -15,6 +16,11 @@ A `ModelRelease` (a command from the centre) names a model, a version, the sha25
    serving model's last ones: when the share of bad frames or the mean confidence moves by more
    than its limit, or the new model fails on a frame, it switches back to the previous version
    (kept loaded until then) and refuses that version from then on; the log says why.
+
+A site that scores through its own Triton hands the verified version to a `Placement`
+(`site_agent.triton_release.TritonRepository`): it goes into Triton's repository as a new version
+folder, is loaded there beside the serving one, and is scored by its number (in process while
+Triton is down); a version rolled back is removed from that repository again.
 
 Outcomes are counted (`skyfleet_site_commands_total{kind="model-release"}`) and the serving
 version goes in every heartbeat, which is how the centre (`training.release`) sees a canary
@@ -30,24 +36,20 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from typing import Protocol
 
-import httpx
 import numpy as np
 from pydantic import ValidationError
 
 from imaging.fits_reader import sha256_of_file
-from imaging.model_signature import SIGNATURE_FILE
-from imaging.quality_model import MANIFEST_FILE, MODEL_FILE, ModelLoadError, QualityModel
+from imaging.quality_model import MODEL_FILE, ModelLoadError, QualityModel
 from imaging.scoring import QualityPredictor
 from protos import FleetMessage, FrameScore, ModelRef, ModelRelease, QualityLabel
 from site_agent.learning_settings import RolloutSettings
+from site_agent.release_fetch import ReleaseRefused, fetch_version
 
 log = logging.getLogger(__name__)
 
-RELEASE_FILES = (MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE)
-"""What a version folder holds that a site needs; the signature may be missing (then only a
-site without a release key loads it)."""
 RELEASE_QUEUE = 8
 """Releases waiting to be installed: one is installed at a time, and a ninth waiting means the
 centre is releasing faster than a site can fetch (refused, counted; the centre resends)."""
@@ -58,8 +60,17 @@ VERSION = re.compile(r"^[0-9]{1,32}$")
 (a `..`, a slash) is accepted from a release."""
 
 
-class ReleaseRefused(Exception):
-    """A release this site will not serve, with the reason."""
+class Placement(Protocol):
+    """Where a verified version goes to score, other than in process (the site's Triton)."""
+
+    def place(self, version_dir: Path, model: QualityModel, *, beside: str) -> QualityPredictor:
+        """Make the version servable beside version `beside` (the serving one; others may go);
+        what scores with it (`ReleaseRefused`: why it cannot)."""
+        ...
+
+    def keep_only(self, name: str, versions: set[str]) -> None:
+        """Remove every other version of `name` (called in a thread of its own)."""
+        ...
 
 
 class ServingModel:
@@ -141,38 +152,6 @@ def drift_reason(
     return None
 
 
-def fetch_version(release: ModelRelease, folder: Path, timeout_s: float) -> None:
-    """Copy the release's version folder into `folder` (file:// or http(s)://)."""
-    base = release.repository_uri.rstrip("/")
-    parsed = urlparse(base)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in RELEASE_FILES:
-        target = folder / name
-        if parsed.scheme == "file":
-            source = Path(unquote(parsed.path)) / release.model_name / release.version / name
-            if name == SIGNATURE_FILE and not source.exists():
-                continue
-            try:
-                shutil.copyfile(source, target)
-            except OSError as exc:
-                raise ReleaseRefused(f"cannot fetch {source}: {exc.strerror}") from None
-        elif parsed.scheme in ("http", "https"):
-            url = f"{base}/{release.model_name}/{release.version}/{name}"
-            try:
-                response = httpx.get(url, timeout=timeout_s, follow_redirects=True)
-            except httpx.HTTPError as exc:
-                raise ReleaseRefused(f"cannot fetch {url}: {exc!r}") from None
-            if response.status_code == 404 and name == SIGNATURE_FILE:
-                continue
-            if response.status_code != 200:
-                raise ReleaseRefused(f"cannot fetch {url}: HTTP {response.status_code}")
-            target.write_bytes(response.content)
-        else:
-            raise ReleaseRefused(
-                f"repository {release.repository_uri!r}: only file:// and http(s):// are fetched"
-            )
-
-
 class ModelManager:
     """Installs the releases a site receives and keeps the one it serves healthy."""
 
@@ -185,6 +164,7 @@ class ModelManager:
         limits: RolloutSettings,
         count: Count,
         refuse_all: str | None = None,
+        placement: Placement | None = None,
     ) -> None:
         self.site_id = site_id
         self.store_dir = store_dir
@@ -192,6 +172,7 @@ class ModelManager:
         self._key = release_public_key
         self._count = count
         self._refuse_all = refuse_all
+        self._placement = placement
         self._queue: asyncio.Queue[ModelRelease] = asyncio.Queue(maxsize=RELEASE_QUEUE)
         self.serving: ServingModel | None = None
         self._recent: dict[str, deque[tuple[bool, float]]] = {}
@@ -248,8 +229,8 @@ class ModelManager:
             release, "installed", f"switches from version {previous} at the next frame"
         )
 
-    def _verified(self, release: ModelRelease) -> QualityModel | None:
-        """The release loaded and verified (None: it is what the site serves)."""
+    def _verified(self, release: ModelRelease) -> QualityPredictor | None:
+        """The release loaded, verified and placed (None: it is what the site serves)."""
         if self._refuse_all is not None:
             raise ReleaseRefused(self._refuse_all)
         if self.serving is None:
@@ -287,7 +268,13 @@ class ModelManager:
             staging.rename(folder)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        return model
+        if self._placement is None:
+            return model
+        try:
+            return self._placement.place(folder, model, beside=serving.version)
+        except ReleaseRefused:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
 
     def observing(self, then: Callable[[FleetMessage], None]) -> Callable[[FleetMessage], None]:
         """`then`, after letting the drift watch see each settled message."""
@@ -320,6 +307,7 @@ class ModelManager:
                 f"model {message.model.name} version {new} healthy after {len(window)} frames",
             )
             self._keep_serving(release)
+            self._retire(release.model_name, {new, previous})
             return
         self._roll_back(new, f"drift: {reason}")
 
@@ -333,10 +321,20 @@ class ModelManager:
         except OSError as exc:
             log.warning("serving record not written site=%s: %s", self.site_id, exc)
 
+    def _retire(self, name: str, keep: set[str]) -> None:
+        """Have the placement keep only the versions `keep` (in a thread: this runs on the
+        event loop or the scoring worker, and a Triton reload takes seconds)."""
+        if self._placement is not None:
+            threading.Thread(
+                target=self._placement.keep_only, args=(name, keep), daemon=True
+            ).start()
+
     def _failed(self, ref: ModelRef, error: str) -> None:
         """The new model failed on a frame (the worker thread): it is rolled back already."""
         self.rolled_back.add(ref.version)
         self._watching = None
+        if self.serving is not None:
+            self._retire(ref.name, {self.serving.ref.version})
         self._event(
             "rolled-back",
             f"model {ref.name} version {ref.version} rolled back: failed on a frame ({error})",
@@ -348,6 +346,7 @@ class ModelManager:
         self.rolled_back.add(version)
         if previous is not None:
             self.serving.switch_to(previous)
+            self._retire(previous.ref.name, {previous.ref.version})
         self._event("rolled-back", f"model version {version} rolled back: {reason}")
 
     def _report(self, release: ModelRelease, outcome: str, reason: str) -> str:

@@ -80,6 +80,12 @@ class SiteAgentSettings(ServiceSettings):
         default=None, description="The CA of a hub that speaks TLS: the link verifies the hub."
     )
     triton_url: str | None = Field(default=None, description="Triton gRPC address, host:port.")
+    triton_repository: Path | None = Field(
+        default=None,
+        description="The model repository of the Triton at `triton_url` (run beside the agent "
+        "with --model-control-mode=explicit), which the agent writes: releases are installed "
+        "there as new version folders and loaded. None: a Triton site refuses releases.",
+    )
     quality_runtime: Literal["torchscript", "onnx"] = Field(
         default="torchscript",
         description="What scores in process: the TorchScript model, or its ONNX export through "
@@ -193,6 +199,13 @@ class SiteAgentSettings(ServiceSettings):
             self.location is None or (self.pixel_scale_arcsec is None and self.camera is None)
         ):
             raise ValueError("alpaca devices need location and pixel_scale_arcsec (or camera)")
+        return self
+
+    @model_validator(mode="after")
+    def _triton_repository_needs_triton(self) -> Self:
+        """The repository is the one the site's Triton serves: without Triton it is unused."""
+        if self.triton_repository is not None and self.triton_url is None:
+            raise ValueError("triton_repository is the repository of triton_url: set both")
         return self
 
     @property

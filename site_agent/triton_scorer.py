@@ -5,13 +5,17 @@ gRPC and returns its per-class probabilities, the same interface as the in-proce
 `QualityModel.predict`. `FallbackPredictor` puts the two together for the site agent: it scores
 through Triton; when Triton fails (server down, timeout, bad answer) it logs one WARNING per
 outage, scores the same batch in process so no frame is lost, and tries Triton again every
-`retry_interval_s`. The site side only needs `tritonclient`, never the training code.
+`retry_interval_s`. `served_through_triton` is what a site scores with: one model version,
+asked of Triton by its number (`model_version`, so Triton never picks another) with the same
+version in process as the fallback, and that version's identity on every frame score. The site
+side only needs `tritonclient`, never the training code.
 """
 
 import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import numpy as np
@@ -19,6 +23,8 @@ import tritonclient.grpc as triton_grpc
 from tritonclient.utils import InferenceServerException
 
 from imaging.preprocess import INPUT_SHAPE
+from imaging.scoring import QualityPredictor
+from protos import ModelRef
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +129,11 @@ class TritonPredictor:
         except InferenceServerException as exc:
             self._reconnect = True
             raise TritonUnavailableError(self.url, str(exc.message())) from exc
+        answered_by = result.get_response().model_version
+        if self.model_version and answered_by != self.model_version:
+            raise TritonUnavailableError(
+                self.url, f"version {answered_by} answered for version {self.model_version}"
+            )
         probabilities = result.as_numpy(self.output_name)
         if probabilities is None or probabilities.shape[0] != len(frames):
             shape = None if probabilities is None else list(probabilities.shape)
@@ -191,3 +202,25 @@ class FallbackPredictor:
             self._retry_at = None
         if recovered:
             log.info("Triton at %s is back; scoring through Triton", self.primary.url)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A predictor (e.g. Triton with in-process fallback) and the model it serves."""
+
+    predictor: Predictor
+    ref: ModelRef
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        return self.predictor.predict(batch)
+
+
+def served_through_triton(
+    url: str, local: QualityPredictor, *, timeout_s: float = 5.0
+) -> ServedModel:
+    """Score with `local`'s version served by Triton at `url`, and with `local` itself while
+    Triton is down: every frame is scored by that version, whichever path scored it."""
+    triton = TritonPredictor(
+        url, local.ref.name, model_version=local.ref.version, timeout_s=timeout_s
+    )
+    return ServedModel(FallbackPredictor(triton, local), local.ref)

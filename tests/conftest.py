@@ -1,5 +1,6 @@
 """Fixtures shared by the whole suite: real nats-server processes and the shared data folder."""
 
+import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,6 +17,11 @@ from protos.streams import central_streams
 # The coordinator's fixtures live beside its message builders; registered here, every test
 # names them as arguments, and no test module imports a fixture (which linters see as unused).
 pytest_plugins = ["tests.coordinators"]
+
+TERMINAL_COLUMNS = "160"
+"""The width every command's rich output gets in tests, whether pytest runs in a terminal or in
+a worker without one (pytest-xdist): tables and reasons are then never wrapped mid-phrase."""
+os.environ["COLUMNS"] = TERMINAL_COLUMNS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SKYFLEET = Path(sys.executable).parent / "skyfleet"

@@ -99,7 +99,7 @@ async def test_a_saved_candidate_becomes_a_source_and_its_label_is_there_for_tra
         moving = (await http.get(f"/api/sources/{second['target_id']}", headers=vera)).json()
         labels = (
             await http.get("/api/labels", params={"since": before.isoformat()}, headers=vera)
-        ).json()
+        ).json()["items"]
         stamps = await http.get(labels[0]["cutouts_url"], headers=vera)
     assert refused.status_code == 403 and saved.status_code == 200 and asteroid.status_code == 200
     assert left["total"] == 2

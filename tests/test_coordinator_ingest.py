@@ -156,8 +156,9 @@ async def test_kill_9_during_ingest_loses_nothing_and_counts_nothing_twice(
             await eventually(lambda: stored_scores(engine) == SCORES, timeout_s=60)
             await asyncio.sleep(0.5)  # nothing more arrives
             assert stored_scores(engine) == SCORES
-            consumer = await js.consumer_info(FLEET_STREAM, "coordinator-frame-score")
-            assert consumer.num_pending == 0
+            for site in ("site-0", "site-1", "site-2"):  # one lane per site
+                consumer = await js.consumer_info(FLEET_STREAM, f"coordinator-frame-score-{site}")
+                assert consumer.num_pending == 0
         finally:
             second.send_signal(signal.SIGTERM)
             assert second.wait(timeout=30) == 0

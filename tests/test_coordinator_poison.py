@@ -79,7 +79,7 @@ async def test_a_message_the_store_refuses_is_dead_lettered_and_the_rest_is_stor
     assert coordinator.counts["dead-lettered"] == 1
 
     # The batch was acknowledged: nothing comes again, and later messages are stored.
-    consumer = await js.consumer_info(FLEET_STREAM, "coordinator-frame-score")
+    consumer = await js.consumer_info(FLEET_STREAM, "coordinator-frame-score-la-silla")
     assert (consumer.num_pending, consumer.num_ack_pending) == (0, 0)
     late = make_score("la-silla", 10)
     await publish(js, late)

@@ -245,7 +245,7 @@ def _check_repository(repository: Path) -> subprocess.CompletedProcess[str]:
             sys.executable,
             str(DOCKER / "triton" / "check_repository.py"),
             str(repository),
-            str(ROOT / "training" / "triton" / "python_backend_model.py"),
+            str(ROOT / "imaging" / "triton_python_model.py"),
             str(DOCKER / "triton" / "gpu.pbtxt"),
         ],
         capture_output=True,

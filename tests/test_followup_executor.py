@@ -59,24 +59,25 @@ def _cancel(request_id: str) -> FollowUpCancel:
     )
 
 
-def test_a_request_in_daylight_for_its_whole_window_is_refused_with_the_reason(tmp_path):
+async def test_a_request_in_daylight_for_its_whole_window_is_refused_with_the_reason(tmp_path):
     noon = site_at(12.0)
     target = SkyTarget(name="day", ra_deg=10.0, dec_deg=-30.0)
     request = followup_request(
         SITE, "day-1", target, count=1, exptime_s=10, deadline=utc_now() + timedelta(hours=1)
     )
-    answer = _executor(tmp_path, noon, []).submit(request)
+    answer = await _executor(tmp_path, noon, []).submit(request)
     assert answer.state is FollowUpState.FAILED
     assert "daylight" in (answer.reason or "") or "below the horizon" in (answer.reason or "")
     assert (answer.reason or "").startswith("not observable in its whole window")
 
 
-def test_a_target_up_at_night_is_accepted_and_a_cancel_keeps_it_from_ever_running(tmp_path):
+async def test_a_target_up_at_night_is_accepted_and_a_cancel_keeps_it_from_ever_running(tmp_path):
     site = night_site()
     executor = _executor(tmp_path, site, [])
     request = followup_request(SITE, "n-1", overhead_target(site), count=2, exptime_s=5)
-    assert executor.submit(request).state is FollowUpState.ACCEPTED
-    assert executor.submit(request).state is FollowUpState.ACCEPTED  # redelivered: same answer
+    assert (await executor.submit(request)).state is FollowUpState.ACCEPTED
+    redelivered = await executor.submit(request)
+    assert redelivered.state is FollowUpState.ACCEPTED  # the same answer
     cancelled = executor.cancel(_cancel("n-1"))
     assert (cancelled.state, cancelled.reason) == (FollowUpState.CANCELLED, "operator")
     assert executor._next() is None
@@ -85,12 +86,12 @@ def test_a_target_up_at_night_is_accepted_and_a_cancel_keeps_it_from_ever_runnin
     assert restarted._next() is None
 
 
-def test_reprioritise_reorders_the_queue_and_unknown_ids_are_reported(tmp_path):
+async def test_reprioritise_reorders_the_queue_and_unknown_ids_are_reported(tmp_path):
     site = night_site()
     executor = _executor(tmp_path, site, [])
     target = overhead_target(site)
-    executor.submit(followup_request(SITE, "a", target, count=1, exptime_s=5))
-    executor.submit(followup_request(SITE, "b", target, count=1, exptime_s=5))
+    await executor.submit(followup_request(SITE, "a", target, count=1, exptime_s=5))
+    await executor.submit(followup_request(SITE, "b", target, count=1, exptime_s=5))
     assert executor._next().request_id == "a"  # same priority: the earlier deadline
     change = FollowUpReprioritise(
         message_id=stable_message_id(FollowUpReprioritise.KIND, SITE, "b", "1"),
@@ -110,8 +111,8 @@ async def test_after_a_restart_a_request_past_its_deadline_fails_and_one_under_w
     site = night_site()
     target = overhead_target(site)
     executor = _executor(tmp_path, site, [])
-    executor.submit(followup_request(SITE, "old", target, count=3, exptime_s=5))
-    executor.submit(followup_request(SITE, "live", target, count=3, exptime_s=5))
+    await executor.submit(followup_request(SITE, "old", target, count=3, exptime_s=5))
+    await executor.submit(followup_request(SITE, "live", target, count=3, exptime_s=5))
     book = RecordBook(tmp_path / "records")
     for rid, deadline in (("old", utc_now() - timedelta(minutes=1)), ("live", None)):
         record = book.get(rid)
@@ -129,14 +130,14 @@ async def test_after_a_restart_a_request_past_its_deadline_fails_and_one_under_w
     assert restarted._next().request_id == "live"
 
 
-def test_the_hand_off_queue_takes_cancels_and_new_priorities(tmp_path):
+async def test_the_hand_off_queue_takes_cancels_and_new_priorities(tmp_path):
     queue = FollowUpQueue(tmp_path / "followups")
     executor = HandOffExecutor(SITE, queue)
     target = SkyTarget(name="t", ra_deg=10.0, dec_deg=0.0)
     first = followup_request(SITE, "h-1", target, count=1, exptime_s=5)
-    assert executor.submit(first).state is FollowUpState.ACCEPTED
+    assert (await executor.submit(first)).state is FollowUpState.ACCEPTED
     again = followup_request(SITE, "h-1", target, count=1, exptime_s=5, variant="again")
-    assert "duplicate request id refused" in (executor.submit(again).reason or "")
+    assert "duplicate request id refused" in ((await executor.submit(again)).reason or "")
     change = FollowUpReprioritise(
         message_id=stable_message_id(FollowUpReprioritise.KIND, SITE, "h-1", "1"),
         site_id=SITE,

@@ -30,7 +30,8 @@ from pydantic import BaseModel
 from imaging.fits_reader import sha256_of_file
 from imaging.model_signature import SIGNATURE_FILE, sign_version
 from imaging.quality_model import MANIFEST_FILE, MODEL_FILE, write_model
-from training.triton.repository import PYTHON_BACKEND_MODEL, render_python_backend_config
+from imaging.triton_layout import TRITON_PYTHON_MODEL
+from training.triton.repository import render_python_backend_config
 from training.versions import VersionTakenError, publish_version, reserved_version
 
 ONNX_FILE = "model.onnx"
@@ -192,5 +193,5 @@ def _write_checked(
     onnx_difference = _checked(
         "ONNX", reference, onnx_logits(onnx_file, verification_batch), ONNX_TOLERANCE
     )
-    shutil.copyfile(PYTHON_BACKEND_MODEL, staging / TRITON_ENTRY_FILE)
+    shutil.copyfile(TRITON_PYTHON_MODEL, staging / TRITON_ENTRY_FILE)
     return torchscript_difference, onnx_difference

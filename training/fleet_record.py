@@ -2,11 +2,12 @@
 and the gate's section of the model card.
 
 The record is what the console lists: what the run trained on (counts by source, site, label
-and label source, and the samples it skipped), the held-out set it was judged on (version and
-content hash), both models' metrics side by side, the gate's verdict in words, the version it
-released (or where the rejected candidate is kept), every artifact with its sha256, the command
-line and how long each stage took. It is plain JSON; `FleetRunRecord.model_json_schema()`
-describes it for readers that do not import training.
+and label source, how many samples carried an operator's label, and the samples it skipped),
+the held-out set it was judged on (version and content hash), both models' metrics side by
+side, the gate's verdict in words, the version it released (or where the rejected candidate is
+kept), every artifact with its sha256, the command line and how long each stage took. It is
+plain JSON; `FleetRunRecord.model_json_schema()` describes it for readers that do not import
+training.
 """
 
 import hashlib
@@ -21,7 +22,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from protos.base import UtcDatetime
 from training.fleet_samples import SkippedSample
@@ -50,6 +51,10 @@ class DataCounts(BaseModel):
     by_label_source: dict[str, int] = Field(description="simulation, operator, site-verdict ...")
     operator_weight: int = Field(description="Times an operator's label enters training.")
     skipped: list[SkippedSample] = Field(default_factory=list)
+
+    @computed_field(description="Samples trained with an operator's label (each counted once).")
+    def operator_labels(self) -> int:
+        return self.by_label_source.get("operator", 0)
 
 
 class ServingRef(BaseModel):

@@ -5,8 +5,12 @@ model's input as the site made it, the site's metrics and verdict, the label and
 label came from), and the tensor it names (`tensor_file`, a `.npy` beside it): for the quality
 model the preprocessed frame `[1, 128, 128]` float32 (`imaging.preprocess`), for real/bogus the
 raw new/reference/difference stamps `[3, 31, 31]`. Samples are keyed by the frame's identity
-(its sha256, and for real/bogus the detection's index): a frame sent twice is trained on once,
-with its operator's label if it has one (the latest, if several).
+(its sha256, and for real/bogus the detection: its `TransientCandidate` message id, the identity
+the console labels it by, or else its index in the frame): a frame sent twice is trained on
+once, with its operator's label if it has one (the latest, if several). An operator's label on
+a detection is written as a sample by `training.fleet_labels` from the stamps the coordinator
+keeps; it names the frame by file name and sha256 only (`FrameRef`: the centre does not know
+the frame's size).
 
 Where a label comes from decides how much it counts:
 - `operator`: a person looked at the frame in the console; repeated `operator_weight` times in
@@ -39,7 +43,7 @@ from imaging.preprocess import INPUT_SHAPE, PREPROCESS_VERSION
 from imaging.transients.realbogus import CLASS_NAMES as REALBOGUS_CLASSES
 from imaging.transients.realbogus import INPUT_SHAPE as REALBOGUS_SHAPE
 from protos import FrameIdentity, ImageMetrics, ModelRef
-from protos.base import SiteId, UtcDatetime
+from protos.base import MESSAGE_ID_PATTERN, Sha256, SiteId, UtcDatetime
 from protos.streams import site_domain, site_sample_bucket
 from training.quality_net import CLASS_NAMES as QUALITY_CLASSES
 
@@ -54,6 +58,15 @@ SAMPLE_OBJECT = re.compile(r"^[0-9a-f]{64}(#[0-9]{1,6})?\.(json|npy)$")
 """The name of a sample's object in a site's bucket: the frame's sha256 (and detection)."""
 
 
+class FrameRef(BaseModel):
+    """A frame known by its file name and sha256 only (a detection's frame, at the centre)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    file_name: str = Field(min_length=1, max_length=512)
+    sha256: Sha256
+
+
 class FleetSample(BaseModel):
     """One training sample from a site (`<name>.json`, its tensor beside it)."""
 
@@ -62,9 +75,14 @@ class FleetSample(BaseModel):
     schema_version: Literal[1] = 1
     model: ModelName = "quality"
     site_id: SiteId
-    frame: FrameIdentity
+    frame: FrameIdentity | FrameRef
     detection: int | None = Field(
         default=None, ge=0, description="Real/bogus: the detection's index in the frame."
+    )
+    candidate: str | None = Field(
+        default=None,
+        pattern=MESSAGE_ID_PATTERN,
+        description="Real/bogus: the detection's `TransientCandidate` message id.",
     )
     tensor_file: str = Field(pattern=r"^[^/\\]+\.npy$", description="The .npy beside this file.")
     input_version: str = Field(description="Preprocessing (quality) or 'raw-stamps'.")
@@ -90,6 +108,8 @@ class FleetSample(BaseModel):
     @property
     def key(self) -> str:
         """The frame's identity (and the detection's), one sample per key."""
+        if self.candidate is not None:
+            return f"{self.frame.sha256}@{self.candidate}"
         suffix = "" if self.detection is None else f"#{self.detection}"
         return f"{self.frame.sha256}{suffix}"
 

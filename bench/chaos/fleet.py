@@ -46,7 +46,8 @@ SITE_DISK_MB = {"work": 160, "quarantine": 8, "nats": 160}
 own), the quarantine, the site's JetStream store (its outbox)."""
 CENTRE_DISK_MB = 32
 SITE_MIN_FREE_DISK_MB = 10
-COORDINATOR_CONSUMERS = ("coordinator-frame-score", "coordinator-frame-rejected")
+COORDINATOR_CONSUMERS = ("coordinator-frame-score-chaos", "coordinator-frame-rejected-chaos")
+"""The coordinator's lanes (`coordinator.site_lanes`) of the site's frame messages."""
 STOP_TIMEOUT_S = 60
 
 

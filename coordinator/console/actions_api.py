@@ -25,6 +25,9 @@ DONE = "done"
 NOT_FOUND = "not-found"
 NOT_ACTIVE = "not-active"
 """Outcomes recorded in the action log."""
+PAGE_MAX = 200
+"""The most rows one page of candidates or follow-ups may ask for (a page shows 20-50; a bigger
+page is a mistake, or a client walking the table, which should page instead)."""
 
 
 class PriorityChange(BaseModel):

@@ -1,6 +1,7 @@
 """Candidate scanning in the console: new candidates to scan (filtered, newest first, paged),
 their cutouts, an operator's label on a candidate (save it as a source, reject it, call it an
-asteroid or a variable), and the labels since a time, which the fleet's training pulls."""
+asteroid or a variable), and the label feed the fleet's training pulls (from a time, then
+page by page with each answer's `next` cursor)."""
 
 from datetime import datetime
 from typing import Annotated
@@ -10,19 +11,18 @@ from pydantic import AwareDatetime, BaseModel
 from sqlalchemy import Engine
 
 from coordinator.console.access import Access, Actor
-from coordinator.console.actions_api import NOT_FOUND, found, perform
-from coordinator.source_views import CandidatePage, LabelView, OperatorLabel
+from coordinator.console.actions_api import NOT_FOUND, PAGE_MAX, found, perform
+from coordinator.source_views import CandidatePage, LabelCursor, LabelPage, OperatorLabel
 from coordinator.store import reads
-from coordinator.store.labels import label_target, labels_since
+from coordinator.store.labels import label_page, label_target
 from coordinator.store.source_reads import CandidateFilter, candidate_page
 from coordinator.views import CutoutView
 from protos.base import MESSAGE_ID_PATTERN, utc_now
 
-PAGE_MAX = 200
-"""The most rows one page of candidates or labels may ask for (a scanning page shows 20-50;
-a bigger page is a mistake, or a client walking the table, which should page instead)."""
 LABELS_PAGE_MAX = 5000
-"""The most labels one pull returns: training pages on by the last label's time."""
+"""The most labels one pull returns: training pages on with the answer's `next` cursor."""
+CURSOR_MAX_CHARS = 400
+"""Longer than any `next` the label feed gives (a time and a message id, base64)."""
 
 
 class LabelChange(BaseModel):
@@ -63,10 +63,21 @@ def candidates_api(engine: Engine, access: Access) -> APIRouter:
 
     @api.get("/labels", dependencies=[Reading])
     def labels(
-        since: AwareDatetime, limit: int = Query(1000, ge=1, le=LABELS_PAGE_MAX)
-    ) -> list[LabelView]:
+        since: AwareDatetime | None = None,
+        after: str | None = Query(None, max_length=CURSOR_MAX_CHARS),
+        limit: int = Query(1000, ge=1, le=LABELS_PAGE_MAX),
+    ) -> LabelPage:
+        if after is not None:
+            try:
+                start = LabelCursor.decode(after)
+            except ValueError as exc:
+                raise HTTPException(422, "after: not a `next` this feed gave") from exc
+        elif since is not None:
+            start = LabelCursor(at=since, message_id="")
+        else:
+            raise HTTPException(422, "give since (a time) or after (the last page's `next`)")
         with engine.connect() as conn:
-            return labels_since(conn, since, limit)
+            return label_page(conn, start, limit)
 
     @api.post("/targets/{target_id}/label")
     def label(target_id: int, change: LabelChange, actor: Acting) -> dict[str, object]:

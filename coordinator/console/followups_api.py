@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Connection, Engine
 
 from coordinator.console.access import Access, Actor
-from coordinator.console.actions_api import DONE, NOT_ACTIVE, NOT_FOUND, perform
+from coordinator.console.actions_api import DONE, NOT_ACTIVE, NOT_FOUND, PAGE_MAX, perform
 from coordinator.followup_states import FollowUpPhase
 from coordinator.settings import CoordinatorSettings
 from coordinator.source_views import FollowUpDetail
@@ -20,8 +20,6 @@ from coordinator.store.source_reads import FollowUpFilter, followup_page
 from protos import ExposurePlan
 from protos.base import utc_now
 
-PAGE_MAX = 200
-"""The most follow-ups one page may ask for (the queue shows 50; walk it by `offset`)."""
 TOTAL_HEADER = "X-Total-Count"
 """How many follow-ups match the filters in all (the body holds one page)."""
 REQUEST_ID_MAX_CHARS = 64

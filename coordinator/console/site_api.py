@@ -1,7 +1,7 @@
 """The site page's API: one site (status, link, weather, model, its night's Sun and Moon), its
-frames page by page with filters, its metrics against time, binned quality, and each frame's
-thumbnail. An unknown site or frame is a 404 naming it; a malformed query parameter a 422
-naming the parameter."""
+frames page by page with filters (each with the operator's label that counts, if any), its
+metrics against time, binned quality, and each frame's thumbnail. An unknown site or frame is a
+404 naming it; a malformed query parameter a 422 naming the parameter."""
 
 import base64
 import binascii
@@ -18,8 +18,9 @@ from coordinator.console.sky_times import night_sky, night_window
 from coordinator.quality import quality_bins
 from coordinator.settings import CoordinatorSettings
 from coordinator.store import reads
+from coordinator.store.frame_labels import FrameLabelView, labels_of_scores
 from coordinator.summary import site_views
-from coordinator.views import FramePage, MetricSeries, QualityBin, SiteDetail
+from coordinator.views import FramePage, FrameView, MetricSeries, QualityBin, SiteDetail
 from protos.base import utc_now
 from protos.frames import Reason
 
@@ -34,6 +35,28 @@ SITE_ID_PATTERN = r"^[A-Za-z0-9._-]{1,32}$"
 
 SiteId = Annotated[str, Path(pattern=SITE_ID_PATTERN, description="The site's id.")]
 Label = Literal["good", "medium", "bad"]
+
+
+class LabelledFrame(FrameView):
+    """A frame in the site page's browser, with an operator's label on it (the latest)."""
+
+    operator_label: FrameLabelView | None = None
+
+
+class LabelledFramePage(FramePage):
+    """One page of a site's frames, each with its operator's label."""
+
+    frames: list[LabelledFrame]  # type: ignore[assignment]
+
+
+def labelled(conn: Connection, page: FramePage) -> LabelledFramePage:
+    """The page with each frame's operator label (the latest), where it has one."""
+    operator = labels_of_scores(conn, (f.message_id for f in page.frames))
+    frames = [
+        LabelledFrame(**f.model_dump(), operator_label=operator.get(f.message_id))
+        for f in page.frames
+    ]
+    return LabelledFramePage(**page.model_dump(exclude={"frames"}), frames=frames)
 
 
 def known_site(conn: Connection, site_id: str) -> dict[str, Any]:
@@ -80,10 +103,10 @@ def site_api(engine: Engine, settings: CoordinatorSettings, access: Access) -> A
         until: AwareDatetime | None = None,
         offset: Annotated[int, Query(ge=0)] = 0,
         limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = 50,
-    ) -> FramePage:
+    ) -> LabelledFramePage:
         with engine.connect() as conn:
             known_site(conn, site_id)
-            return reads.frame_page(
+            page = reads.frame_page(
                 conn,
                 site_id,
                 label=label,
@@ -93,6 +116,7 @@ def site_api(engine: Engine, settings: CoordinatorSettings, access: Access) -> A
                 offset=offset,
                 limit=limit,
             )
+            return labelled(conn, page)
 
     @api.get("/sites/{site_id}/metrics")
     def metrics(

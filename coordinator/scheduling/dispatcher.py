@@ -26,7 +26,7 @@ from coordinator.scheduling.planner import Plan, best_plan, default_constraints
 from coordinator.scheduling.sky import SiteState
 from coordinator.settings import CoordinatorSettings
 from coordinator.store import reads
-from coordinator.store.tables import FollowUp, Target, TargetStatus, table_of
+from coordinator.store.tables import OPERATOR_PREFIX, FollowUp, Target, TargetStatus, table_of
 from coordinator.summary import site_views
 from coordinator.views import SiteStatus
 from fleetbus.client import publish
@@ -41,7 +41,6 @@ SETTLED_PHASES = OPEN_PHASES | {FollowUpPhase.DONE, FollowUpPhase.CANCELLED}
 FAILED_PHASES = (FollowUpPhase.FAILED, FollowUpPhase.TIMED_OUT, FollowUpPhase.REPLANNED)
 EXPOSURE = ExposurePlan(filter="r", exptime_s=120.0, count=3)
 NOT_FOLLOWED_MARKS = ("dismissed", "artefact")
-SAVED_BY_USER = "user:%"
 UNCONFIRMED_CANCEL = "cancelled; the site did not confirm in time"
 
 
@@ -153,7 +152,7 @@ def targets_to_follow(
             targets.c.status == TargetStatus.SOURCE.value,
             or_(
                 targets.c.confidence >= settings.followup_min_confidence,
-                targets.c.promoted_by.like(SAVED_BY_USER),
+                targets.c.promoted_by.startswith(OPERATOR_PREFIX),
             ),
             or_(targets.c.mark.is_(None), targets.c.mark.not_in(NOT_FOLLOWED_MARKS)),
             targets.c.target_id.not_in(settled),

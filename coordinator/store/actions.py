@@ -17,7 +17,7 @@ from coordinator.scheduling import outbox
 from coordinator.scheduling.dispatcher import record_request, site_states
 from coordinator.scheduling.planner import default_constraints, plan_of, site_options, why_not
 from coordinator.settings import CoordinatorSettings
-from coordinator.store.tables import FollowUp, Target, TargetStatus, table_of
+from coordinator.store.tables import OPERATOR_PREFIX, FollowUp, Target, TargetStatus, table_of
 from protos import ExposurePlan, FollowUpReprioritise
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def _decide(
     result = conn.execute(
         update(targets)
         .where(targets.c.target_id == target_id)
-        .values(status=status.value, promoted_by=f"user:{user}", promoted_at=now)
+        .values(status=status.value, promoted_by=f"{OPERATOR_PREFIX}{user}", promoted_at=now)
     )
     return result.rowcount == 1
 

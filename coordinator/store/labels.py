@@ -1,12 +1,12 @@
 """Operators' labels on detections ('real', 'bogus', 'asteroid', 'variable'), what a label makes
-of its target (saved as a source, or rejected, with its class), and the labels since a time,
-for the fleet's training samples to pull."""
+of its target (saved as a source, or rejected, with its class), and the label feed the fleet's
+training samples pull, paged by a (time, detection id) cursor."""
 
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, insert, or_, select
 
-from coordinator.source_views import LabelView, OperatorLabel
+from coordinator.source_views import LabelCursor, LabelPage, LabelView, OperatorLabel
 from coordinator.store import actions
 from coordinator.store.tables import CandidateLabel, CandidateRow, table_of
 
@@ -51,9 +51,10 @@ def label_target(
     return True
 
 
-def labels_since(conn: Connection, since: datetime, limit: int) -> list[LabelView]:
-    """Labels given at or after `since`, oldest first, at most `limit` (page on by the last
-    one's time), each with its detection and where its cutouts are."""
+def label_page(conn: Connection, after: LabelCursor, limit: int) -> LabelPage:
+    """Labels after the cursor in (time, detection id) order, at most `limit`, each with its
+    detection and where its cutouts are, and the cursor after the last of them. The time range
+    comes first so the `at` index bounds the scan."""
     rows = conn.execute(
         select(
             labels.c.message_id,
@@ -66,8 +67,13 @@ def labels_since(conn: Connection, since: datetime, limit: int) -> list[LabelVie
             candidates.c.real_bogus,
         )
         .join(candidates, candidates.c.message_id == labels.c.message_id)
-        .where(labels.c.at >= since)
+        .where(
+            labels.c.at >= after.at,
+            or_(labels.c.at > after.at, labels.c.message_id > after.message_id),
+        )
         .order_by(labels.c.at, labels.c.message_id)
         .limit(limit)
     ).all()
-    return [LabelView(**r._asdict(), cutouts_url=f"/api/cutouts/{r.message_id}") for r in rows]
+    items = [LabelView(**r._asdict(), cutouts_url=f"/api/cutouts/{r.message_id}") for r in rows]
+    last = LabelCursor(at=items[-1].at, message_id=items[-1].message_id) if items else after
+    return LabelPage(items=items, next=last.encode())

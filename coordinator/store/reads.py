@@ -114,21 +114,22 @@ def recent_labels(conn: Connection, site_id: str, limit: int) -> list[str]:
     )
 
 
+QUALITY_COLUMNS = (
+    scores.c.scored_at,
+    scores.c.label,
+    scores.c.fwhm_arcsec,
+    scores.c.background_adu,
+    scores.c.transparency,
+)
 QualityRow = Row[datetime, str, float | None, float, float | None]
-"""Time, label, seeing (arcsec), background (ADU), transparency."""
+"""Time, label, seeing (arcsec), background (ADU), transparency: `QUALITY_COLUMNS` of a frame."""
 
 
 def quality_series(conn: Connection, site_id: str, since: datetime) -> list[QualityRow]:
     """A site's frames since a time, oldest first: time, label, seeing, background, transparency."""
     return list(
         conn.execute(
-            select(
-                scores.c.scored_at,
-                scores.c.label,
-                scores.c.fwhm_arcsec,
-                scores.c.background_adu,
-                scores.c.transparency,
-            )
+            select(*QUALITY_COLUMNS)
             .where(scores.c.site_id == site_id, scores.c.scored_at >= since)
             .order_by(scores.c.scored_at)
         ).all()
@@ -352,13 +353,7 @@ def metric_series(
     """A site's frame metrics between two times as columns, oldest first; only the latest
     `max_points` frames when there are more."""
     rows = conn.execute(
-        select(
-            scores.c.scored_at,
-            scores.c.label,
-            scores.c.fwhm_arcsec,
-            scores.c.background_adu,
-            scores.c.transparency,
-        )
+        select(*QUALITY_COLUMNS)
         .where(*_frame_filters(site_id, None, None, since, until))
         .order_by(scores.c.scored_at.desc())
         .limit(max_points + 1)

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Connection, Select, func, select
+from sqlalchemy import ColumnElement, Connection, Select, func, or_, select
 
 from coordinator.source_views import (
     CandidatePage,
@@ -31,6 +31,7 @@ from coordinator.store.tables import (
     TargetStatus,
     table_of,
 )
+from protos.transients import SEARCHED_RADIUS_MAX_DEG
 
 targets = table_of(Target)
 candidates = table_of(CandidateRow)
@@ -114,27 +115,48 @@ def candidate_page(conn: Connection, chosen: CandidateFilter) -> CandidatePage:
 def nearby_sources(
     conn: Connection, positions: list[tuple[float, float]]
 ) -> list[list[NearbySource]]:
-    """For each position, the sources and tracklets within `NEARBY_RADIUS_ARCSEC`, nearest first."""
-    if not positions:
+    """For each position, the sources and tracklets within `NEARBY_RADIUS_ARCSEC`, nearest first:
+    one query for those in the positions' declination bands (index ranges of
+    `ix_targets_status_dec`), then the exact angular test."""
+    radius_deg = NEARBY_RADIUS_ARCSEC / ARCSEC_PER_DEG
+    bands = _merged([(dec - radius_deg, dec + radius_deg) for _, dec in positions])
+    if not bands:
         return []
     known = conn.execute(
         select(targets.c.target_id, targets.c.name, targets.c.status, targets.c.ra_deg,
                targets.c.dec_deg)
-        .where(targets.c.status.in_([TargetStatus.SOURCE.value, TargetStatus.TRACKLET.value]))
+        .where(
+            targets.c.status.in_([TargetStatus.SOURCE.value, TargetStatus.TRACKLET.value]),
+            or_(*[targets.c.dec_deg.between(low, high) for low, high in bands]),
+        )
     ).all()  # fmt: skip
-    if not known:
-        return [[] for _ in positions]
     ras, decs = [k.ra_deg for k in known], [k.dec_deg for k in known]
     out = []
     for ra_deg, dec_deg in positions:
-        separation = np.array(separations_deg(ra_deg, dec_deg, ras, decs)) * ARCSEC_PER_DEG
+        separations = separations_deg(ra_deg, dec_deg, ras, decs)
         near = [
-            NearbySource(target_id=k.target_id, name=k.name, status=k.status, separation_arcsec=s)
-            for k, s in zip(known, separation.tolist(), strict=True)
-            if s <= NEARBY_RADIUS_ARCSEC
+            NearbySource(
+                target_id=k.target_id,
+                name=k.name,
+                status=k.status,
+                separation_arcsec=s * ARCSEC_PER_DEG,
+            )
+            for k, s in zip(known, separations, strict=True)
+            if s * ARCSEC_PER_DEG <= NEARBY_RADIUS_ARCSEC
         ]
         out.append(sorted(near, key=lambda n: n.separation_arcsec))
     return out
+
+
+def _merged(bands: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The union of (low, high) intervals as the fewest disjoint ones, lowest first."""
+    merged: list[tuple[float, float]] = []
+    for low, high in sorted(bands):
+        if merged and low <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(high, merged[-1][1]))
+        else:
+            merged.append((low, high))
+    return merged
 
 
 def labelled_detections(conn: Connection, target_id: int) -> list[LabelledDetection]:
@@ -175,7 +197,9 @@ def upper_limits(
     conn: Connection, ra_deg: float, dec_deg: float, detected_in: set[str]
 ) -> list[UpperLimit]:
     """Searched frames whose searched area covered the position but hold no detection of it,
-    each with its limiting magnitude (sites that send one), oldest first."""
+    each with its limiting magnitude (sites that send one), oldest first: frames pointed within
+    `SEARCHED_RADIUS_MAX_DEG` in declination (an index range, `ix_frame_searches_pointing_dec`),
+    then each one's own radius, then the exact angular test."""
     rows = conn.execute(
         select(
             searches.c.site_id,
@@ -191,6 +215,9 @@ def upper_limits(
             searches.c.attempted,
             searches.c.limiting_mag.is_not(None),
             searches.c.searched_radius_deg.is_not(None),
+            searches.c.pointing_dec_deg.between(
+                dec_deg - SEARCHED_RADIUS_MAX_DEG, dec_deg + SEARCHED_RADIUS_MAX_DEG
+            ),
             func.abs(searches.c.pointing_dec_deg - dec_deg) <= searches.c.searched_radius_deg,
         )
     ).all()

@@ -137,7 +137,10 @@ class FrameSearchRow(Base):
     published) or not, and why not."""
 
     __tablename__ = "frame_searches"
-    __table_args__ = (Index("ix_frame_searches_site_time", "site_id", "searched_at"),)
+    __table_args__ = (
+        Index("ix_frame_searches_site_time", "site_id", "searched_at"),
+        Index("ix_frame_searches_pointing_dec", "pointing_dec_deg"),  # upper limits' dec band
+    )
 
     message_id: Mapped[str] = mapped_column(MESSAGE_ID, primary_key=True)
     site_id: Mapped[str] = mapped_column(SITE_ID)
@@ -187,11 +190,17 @@ class TargetStatus(StrEnum):
     REJECTED = "rejected"
 
 
+OPERATOR_PREFIX = "user:"
+"""How `Target.promoted_by` begins when an operator decided the status ('user:<name>'): that
+decision stands (fusion never changes it) and such a source is followed up."""
+
+
 class Target(Base):
     """Candidates from any site or night within the match radius, fused; what they amount to is
     its `status` (only sources are followed up)."""
 
     __tablename__ = "targets"
+    __table_args__ = (Index("ix_targets_status_dec", "status", "dec_deg"),)  # sources nearby
 
     target_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
@@ -223,7 +232,7 @@ class CandidateRow(Base):
     message_id: Mapped[str] = mapped_column(MESSAGE_ID, primary_key=True)
     site_id: Mapped[str] = mapped_column(SITE_ID)
     target_id: Mapped[int | None] = mapped_column(ForeignKey("targets.target_id"), index=True)
-    observed_at: Mapped[datetime]
+    observed_at: Mapped[datetime] = mapped_column(index=True)
     frame_sha256: Mapped[str] = mapped_column(String(64))
     frame_file_name: Mapped[str] = mapped_column(String(512))
     ra_deg: Mapped[float] = mapped_column(Float)
@@ -372,3 +381,18 @@ class ActionLogRow(Base):
     detail: Mapped[str] = mapped_column(String(256), default="")
     outcome: Mapped[str] = mapped_column(String(16))
     request_id: Mapped[str] = mapped_column(String(64))
+
+
+class FrameLabel(Base):
+    """An operator's quality label on a frame ('good', 'medium', 'bad'): all are kept, the latest
+    per frame counts, and it trains the quality model with the highest weight."""
+
+    __tablename__ = "frame_labels"
+
+    label_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    frame_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    site_id: Mapped[str] = mapped_column(SITE_ID)
+    label: Mapped[str] = mapped_column(String(8))
+    user_name: Mapped[str] = mapped_column(USER_NAME)
+    at: Mapped[datetime] = mapped_column(index=True)
+    note: Mapped[str | None] = mapped_column(String(256))

@@ -2,8 +2,8 @@
 
 Usage: python check_repository.py REPOSITORY MODEL_PY GPU_CONFIG
 
-Every version folder of every model gets the python backend's `model.py` (the one in
-training/triton/, so the image serves with the code the tests ran) and must hold a `model.pt`
+Every version folder of every model gets the python backend's `model.py` (imaging/
+triton_python_model.py, so the image serves with the code the tests ran) and must hold a `model.pt`
 whose sha256 is the manifest's; the GPU configuration goes to `<model>/configs/gpu.pbtxt`, which
 Triton loads with `--model-config-name=gpu`. Standard library only: the build stage has no
 Skyfleet installed.

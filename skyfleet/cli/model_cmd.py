@@ -1,6 +1,7 @@
 """`skyfleet model ...`: the versions in a model repository, releasing one (canary, then the
 fleet), rolling sites back to a version, the versions the sites serve, and collecting the sites'
-samples for retraining. The work is `training.release` and `training.fleet_samples`."""
+samples and the operators' labels for retraining. The work is `training.release`,
+`training.fleet_samples` and `training.fleet_labels`."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
@@ -190,18 +191,71 @@ def status(
 @app.command("samples")
 def samples(
     to: Path = typer.Option(..., "--to", help="Folder for `skyfleet train fleet --samples`."),
-    sites: str = typer.Option(..., "--sites", help="Sites, comma-separated."),
+    sites: str = typer.Option("", "--sites", help="Sites, comma-separated."),
+    labels_db: str | None = typer.Option(
+        None,
+        "--labels-db",
+        help="The coordinator's database: its operators' labels on detections become samples, "
+        "and on frames label the sites' samples of those frames.",
+    ),
     nats: str = NATS,
     nkey_file: Path | None = NKEY_FILE,
     tls_ca_file: Path | None = TLS_CA,
 ) -> None:
-    """Copy the sites' samples (their Object Store buckets) into a folder for retraining."""
+    """Copy the sites' samples (their Object Store buckets) into a folder for retraining, and
+    write the operators' labels from the console there as samples that weigh most."""
     from training.fleet_samples import download_site_samples
 
-    result = _on_hub(
-        nats, nkey_file, tls_ca_file, lambda nc: download_site_samples(nc, _sites(sites), to)
+    if not _sites(sites) and labels_db is None:
+        _fail("nothing to collect: give --sites, --labels-db or both")
+    if _sites(sites):
+        result = _on_hub(
+            nats, nkey_file, tls_ca_file, lambda nc: download_site_samples(nc, _sites(sites), to)
+        )
+        for site_id, count in result.objects.items():
+            console.print(f"{site_id}: {count // 2} samples → {to / site_id}", highlight=False)
+        for site_id, reason in result.unreachable.items():
+            console.print(f"[yellow]{site_id}: not read[/] ({reason})", highlight=False)
+    if labels_db is not None:
+        _operator_samples(labels_db, to)
+
+
+def _operator_samples(database_url: str, to: Path) -> None:
+    """The operators' labels on detections, written as real/bogus samples into `to`, and their
+    labels on frames, applied to the sites' quality samples of those frames there."""
+    from pydantic import ValidationError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from coordinator.store.engine import open_engine
+    from skyfleet.operator_labels import labelled_detections, labelled_frames
+    from training.fleet_labels import apply_frame_labels, write_operator_samples
+
+    try:
+        engine = open_engine(database_url)
+        try:
+            written = write_operator_samples(to, labelled_detections(engine))
+            applied = apply_frame_labels(to, labelled_frames(engine))
+        finally:
+            engine.dispose()
+    except (SQLAlchemyError, ValidationError) as exc:
+        _fail(f"operators' labels not read from the coordinator's database: {exc}")
+    console.print(
+        f"operators' labels: {written.written} samples {written.by_label} → {to}", highlight=False
     )
-    for site_id, count in result.objects.items():
-        console.print(f"{site_id}: {count // 2} samples → {to / site_id}", highlight=False)
-    for site_id, reason in result.unreachable.items():
-        console.print(f"[yellow]{site_id}: not read[/] ({reason})", highlight=False)
+    if written.unusable:
+        console.print(
+            f"[yellow]{len(written.unusable)} labels have no sample[/]: "
+            + "; ".join(f"{s.path}: {s.reason}" for s in written.unusable[:5]),
+            highlight=False,
+        )
+    console.print(
+        f"operators' frame labels: {applied.applied} quality samples {applied.by_label}",
+        highlight=False,
+    )
+    if applied.without_sample:
+        console.print(
+            f"[yellow]{len(applied.without_sample)} frame labels have no site sample[/] "
+            "(the centre keeps no frame tensor): "
+            + ", ".join(sha[:12] for sha in applied.without_sample[:5]),
+            highlight=False,
+        )

@@ -4,9 +4,12 @@
 pairs (if RUN_DIR/data/simulated.npz is missing: the simulation is the base), adds the real
 ZTF alerts of the training split by object (`training.realbogus.real_split`, each repeated and
 varied by `training.realbogus.real_augment`, `SKYFLEET_RB_REAL_WEIGHT` copies), fits on a local
-Ray (from `SKYFLEET_RB_INITIAL_MODEL` to fine-tune), and writes the candidate to
-RUN_DIR/candidate. The candidate is released as the next version of the model repository (the
-shipped one by default; reserved and published in one rename, `training.versions`) only if
+Ray (from `SKYFLEET_RB_INITIAL_MODEL` to fine-tune; with `SKYFLEET_RB_HOLD_SIMULATED_RECALL`,
+its real logit shifted so that it passes as many of the run's simulated validation reals at the
+threshold in force as the initial model, `training.realbogus.calibrate`), and writes the
+candidate to RUN_DIR/candidate.
+The candidate is released as the next version of the model repository (the shipped one by
+default; reserved and published in one rename, `training.versions`) only if
 `training.realbogus.real_gate` promotes it: better on the held-out real alerts and not worse on
 a fresh simulated held-out set than the serving version. docs/transients.md gives the runs
 behind each shipped version.
@@ -24,6 +27,7 @@ from imaging.transients.config import TransientSearchSettings
 from imaging.transients.realbogus import RealBogusModel, write_realbogus_model
 from training.evaluate import EpochMetrics
 from training.gate import GateVerdict
+from training.realbogus.calibrate import holding_simulated_recall
 from training.realbogus.dataset import FIRST_REAL_PAIR, Triplets, simulate_triplets
 from training.realbogus.evaluate import RocSummary, evaluate_on_ztf, summarise
 from training.realbogus.real_augment import real_triplets
@@ -50,6 +54,7 @@ class RealBogusRunReport(BaseModel):
     version: int | None
     model_dir: Path
     history: list[EpochMetrics]
+    real_logit_offset: float
     held_out: RocSummary
     held_out_reals: int
     ztf: RocSummary
@@ -61,6 +66,7 @@ class RealBogusRunReport(BaseModel):
         """(what, value) rows of the run, as `skyfleet train realbogus` prints them."""
         rows = [
             ("epochs", str(len(self.history))),
+            ("real logit offset (simulated recall held)", f"{self.real_logit_offset:.3f}"),
             ("held-out ROC AUC", _figure(self.held_out.roc_auc)),
             ("held-out reals", f"{self.held_out_reals} of {self.held_out.samples}"),
             ("real ZTF alerts ROC AUC", _figure(self.ztf.roc_auc)),
@@ -123,7 +129,9 @@ def train_realbogus(
     """Train, gate, maybe release, and evaluate one real/bogus model."""
     settings = RealBogusTrainingSettings(data_dir=run_dir / "data", run_dir=run_dir, workers=1)
     training_triplets(settings, pairs).save(settings.triplets_path)
-    network, history = fit_realbogus_on_ray(settings)
+    threshold = TransientSearchSettings().real_bogus_threshold
+    fitted, history = fit_realbogus_on_ray(settings)
+    network, offset = holding_simulated_recall(fitted, settings, threshold)
     candidate_dir = write_realbogus_model(network, run_dir / CANDIDATE_DIR, version="candidate")
     candidate, serving = RealBogusModel.load(candidate_dir), RealBogusModel.load(repository)
     held_out = simulate_triplets(
@@ -132,7 +140,6 @@ def train_realbogus(
         size_px=SIMULATED_FRAME_SIDE_PX,
         first_index=HELD_OUT_FIRST_INDEX,
     )
-    threshold = TransientSearchSettings().real_bogus_threshold
     sets = real_validation_alerts()
     real = evaluate_on_real_alerts(candidate, sets, threshold)
     serving_real = evaluate_on_real_alerts(serving, sets, threshold)
@@ -149,6 +156,7 @@ def train_realbogus(
         version=version,
         model_dir=model_dir,
         history=history,
+        real_logit_offset=offset,
         held_out=summarise(candidate.score(held_out.stamps), held_out.labels == 1),
         held_out_reals=int(np.sum(held_out.labels)),
         ztf=evaluate_on_ztf(candidate),

@@ -71,6 +71,15 @@ class RealBogusTrainingSettings(TrainingSettings):
         "fine-tune it; a freshly initialised network when unset.",
     )
 
+    hold_simulated_recall: bool = Field(
+        default=False,
+        description="Shift a fine-tune's real logit so that it passes as many of the run's "
+        "simulated validation reals at the site's threshold as `initial_model` does "
+        "(`training.realbogus.calibrate`). Off by default: the one run that did passed the gate "
+        "but let through three times the transient bench's false candidates "
+        "(docs/transients.md, *Real alerts*, run 3).",
+    )
+
     @field_validator("initial_model")
     @classmethod
     def _absolute(cls, path: Path | None) -> Path | None:

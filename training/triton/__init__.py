@@ -1,6 +1,6 @@
 """Serving the quality model through the Triton Inference Server.
 
 `repository` builds a serving repository (python backend) from an exported model,
-`python_backend_model.py` is the `model.py` Triton runs, `server` starts and stops a local
+`imaging/triton_python_model.py` is the `model.py` Triton runs, `server` starts and stops a local
 tritonserver.
 """

@@ -8,12 +8,14 @@ this module builds is the standard Triton layout for the python backend:
                                                 output "probabilities" [3] FP32, dynamic batching
     <repository>/<name>/<version>/model.pt      the exported TorchScript file, byte for byte
     <repository>/<name>/<version>/manifest.json its manifest (name, version, sha256, classes)
-    <repository>/<name>/<version>/model.py      python_backend_model.py from this package
+    <repository>/<name>/<version>/model.py      imaging/triton_python_model.py
 
 The model is verified as a site would load it before anything is written (sha256 against the
 manifest, classes, preprocessing version), and its sha256 again by `model.py` inside Triton when
 the model loads. The same version folder is what a production Triton's PyTorch backend loads
-(`model.pt`); only `config.pbtxt` differs there (see docs/triton.md).
+(`model.pt`); only `config.pbtxt` differs there (see docs/triton.md). The version policy serves
+the two newest versions, the serving one and the one before: a site that installs releases into
+its Triton loads a new version beside the serving one (`site_agent.triton_release`).
 """
 
 import shutil
@@ -23,15 +25,8 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from imaging.quality_model import (
-    MANIFEST_FILE,
-    MODEL_FILE,
-    ModelLoadError,
-    QualityModel,
-    model_version_dir,
-)
-
-PYTHON_BACKEND_MODEL = Path(__file__).with_name("python_backend_model.py")
+from imaging.quality_model import ModelLoadError, QualityModel, model_version_dir
+from imaging.triton_layout import CONFIG_FILE, place_version
 
 InstanceKind = Literal["KIND_CPU", "KIND_GPU"]
 
@@ -72,7 +67,7 @@ instance_group [
 dynamic_batching {{
   max_queue_delay_microseconds: 500
 }}
-version_policy: {{ latest: {{ num_versions: 1 }} }}
+version_policy: {{ latest: {{ num_versions: 2 }} }}
 """
 
 
@@ -116,12 +111,8 @@ def build_serving_repository(
     )
     if served.model_dir.exists():
         shutil.rmtree(served.model_dir)
-    served_version_dir = served.model_dir / str(served.version)
-    served_version_dir.mkdir(parents=True)
-    for name in (MODEL_FILE, MANIFEST_FILE):
-        shutil.copyfile(version_dir / name, served_version_dir / name)
-    shutil.copyfile(PYTHON_BACKEND_MODEL, served_version_dir / "model.py")
-    (served.model_dir / "config.pbtxt").write_text(
+    place_version(version_dir, served.model_dir / str(served.version))
+    (served.model_dir / CONFIG_FILE).write_text(
         render_python_backend_config(
             served.name, max_batch_size=max_batch_size, instance_kind=served.instance_kind
         )

@@ -1,12 +1,15 @@
 // The Site page (/sites/<site_id>): the site's status, link, weather and model; its night
 // (twilights, Moon); seeing, background and transparency against time of night; and a frame
 // browser (thumbnail, label, confidence, reasons, metrics) with filters and pages kept in the
-// URL (?label=bad&reason=seeing&since=...&until=...&limit=50&offset=0). Live: redrawn when the
-// site's frame count changes in the fleet summary.
+// URL (?label=bad&reason=seeing&since=...&until=...&limit=50&offset=0). Each frame shows the
+// operator's label that counts, and operators label it good / medium / bad (it trains the
+// quality model with the highest weight). Live: redrawn when the site's frame count changes in
+// the fleet summary.
 "use strict";
 
 const siteId = decodeURIComponent(location.pathname.split("/").filter(Boolean)[1] || "");
 const api = (path) => `/api/sites/${encodeURIComponent(siteId)}${path}`;
+const QUALITY = ["good", "medium", "bad"]; // the quality labels, as the site and operators give them
 const TWILIGHTS = [ // [from, to, shade]: darker as the Sun sinks
   ["sunset", "civil_dusk", "rgba(86, 204, 242, 0.10)"],
   ["civil_dusk", "nautical_dusk", "rgba(86, 204, 242, 0.07)"],
@@ -102,7 +105,7 @@ function renderMetrics(series) {
     ["transparency", "transparency", "y3"],
   ];
   const traces = [];
-  for (const label of ["good", "medium", "bad"]) {
+  for (const label of QUALITY) {
     const index = series.labels.flatMap((l, i) => (l === label ? [i] : []));
     panels.forEach(([key, name, yaxis], p) => traces.push({
       type: "scatter", mode: "markers", name: label, legendgroup: label, showlegend: p === 0,
@@ -124,11 +127,32 @@ function renderMetrics(series) {
   Plotly.react("metrics-plot", traces, layout, PLOT_CONFIG);
 }
 
+function operatorCell(f) {
+  const given = f.operator_label;
+  const shown = given
+    ? `<span class="operator-label label-${esc(given.label)}" title="${esc(`${given.user_name}, ${utc(given.at)}${given.note ? `: ${given.note}` : ""}`)}">${esc(given.label)}</span>`
+    : '<span class="muted">–</span>';
+  const buttons = QUALITY.map((label) =>
+    `<button type="button" class="action" data-label="${label}"${given && given.label === label ? ' aria-pressed="true"' : ""}>${label}</button>`).join("");
+  return `<td class="operator">${shown} ${buttons}</td>`;
+}
+
+async function labelFrame(row, label) {
+  const frame = row.dataset.frame;
+  try {
+    await act(`/api/frames/${encodeURIComponent(frame)}/label`, { label });
+    $("#message").textContent = `${row.dataset.file}: labelled ${label}`;
+    await loadFrames();
+  } catch (error) {
+    $("#message").textContent = `${row.dataset.file}: ${error.message}`;
+  }
+}
+
 function frameRow(f) {
   const thumb = f.has_thumbnail
     ? `<img src="/api/frames/${encodeURIComponent(f.message_id)}/thumbnail.png" alt="thumbnail of ${esc(f.file_name)}" loading="lazy">`
     : '<span class="muted">none</span>';
-  return `<tr class="row-${esc(f.label)}" data-frame="${esc(f.message_id)}">
+  return `<tr class="row-${esc(f.label)}" data-frame="${esc(f.message_id)}" data-file="${esc(f.file_name)}">
     <td class="thumb">${thumb}</td>
     <td>${esc(utc(f.observed_at || f.scored_at))}</td>
     <td>${esc(f.file_name)}</td>
@@ -139,7 +163,8 @@ function frameRow(f) {
     <td class="num">${fmt(f.background_adu, 0)}</td>
     <td class="num">${fmt(f.transparency)}</td>
     <td class="num">${f.source_count}</td>
-    <td>${esc(f.model)}</td></tr>`;
+    <td>${esc(f.model)}</td>
+    ${operatorCell(f)}</tr>`;
 }
 
 // The time inputs are read as UTC ("2026-12-03T21:00" is 21:00 UTC), as the table shows.
@@ -153,7 +178,7 @@ async function loadFrames() {
   for (const key of ["label", "reason", "since", "until", "limit"]) $(`#f-${key}`).value = chosen[key];
   const answer = await getJSON(`${api("/frames")}?${query}`);
   $("#frames tbody").innerHTML = answer.frames.map(frameRow).join("") ||
-    '<tr><td colspan="11" class="muted">no frames match</td></tr>';
+    '<tr><td colspan="12" class="muted">no frames match</td></tr>';
   const last = Math.min(answer.offset + answer.limit, answer.total);
   $("#frame-count").textContent = `${answer.total} matching`;
   $("#page-of").textContent = answer.total ? `${answer.offset + 1}–${last} of ${answer.total}` : "";
@@ -177,6 +202,10 @@ async function start() {
     event.preventDefault();
     const chosen = Object.fromEntries(["label", "reason", "since", "until", "limit"].map((k) => [k, $(`#f-${k}`).value]));
     go({ ...chosen, offset: 0 });
+  });
+  $("#frames tbody").addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-label]");
+    if (button) labelFrame(button.closest("tr"), button.dataset.label);
   });
   $("#prev").addEventListener("click", () => {
     const chosen = filters();

@@ -32,9 +32,9 @@ from protos import FrameScore, ModelRelease
 from protos.base import utc_now
 from protos.streams import COMMAND_STREAM
 from site_agent.agent import SiteAgent
-from site_agent.learning_settings import RolloutSettings, SampleSettings
-from tests.model_releases import keep_fed, release_repository
-from tests.site_agents import running_agent, site_settings, wait_until
+from site_agent.learning_settings import RolloutSettings
+from tests.model_releases import keep_fed, release_repository, release_site_settings
+from tests.site_agents import running_agent, wait_until
 from tests.site_topology import hub_sourcing, running_hub, stored_messages
 from training.release import RolloutPlan, roll_out
 
@@ -107,17 +107,9 @@ async def _measure(root: Path) -> tuple[list[dict[str, float]], list[float], lis
     outcomes: list[str] = []
     with running_hub(root / "hub") as hub:
         async with hub_sourcing(hub, ["east", "west"]) as hub_js:
+            rollout = RolloutSettings(watch_frames=WATCH_FRAMES)
             settings = [
-                site_settings(
-                    root,
-                    site_id,
-                    hub,
-                    model_dir=repository / "quality" / "5",
-                    release_public_key=public_key,
-                    search_transients=False,
-                    samples=SampleSettings(enabled=False),
-                    rollout=RolloutSettings(watch_frames=WATCH_FRAMES),
-                )
+                release_site_settings(root, site_id, hub, repository, public_key, rollout)
                 for site_id in ("east", "west")
             ]
             async with running_agent(settings[0]) as east, running_agent(settings[1]) as west:

@@ -28,14 +28,12 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple, TypeVar, cast
+from typing import TypeVar, cast
 
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy import Connection, Engine
 
 from coordinator.dead_letters import (
@@ -47,6 +45,7 @@ from coordinator.dead_letters import (
     refused_for_its_data,
 )
 from coordinator.fusion import fuse_new_candidates
+from coordinator.ingest_batches import Batch, Decoded, consumer_config, keep_in_progress
 from coordinator.site_rates import LaneRate
 from coordinator.store import writes
 from fleetbus.client import decode
@@ -144,46 +143,6 @@ class StoreWriter:
                 raise ValueError(f"no store writer for message kind {kind!r}")
 
 
-def consumer_config(
-    durable: str, filter_subject: str, batch: int, ack_wait_s: float, start_seq: int | None = None
-) -> ConsumerConfig:
-    """A durable pull consumer of the messages on `filter_subject` (one kind, of one site or of
-    every site), from the stream's start or from `start_seq`; one explicit ack acknowledges a
-    stored message (`AckPolicy.EXPLICIT`)."""
-    return ConsumerConfig(
-        durable_name=durable,
-        filter_subject=filter_subject,
-        ack_policy=AckPolicy.EXPLICIT,
-        deliver_policy=DeliverPolicy.ALL if start_seq is None else DeliverPolicy.BY_START_SEQUENCE,
-        opt_start_seq=start_seq,
-        ack_wait=ack_wait_s,
-        max_ack_pending=max(4 * batch, 1000),
-    )
-
-
-class Decoded(NamedTuple):
-    """A message that validated, with its delivery (to acknowledge or dead-letter it)."""
-
-    msg: Msg
-    message: FleetMessage
-
-
-@dataclass
-class Batch:
-    """One fetched batch on its way to the store: the messages that validated, and those held
-    back (their dead letter could not be published: they are not acknowledged, and come again
-    after the ack wait)."""
-
-    fetched: list[Msg]
-    decoded: list[Decoded] = field(default_factory=list)
-    held_back: list[Msg] = field(default_factory=list)
-
-    def to_acknowledge(self) -> list[Msg]:
-        """Every message stored or dead-lettered: all but those held back."""
-        held = {id(msg) for msg in self.held_back}
-        return [msg for msg in self.fetched if id(msg) not in held]
-
-
 class KindConsumer:
     """The ingest loop of one message kind: of every site, or of one site (`filter_subject`,
     held to its site's rate by `rate`; see `site_lanes`). Its dead letters go to
@@ -229,34 +188,42 @@ class KindConsumer:
         await puller.start()
         log.info("ingest started kind=%s durable=%s", self.kind, self.durable)
         storing: asyncio.Task[None] | None = None
-        while not stop.is_set():
-            size, prefetch = await self._fetch_size(stop)
-            if not size:
-                continue
-            try:
-                fetched = await puller.fetch(size, self.idle_wait_s, prefetch=prefetch)
-            except (nats.errors.ConnectionClosedError, nats.errors.Error) as exc:
-                log.warning("ingest fetch failed kind=%s error=%r", self.kind, exc)
-                await asyncio.sleep(self.idle_wait_s)
-                continue
-            except Exception:
-                await self._round_failed("fetch", 0, stop)
-                continue
-            if not fetched:
-                continue
-            if self.rate is not None:
-                self.rate.spend(fetched)
-            try:
-                batch = await self.decode_batch(fetched)
-            except Exception:
-                await self._round_failed("decode", len(fetched), stop)
-                continue
+        keepalive: asyncio.Task[None] | None = None
+        try:
+            while not stop.is_set():
+                size, prefetch = await self._fetch_size(stop)
+                if not size:
+                    continue
+                try:
+                    fetched = await puller.fetch(size, self.idle_wait_s, prefetch=prefetch)
+                except (nats.errors.ConnectionClosedError, nats.errors.Error) as exc:
+                    log.warning("ingest fetch failed kind=%s error=%r", self.kind, exc)
+                    await asyncio.sleep(self.idle_wait_s)
+                    continue
+                except Exception:
+                    await self._round_failed("fetch", 0, stop)
+                    continue
+                if not fetched:
+                    continue
+                if self.rate is not None:
+                    self.rate.spend(fetched)
+                keepalive = asyncio.create_task(keep_in_progress(fetched, self.ack_wait_s))
+                try:
+                    batch = await self.decode_batch(fetched)
+                except Exception:
+                    keepalive.cancel()
+                    await self._round_failed("decode", len(fetched), stop)
+                    continue
+                if storing is not None:
+                    await storing
+                storing = asyncio.create_task(self.store_and_ack(batch, stop, keepalive))
+                keepalive = None
+        finally:  # stopped, or cancelled: the batch in hand is stored, nothing is left running
+            if keepalive is not None:
+                keepalive.cancel()
             if storing is not None:
-                await storing
-            storing = asyncio.create_task(self.store_and_ack(batch, stop))
-        if storing is not None:
-            await storing
-        await puller.stop()
+                await asyncio.gather(storing, return_exceptions=True)
+            await puller.stop()
 
     async def _fetch_size(self, stop: asyncio.Event) -> tuple[int, bool]:
         """How many messages to fetch now, and whether to ask for the next batch meanwhile
@@ -291,11 +258,14 @@ class KindConsumer:
                     batch.held_back.append(msg)
         return batch
 
-    async def store_and_ack(self, batch: Batch, stop: asyncio.Event) -> None:
+    async def store_and_ack(
+        self, batch: Batch, stop: asyncio.Event, keepalive: asyncio.Task[None] | None = None
+    ) -> None:
         """Store a batch, dead-letter what the store refuses for its data, then acknowledge
         every message in it. A failure that is not about the data is retried until the store
         succeeds or the consumer stops; any other fault is logged and counted. What is not
-        acknowledged comes again after the ack wait."""
+        acknowledged comes again after the ack wait. `keepalive` (the batch's
+        `keep_in_progress`) ends with it."""
         try:
             stored = await self._store(batch, stop)
             if stored is None:
@@ -305,6 +275,9 @@ class KindConsumer:
             self.counts[self.kind] += stored
         except Exception:
             await self._round_failed("store", len(batch.fetched), stop)
+        finally:
+            if keepalive is not None:
+                keepalive.cancel()
 
     async def _store(self, batch: Batch, stop: asyncio.Event) -> int | None:
         """How many messages were stored (the others dead-lettered or held back), or None if

@@ -73,6 +73,7 @@ class KindLanes:
         self.legacy = f"{settings.consumer_prefix}-{kind}"
         """The consumer of every site of this kind (an earlier release's), and the name under
         which this kind's dead letters go."""
+        self._legacy_gone = False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start lanes as sites appear, restart those that failed, until `stop` is set."""
@@ -105,9 +106,7 @@ class KindLanes:
                 self.counts["ingest-errors"] += 1
         sites = await self.sites_with_messages() | set(self.settings.sites)
         new = sorted(sites - lanes.keys())
-        if not new:
-            return
-        start_seq = await self._legacy_start()
+        start_seq = None if self._legacy_gone else await self._legacy_start()
         for site_id in new:
             lane = self.lane(site_id, start_seq)
             await ensure_consumer(self.js, FLEET_STREAM, lane.config)
@@ -115,13 +114,14 @@ class KindLanes:
                 lane.run(stop), name=f"ingest-{self.kind}-{site_id}"
             )
             log.info("ingest lane started kind=%s site=%s", self.kind, site_id)
-        if start_seq is not None:
+        if start_seq is not None:  # also retried here, if a round's delete failed
             await self.js.delete_consumer(FLEET_STREAM, self.legacy)
             log.warning(
                 "ingest replaced consumer %s by one lane per site, from stream sequence %d",
                 self.legacy,
                 start_seq,
             )
+        self._legacy_gone = True
 
     async def sites_with_messages(self) -> set[str]:
         """The sites with messages of this kind in `FLEET` (a subject whose site token is not a

@@ -68,8 +68,10 @@ class Placement(Protocol):
         what scores with it (`ReleaseRefused`: why it cannot)."""
         ...
 
-    def keep_only(self, name: str, versions: set[str]) -> None:
-        """Remove every other version of `name` (called in a thread of its own)."""
+    def retirement(self, name: str, versions: set[str]) -> Callable[[], None]:
+        """The work (run in a thread of its own) of removing every version of `name` other
+        than `versions` that was placed before this call: a version placed meanwhile (a release
+        installed while the retirement waited) is never removed by it."""
         ...
 
 
@@ -325,9 +327,8 @@ class ModelManager:
         """Have the placement keep only the versions `keep` (in a thread: this runs on the
         event loop or the scoring worker, and a Triton reload takes seconds)."""
         if self._placement is not None:
-            threading.Thread(
-                target=self._placement.keep_only, args=(name, keep), daemon=True
-            ).start()
+            work = self._placement.retirement(name, keep)
+            threading.Thread(target=work, daemon=True).start()
 
     def _failed(self, ref: ModelRef, error: str) -> None:
         """The new model failed on a frame (the worker thread): it is rolled back already."""

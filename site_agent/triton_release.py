@@ -18,6 +18,7 @@ refuses the release with the reason; the site keeps scoring with what it has.
 import logging
 import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import tritonclient.grpc as triton_grpc
@@ -45,6 +46,9 @@ class TritonRepository:
         self.repository = repository
         self._lock = threading.Lock()
         """One change to the repository (and its load) at a time."""
+        self._placements = 0
+        """Versions placed so far (under the lock): a retirement keeps what came after it."""
+        self._placed_at: dict[tuple[str, str], int] = {}
 
     def place(self, version_dir: Path, model: QualityModel, *, beside: str) -> QualityPredictor:
         """Write the verified version into the repository, have Triton load it beside the
@@ -68,6 +72,8 @@ class TritonRepository:
                 raise ReleaseRefused(
                     f"cannot write the Triton repository {self.repository}: {exc}"
                 ) from None
+            self._placements += 1
+            self._placed_at[(ref.name, ref.version)] = self._placements
             problem = self._load(ref.name, ref.version)
             if problem is not None:
                 shutil.rmtree(model_dir / ref.version, ignore_errors=True)
@@ -78,15 +84,29 @@ class TritonRepository:
         log.info("Triton at %s serves %s version %s", self.url, ref.name, ref.version)
         return served_through_triton(self.url, model)
 
-    def keep_only(self, name: str, versions: set[str]) -> None:
-        """Remove every other version folder of `name` and have Triton unload them."""
-        with self._lock:
-            dropped = [v for v in version_folders(self.repository / name) if v not in versions]
-            if not dropped:
-                return
-            for version in dropped:
-                shutil.rmtree(self.repository / name / version, ignore_errors=True)
-            problem = self._load(name, None)
+    def retirement(self, name: str, versions: set[str]) -> Callable[[], None]:
+        """The work of removing every other version folder of `name` placed before now and
+        having Triton unload them."""
+        asked_at = self._placements
+
+        def retire() -> None:
+            with self._lock:
+                dropped = [
+                    v
+                    for v in version_folders(self.repository / name)
+                    if v not in versions and self._placed_at.get((name, v), 0) <= asked_at
+                ]
+                if dropped:
+                    self._drop(name, dropped)
+
+        return retire
+
+    def _drop(self, name: str, dropped: list[str]) -> None:
+        """Remove the version folders `dropped` and reload the model without them (under the
+        lock)."""
+        for version in dropped:
+            shutil.rmtree(self.repository / name / version, ignore_errors=True)
+        problem = self._load(name, None)
         if problem is None:
             log.info("Triton at %s no longer serves %s versions %s", self.url, name, dropped)
         else:

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 
 import numpy as np
 from pydantic import ValidationError
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from coordinator.store.frame_labels import latest_labels
-from coordinator.store.tables import CandidateLabel, CandidateRow, table_of
+from coordinator.store.labels import labels_with_stamps
 from imaging.transients.cutouts import decode
 from protos import TransientCutouts
 from training.fleet_labels import FrameLabelRecord, OperatorLabelRecord
@@ -30,25 +30,8 @@ def labelled_detections(
 ) -> Iterator[tuple[OperatorLabelRecord, np.ndarray | str]]:
     """Every operator's label with its detection's stamps `[3, 31, 31]` (or why they cannot be
     read), oldest label first."""
-    labels, candidates = table_of(CandidateLabel), table_of(CandidateRow)
-    query = (
-        select(
-            labels.c.message_id,
-            labels.c.label,
-            labels.c.user_name,
-            labels.c.at,
-            candidates.c.site_id,
-            candidates.c.frame_sha256,
-            candidates.c.frame_file_name,
-            candidates.c.real_bogus,
-            candidates.c.cutouts,
-        )
-        .join(candidates, candidates.c.message_id == labels.c.message_id)
-        .order_by(labels.c.at, labels.c.message_id)
-    )
     with engine.connect() as conn:
-        for row in conn.execution_options(yield_per=READ_BATCH).execute(query):
-            fields = row._asdict()
+        for fields in labels_with_stamps(conn, READ_BATCH):
             stamps = _stamps(fields.pop("cutouts"))
             yield OperatorLabelRecord.model_validate(fields), stamps
 

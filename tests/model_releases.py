@@ -9,12 +9,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fleetbus.server import EmbeddedNats
 from imaging.model_signature import SIGNATURE_FILE, sign_version
 from imaging.quality_model import MANIFEST_FILE, read_manifest, write_model
 from imaging.shipped_models import SHIPPED_QUALITY_MODEL_DIR
 from protos import QualityLabel
 from site_agent.agent import SiteAgent
-from tests.site_agents import simulated_frames
+from site_agent.learning_settings import RolloutSettings, SampleSettings
+from site_agent.settings import SiteAgentSettings
+from tests.site_agents import simulated_frames, site_settings
 
 
 class AlwaysBad(nn.Module):
@@ -23,6 +26,30 @@ class AlwaysBad(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = torch.tensor([-4.0, -4.0, 4.0])
         return logits.expand(x.shape[0], 3) + 0.0 * x.mean()
+
+
+def release_site_settings(
+    root: Path,
+    site_id: str,
+    hub: EmbeddedNats,
+    repository: Path,
+    public_key: str,
+    rollout: RolloutSettings,
+    **overrides: object,
+) -> SiteAgentSettings:
+    """A site agent of a release test: serving version 5 of `repository`, trusting the fleet's
+    release key, no transient search and no samples (a release is what is watched)."""
+    return site_settings(
+        root,
+        site_id,
+        hub,
+        model_dir=repository / "quality" / "5",
+        release_public_key=public_key,
+        search_transients=False,
+        samples=SampleSettings(enabled=False),
+        rollout=rollout,
+        **overrides,
+    )
 
 
 def release_repository(root: Path, seed: str) -> Path:

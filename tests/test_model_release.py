@@ -17,11 +17,11 @@ from fleetbus.tasks import cancel_and_wait
 from imaging.model_signature import sign_version
 from protos import FrameScore, ModelRef, ModelRelease, stable_message_id
 from protos.streams import COMMAND_STREAM
-from site_agent.learning_settings import RolloutSettings, SampleSettings
+from site_agent.learning_settings import RolloutSettings
 from site_agent.model_manager import ModelManager, ServingModel
 from skyfleet.cli.main import app
-from tests.model_releases import keep_fed, release_repository
-from tests.site_agents import running_agent, site_settings, wait_until
+from tests.model_releases import keep_fed, release_repository, release_site_settings
+from tests.site_agents import running_agent, wait_until
 from tests.site_topology import hub_sourcing, join, running_hub, stored_messages
 from training.release import (
     ReleaseError,
@@ -46,15 +46,8 @@ def fleet_keys(tmp_path):
 
 
 def _site(tmp_path, site_id, hub, repository, public_key):
-    return site_settings(
-        tmp_path,
-        site_id,
-        hub,
-        model_dir=repository / "quality" / "5",
-        release_public_key=public_key,
-        search_transients=False,
-        samples=SampleSettings(enabled=False),
-        rollout=RolloutSettings(watch_frames=3),
+    return release_site_settings(
+        tmp_path, site_id, hub, repository, public_key, RolloutSettings(watch_frames=3)
     )
 
 

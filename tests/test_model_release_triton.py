@@ -20,11 +20,11 @@ from imaging.triton_layout import version_folders
 from protos import FrameScore, ModelRelease
 from protos.streams import COMMAND_STREAM
 from site_agent.learning import SiteLearning
-from site_agent.learning_settings import RolloutSettings, SampleSettings
+from site_agent.learning_settings import RolloutSettings
 from site_agent.release_fetch import ReleaseRefused
 from site_agent.telemetry import AgentMetrics
 from site_agent.triton_release import TritonRepository
-from tests.model_releases import keep_fed, release_repository
+from tests.model_releases import keep_fed, release_repository, release_site_settings
 from tests.site_agents import running_agent, site_settings, wait_until
 from tests.site_topology import hub_sourcing, running_hub, stored_messages
 from training.release import RolloutPlan, roll_out, served_versions
@@ -80,19 +80,16 @@ def fleet(tmp_path_factory):
 
 
 def _site(tmp_path, site_id, hub, repository, public_key, server):
-    return site_settings(
+    # wide limits over a few frames: version 6 (5's weights) on other frames of the sky is
+    # never taken for drift, while 7 (every frame bad) moves the share of bad frames by ~1
+    rollout = RolloutSettings(watch_frames=4, max_bad_fraction_shift=0.5, max_confidence_shift=0.5)
+    return release_site_settings(
         tmp_path,
         site_id,
         hub,
-        model_dir=repository / "quality" / "5",
-        release_public_key=public_key,
-        search_transients=False,
-        samples=SampleSettings(enabled=False),
-        # wide limits over a few frames: version 6 (5's weights) on other frames of the sky is
-        # never taken for drift, while 7 (every frame bad) moves the share of bad frames by ~1
-        rollout=RolloutSettings(
-            watch_frames=4, max_bad_fraction_shift=0.5, max_confidence_shift=0.5
-        ),
+        repository,
+        public_key,
+        rollout,
         triton_url=server.grpc_url,
         triton_repository=server.config.model_repository,
     )
@@ -193,3 +190,26 @@ def test_a_version_the_sites_triton_does_not_load_is_refused_and_removed(tmp_pat
     not_its_repository = TritonRepository(servers["east"].grpc_url, tmp_path / "elsewhere")
     with pytest.raises(ReleaseRefused, match=r"has no quality/config\.pbtxt"):
         not_its_repository.place(repository / "quality" / "6", model, beside="5")
+
+
+def test_a_retirement_never_removes_a_version_placed_after_it_was_asked(tmp_path, monkeypatch):
+    """A version judged healthy asks for the others to go; a release placed while that waited
+    for the repository is kept (it is about to serve). Triton's reloads are stood in for here:
+    this is the order of the repository's folders."""
+    issue_credentials(tmp_path / "keys", ["east"])
+    seed = (tmp_path / "keys" / "release.nk").read_text()
+    public_key = FleetIdentities.load(tmp_path / "keys").release_public_key
+    repository = release_repository(tmp_path / "repository", seed)
+    triton_repository = tmp_path / "triton-repository"
+    build_serving_repository(repository / "quality" / "5", triton_repository, use_gpu=False)
+    local = TritonRepository(f"127.0.0.1:{free_port()}", triton_repository)
+    monkeypatch.setattr(local, "_load", lambda name, version: None)
+    for version, beside in (("6", "5"), ("7", "6")):
+        model = QualityModel.load(repository / "quality" / version, public_key)
+        if version == "7":
+            retire = local.retirement("quality", {"6"})  # 6 healthy: asked before 7 comes
+        local.place(repository / "quality" / version, model, beside=beside)
+    retire()
+    assert version_folders(triton_repository / "quality") == ["6", "7"]
+    local.retirement("quality", {"7"})()
+    assert version_folders(triton_repository / "quality") == ["7"]

@@ -147,3 +147,15 @@ def test_a_label_whose_stamps_cannot_be_used_is_counted_with_why(tmp_path):
         "stamps of shape [3, 15, 15], expected [3, 31, 31]"
     ]
     assert not any(tmp_path.iterdir())
+
+
+def test_a_mistyped_labels_database_is_named_and_nothing_is_created(tmp_path):
+    missing = tmp_path / "var" / "coordinatr.sqlite3"
+    samples_dir = tmp_path / "samples"
+    result = CliRunner().invoke(
+        app, ["model", "samples", "--to", str(samples_dir), "--labels-db", f"sqlite:///{missing}"]
+    )
+    assert result.exit_code == 1
+    assert f"no coordinator database at {missing}" in " ".join(result.output.split())
+    assert not missing.exists() and not missing.parent.exists()
+    assert not samples_dir.exists()

@@ -1,10 +1,13 @@
 """Operators' labels on detections ('real', 'bogus', 'asteroid', 'variable'), what a label makes
 of its target (saved as a source, or rejected, with its class), and the label feed the fleet's
-training samples pull, paged by a (time, detection id) cursor."""
+training samples pull, paged by a (time, detection id) cursor, and every label with its
+detection's stamps for retraining (`labels_with_stamps`)."""
 
+from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, delete, insert, or_, select
+from sqlalchemy import Connection, Select, delete, insert, or_, select
 
 from coordinator.source_views import LabelCursor, LabelPage, LabelView, OperatorLabel
 from coordinator.store import actions
@@ -51,11 +54,10 @@ def label_target(
     return True
 
 
-def label_page(conn: Connection, after: LabelCursor, limit: int) -> LabelPage:
-    """Labels after the cursor in (time, detection id) order, at most `limit`, each with its
-    detection and where its cutouts are, and the cursor after the last of them. The time range
-    comes first so the `at` index bounds the scan."""
-    rows = conn.execute(
+def _labelled_detections(*columns: Any) -> Select[Any]:
+    """Each label with its detection's site, frame and real/bogus score, and `columns`, in
+    (time, detection id) order."""
+    return (
         select(
             labels.c.message_id,
             labels.c.label,
@@ -63,15 +65,32 @@ def label_page(conn: Connection, after: LabelCursor, limit: int) -> LabelPage:
             labels.c.at,
             candidates.c.site_id,
             candidates.c.frame_sha256,
-            candidates.c.observed_at,
             candidates.c.real_bogus,
+            *columns,
         )
         .join(candidates, candidates.c.message_id == labels.c.message_id)
+        .order_by(labels.c.at, labels.c.message_id)
+    )
+
+
+def labels_with_stamps(conn: Connection, batch: int) -> Iterator[dict[str, Any]]:
+    """Every label with its detection and the detection's stored cutouts (`cutouts`) and frame
+    file name, oldest first, streamed `batch` rows at a time (the stamps are ~11 kB each)."""
+    query = _labelled_detections(candidates.c.frame_file_name, candidates.c.cutouts)
+    for row in conn.execution_options(yield_per=batch).execute(query):
+        yield row._asdict()
+
+
+def label_page(conn: Connection, after: LabelCursor, limit: int) -> LabelPage:
+    """Labels after the cursor in (time, detection id) order, at most `limit`, each with its
+    detection and where its cutouts are, and the cursor after the last of them. The time range
+    comes first so the `at` index bounds the scan."""
+    rows = conn.execute(
+        _labelled_detections(candidates.c.observed_at)
         .where(
             labels.c.at >= after.at,
             or_(labels.c.at > after.at, labels.c.message_id > after.message_id),
         )
-        .order_by(labels.c.at, labels.c.message_id)
         .limit(limit)
     ).all()
     items = [LabelView(**r._asdict(), cutouts_url=f"/api/cutouts/{r.message_id}") for r in rows]

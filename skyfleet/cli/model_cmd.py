@@ -224,6 +224,7 @@ def _operator_samples(database_url: str, to: Path) -> None:
     """The operators' labels on detections, written as real/bogus samples into `to`, and their
     labels on frames, applied to the sites' quality samples of those frames there."""
     from pydantic import ValidationError
+    from sqlalchemy import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
     from coordinator.store.engine import open_engine
@@ -231,10 +232,14 @@ def _operator_samples(database_url: str, to: Path) -> None:
     from training.fleet_labels import apply_frame_labels, write_operator_samples
 
     try:
+        url = make_url(database_url)
+        if url.drivername.startswith("sqlite") and not Path(url.database or "").is_file():
+            _fail(f"no coordinator database at {url.database}: --labels-db names its URL")
         engine = open_engine(database_url)
         try:
+            frames = labelled_frames(engine)  # first: a store without labels writes nothing
             written = write_operator_samples(to, labelled_detections(engine))
-            applied = apply_frame_labels(to, labelled_frames(engine))
+            applied = apply_frame_labels(to, frames)
         finally:
             engine.dispose()
     except (SQLAlchemyError, ValidationError) as exc:

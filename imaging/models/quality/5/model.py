@@ -2,12 +2,14 @@
 
 This file is copied verbatim into each version folder of a serving repository
 (`<repo>/<model>/<version>/model.py`) and runs inside Triton's python-backend stub, never in
-Skyfleet's own processes. At load it checks that `model.pt`'s sha256 equals the one in the
-manifest beside it and refuses the model otherwise; it runs on CUDA when the instance is a GPU
-instance and CUDA is available, else on the CPU. Each `execute` call scores the whole dynamic
-batch of requests in one forward pass and answers per-class probabilities (softmax of the
-logits, unless the manifest says the export already ends in a softmax). A few warm-up passes at
-load keep TorchScript's profiling runs off the first requests.
+Skyfleet's own processes (it lives in the pixel library because both the export for Triton and a
+site installing a release write it, `imaging.triton_layout`; nothing imports it). At load it
+checks that `model.pt`'s sha256 equals the one in the manifest beside it and refuses the model
+otherwise; it runs on CUDA when the instance is a GPU instance and CUDA is available, else on
+the CPU. Each `execute` call scores the whole dynamic batch of requests in one forward pass and
+answers per-class probabilities (softmax of the logits, unless the manifest says the export
+already ends in a softmax). A few warm-up passes at load keep TorchScript's profiling runs off
+the first requests.
 """
 
 import hashlib

@@ -91,13 +91,15 @@ def _name(pid: int) -> str:
         owner = conf.parent.name if conf.parent.name != "nats" else conf.parent.parent.name
         return f"nats-server {owner}"  # the hub's, or a site's (.../<site>/nats/...)
     words = text.split()
+    if not words:  # forked and not yet running its command (or already gone): sampled later
+        raise ProcessLookupError(pid)
     if "-m" in words[:-1]:  # `python -m skyfleet.sky_camera ...`: the module names it
         return f"{words[words.index('-m') + 1]} {pid}"
-    command = Path(words[0]).name if words else ""
+    command = Path(words[0]).name
     if command.startswith("python") and len(words) > 1:  # a script: `python .../skyfleet demo`
         command = Path(words[1]).name
     subcommand = [word for word in words[2:3] if not word.startswith("-")]
-    return f"{' '.join([command, *subcommand])} {pid}" if command else str(pid)
+    return f"{' '.join([command, *subcommand])} {pid}"
 
 
 def _sample(pid: int) -> tuple[float, int]:

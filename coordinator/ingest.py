@@ -218,10 +218,13 @@ class KindConsumer:
                     await storing
                 storing = asyncio.create_task(self.store_and_ack(batch, stop, keepalive))
                 keepalive = None
-        finally:  # stopped, or cancelled: the batch in hand is stored, nothing is left running
+        finally:  # stopped: the batch in hand is stored; cancelled: it comes again; either
+            # way nothing is left running
             if keepalive is not None:
                 keepalive.cancel()
             if storing is not None:
+                if not stop.is_set():
+                    storing.cancel()  # unacknowledged: delivered again after the ack wait
                 await asyncio.gather(storing, return_exceptions=True)
             await puller.stop()
 

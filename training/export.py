@@ -30,13 +30,11 @@ from pydantic import BaseModel
 from imaging.fits_reader import sha256_of_file
 from imaging.model_signature import SIGNATURE_FILE, sign_version
 from imaging.quality_model import MANIFEST_FILE, MODEL_FILE, write_model
-from imaging.triton_layout import TRITON_PYTHON_MODEL
+from imaging.triton_layout import CONFIG_FILE, PYTHON_MODEL_FILE, TRITON_PYTHON_MODEL
 from training.triton.repository import render_python_backend_config
 from training.versions import VersionTakenError, publish_version, reserved_version
 
 ONNX_FILE = "model.onnx"
-TRITON_ENTRY_FILE = "model.py"
-TRITON_CONFIG_FILE = "config.pbtxt"
 INPUT_NAME = "input"
 LOGITS_NAME = "logits"
 MAX_BATCH_SIZE = 64
@@ -148,7 +146,7 @@ def export_to_repository(
                 shutil.rmtree(staging, ignore_errors=True)
     except VersionTakenError as exc:
         raise ExportError(str(exc)) from exc
-    config_path = model_dir / TRITON_CONFIG_FILE
+    config_path = model_dir / CONFIG_FILE
     config_path.write_text(
         render_python_backend_config(name, max_batch_size=MAX_BATCH_SIZE, instance_kind="KIND_CPU")
     )
@@ -193,5 +191,5 @@ def _write_checked(
     onnx_difference = _checked(
         "ONNX", reference, onnx_logits(onnx_file, verification_batch), ONNX_TOLERANCE
     )
-    shutil.copyfile(TRITON_PYTHON_MODEL, staging / TRITON_ENTRY_FILE)
+    shutil.copyfile(TRITON_PYTHON_MODEL, staging / PYTHON_MODEL_FILE)
     return torchscript_difference, onnx_difference

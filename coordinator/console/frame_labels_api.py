@@ -43,6 +43,10 @@ class FrameLabels(BaseModel):
     history: list[FrameLabelView]
 
 
+def _no_frame(message_id: str) -> HTTPException:
+    return HTTPException(404, f"no frame {message_id!r}: no site scored it")
+
+
 def frame_labels_api(engine: Engine, access: Access) -> APIRouter:
     """The frame label action (operators and admins) and a frame's labels (any reader)."""
     api = APIRouter(prefix="/api")
@@ -71,7 +75,7 @@ def frame_labels_api(engine: Engine, access: Access) -> APIRouter:
             return DONE
 
         if perform(engine, actor, what, write) == NOT_FOUND:
-            raise HTTPException(404, f"no frame {message_id!r}: no site scored it")
+            raise _no_frame(message_id)
         return written[0]
 
     @api.get("/frames/{message_id}/labels", dependencies=[Depends(access.reader)])
@@ -79,7 +83,7 @@ def frame_labels_api(engine: Engine, access: Access) -> APIRouter:
         with engine.connect() as conn:
             frame = scored_frame(conn, message_id)
             if frame is None:
-                raise HTTPException(404, f"no frame {message_id!r}: no site scored it")
+                raise _no_frame(message_id)
             history = labels_of_frame(conn, frame[1])
         return FrameLabels(
             frame_sha256=frame[1],
